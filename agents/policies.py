@@ -1,0 +1,157 @@
+"""Reference and behaviour policies for the fusion-ranking simulator (numpy, no torch).
+
+A policy maps the simulator's current batch to fusion actions in [-1, 1]^4:
+``policy(sim, obs) -> PolicyOutput(action, log_prob)``. Policies may read the
+simulator because the ranking system they model does: the myopic policy reads the
+multi-task model's predictions of the candidates, the heuristic expert additionally
+reads the *true* latent user state (which a learned policy never sees).
+
+``log_prob`` is the exact log-density of the returned action under the policy (None for
+a deterministic policy); the data pipelines store it as the behaviour log-probability.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from envs.simulator import NUM_TASKS, UserSimulator
+
+
+@dataclass
+class PolicyOutput:
+    action: np.ndarray  # (B, 4) in [-1, 1]
+    log_prob: np.ndarray | None  # (B,) log-density of the action, None if deterministic
+
+
+class Policy(Protocol):
+    def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput: ...
+
+
+def action_grid(values: tuple[float, ...] = (-1.0, 0.0, 1.0)) -> np.ndarray:
+    """All fusion actions with every task weight taken from ``values``: 3 values -> 81 actions."""
+    return np.array(list(itertools.product(values, repeat=NUM_TASKS)), dtype=np.float64)
+
+
+class RandomPolicy:
+    """Uniform actions on [-1, 1]^4; log-density -4·log 2."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
+        b = obs.shape[0]
+        return PolicyOutput(self.rng.uniform(-1.0, 1.0, (b, NUM_TASKS)),
+                            np.full(b, -NUM_TASKS * np.log(2.0)))
+
+
+class ConstantPolicy:
+    """The same fusion action for every request (the industry default of hand-tuned weights)."""
+
+    def __init__(self, action: np.ndarray | list[float]) -> None:
+        self.action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if self.action.shape != (NUM_TASKS,):
+            raise ValueError(f"ConstantPolicy action must have {NUM_TASKS} entries, got {self.action.shape}")
+
+    def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
+        return PolicyOutput(np.broadcast_to(self.action, (obs.shape[0], NUM_TASKS)).copy(), None)
+
+
+def _grid_slates(sim: UserSimulator, grid: np.ndarray) -> np.ndarray:
+    """(B, G, K) slates that each of the G grid actions would show each user."""
+    k = sim.config.slate_size
+    log_pred = np.log(sim.cand_pred + sim._log_priors)  # (B, C, 4)
+    scores = np.einsum("bck,gk->bgc", log_pred, sim.fusion_weights(grid))
+    top = np.argpartition(-scores, k - 1, axis=2)[..., :k]
+    order = np.argsort(-np.take_along_axis(scores, top, 2), axis=2)
+    return np.take_along_axis(top, order, 2)
+
+
+class MyopicGreedyPolicy:
+    """Per request, the grid action whose slate maximises the *predicted* immediate reward."""
+
+    def __init__(self, grid: np.ndarray | None = None) -> None:
+        self.grid = action_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+
+    def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
+        expected = sim.slate_expectations(_grid_slates(sim, self.grid), use_true=False)
+        return PolicyOutput(self.grid[np.argmax(expected["reward"], axis=1)], None)
+
+
+class HeuristicExpertPolicy:
+    """One-step lookahead on the *true* user state.
+
+    For each grid action it computes the true expected reward of its slate and the
+    expected change of satisfaction, and values satisfaction by the expected number of
+    remaining requests it buys: with leave probability p(s) per request and R requests
+    left, a user stays ``(1 - (1 - p)^R) / p`` more requests, each worth about the mean
+    expected reward ``r̄`` of the grid. It picks ``argmax_a E[r | a] + V(s + E[Δs | a]) - V(s)``.
+    """
+
+    def __init__(self, grid: np.ndarray | None = None, foresight: float = 1.0) -> None:
+        self.grid = action_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+        self.foresight = foresight
+
+    def _remaining_value(self, sim: UserSimulator, satisfaction: np.ndarray,
+                         remaining: np.ndarray) -> np.ndarray:
+        c = sim.config
+        hazard = 1.0 / (1.0 + np.exp(-c.leave_slope * (c.leave_threshold - satisfaction)))
+        patience = sim.state["patience"][:, None]
+        p = np.clip((c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - patience), 1e-6, 1.0)
+        return (1.0 - (1.0 - p) ** remaining) / p
+
+    def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
+        c, s = sim.config, sim.state
+        expected = sim.slate_expectations(_grid_slates(sim, self.grid), use_true=True)
+        delta = (c.satisfaction_gain * expected["utility"] - c.no_click_penalty * expected["no_click"]
+                 - c.satisfaction_decay)
+        sat = s["satisfaction"][:, None]
+        remaining = (c.max_requests - s["request"] - 1)[:, None].astype(np.float64)
+        mean_reward = expected["reward"].mean(1, keepdims=True)
+        gain = mean_reward * (self._remaining_value(sim, np.clip(sat + delta, 0, 1), remaining)
+                              - self._remaining_value(sim, sat, remaining))
+        score = expected["reward"] + self.foresight * gain
+        return PolicyOutput(self.grid[np.argmax(score, axis=1)], None)
+
+
+class GaussianNoisePolicy:
+    """A base policy plus truncated-Gaussian noise on [-1, 1]^4 with std ``sigma``.
+
+    Truncation (rather than clipping) keeps the density exact, so the recorded behaviour
+    log-probabilities are correct importance-sampling denominators.
+    """
+
+    def __init__(self, base: Policy, sigma: float, rng: np.random.Generator) -> None:
+        if sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.base, self.sigma, self.rng = base, sigma, rng
+
+    def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
+        mean = self.base(sim, obs).action
+        action = sample_truncated_normal(mean, self.sigma, self.rng)
+        return PolicyOutput(action, truncated_normal_log_prob(action, mean, self.sigma))
+
+
+def sample_truncated_normal(mean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Samples of N(mean, sigma²) truncated to [-1, 1], by inverse-CDF (exact, vectorised)."""
+
+    lo, hi = ndtr((-1.0 - mean) / sigma), ndtr((1.0 - mean) / sigma)
+    u = lo + rng.random(mean.shape) * (hi - lo)
+    return np.clip(mean + sigma * ndtri(np.clip(u, 1e-12, 1 - 1e-12)), -1.0, 1.0)
+
+
+def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float) -> np.ndarray:
+    """Sum over dimensions of the log-density of N(mean, sigma²) truncated to [-1, 1]."""
+    z = (action - mean) / sigma
+    log_norm = np.log(np.maximum(ndtr((1.0 - mean) / sigma) - ndtr((-1.0 - mean) / sigma), 1e-300))
+    log_density = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - log_norm
+    return log_density.sum(-1)
+
+
+__all__ = ["PolicyOutput", "Policy", "action_grid", "RandomPolicy", "ConstantPolicy",
+           "MyopicGreedyPolicy", "HeuristicExpertPolicy", "GaussianNoisePolicy",
+           "sample_truncated_normal", "truncated_normal_log_prob"]

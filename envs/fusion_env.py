@@ -1,0 +1,155 @@
+"""``FusionRankingEnv``: one recommender choosing fusion weights per request (PettingZoo).
+
+A thin B = 1 adapter over :class:`envs.simulator.UserSimulator`; see that module for the
+user model, the observation layout and the fusion formula. One episode is one session
+of one simulated user.
+
+- agent: ``"recommender"``; action ``Box(-1, 1, (4,), float32)`` — fusion actions for
+  (click, like, share, watch); values outside [-1, 1] are clipped, NaN/inf raise.
+- observation: ``Box(0, 1, (obs_dim,), float32)`` (33 entries with the default config).
+- reward: engagement = Σ reward_weights · (clicks, likes, shares, watch minutes).
+- termination: the user leaves; truncation: ``max_requests`` requests served.
+- info: ``components`` (the four behaviours), ``true_utility`` (evaluation only),
+  ``satisfaction`` (latent, evaluation only).
+
+``FusionRankingGymEnv`` is the Gymnasium single-agent view of the same episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
+
+from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+
+AGENT = "recommender"
+
+
+def make_spaces(config: SimulatorConfig) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
+    """The recommender's (observation, action) spaces for a simulator configuration."""
+    obs = gymnasium.spaces.Box(0.0, 1.0, (config.obs_dim,), np.float32)
+    act = gymnasium.spaces.Box(-1.0, 1.0, (NUM_TASKS,), np.float32)
+    return obs, act
+
+
+def validate_action(action: Any, space: gymnasium.spaces.Box, name: str = AGENT) -> np.ndarray:
+    """Return the action as a (1, dim) float64 array, clipped to the space; raise on bad input."""
+    try:
+        array = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"action for {name!r} is not numeric: {action!r}") from error
+    if array.shape != space.shape:
+        raise ValueError(f"action for {name!r} must have shape {space.shape}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"action for {name!r} contains NaN or infinite values: {array}")
+    return np.clip(array, space.low, space.high)[None, :]
+
+
+def _info(result, index: int = 0) -> dict[str, Any]:
+    info = result.info
+    return {
+        "components": info["components"][index].copy(),
+        "true_utility": float(info["true_utility"][index]),
+        "satisfaction": float(info["satisfaction"][index]),
+    }
+
+
+class FusionRankingEnv(ParallelEnv):
+    """PettingZoo Parallel env with the single agent ``"recommender"``."""
+
+    metadata = {"name": "fusion_ranking_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, config: SimulatorConfig | None = None, render_mode: str | None = None,
+                 **config_overrides: Any) -> None:
+        if config is None:
+            config = SimulatorConfig(**config_overrides)
+        elif config_overrides:
+            raise ValueError("pass either a SimulatorConfig or keyword overrides, not both")
+        self.config = config
+        self.render_mode = render_mode
+        self.sim = UserSimulator(config)
+        self.possible_agents = [AGENT]
+        self.agents: list[str] = []
+        obs_space, act_space = make_spaces(config)
+        self.observation_spaces = {AGENT: obs_space}
+        self.action_spaces = {AGENT: act_space}
+        self._rng: np.random.Generator | None = None
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        obs = self.sim.reset(1, self._rng)
+        self.agents = self.possible_agents[:]
+        return {AGENT: obs[0]}, {AGENT: {}}
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise ValueError("step() called after the episode ended; call reset() first")
+        if not isinstance(actions, dict) or set(actions) != {AGENT}:
+            keys = list(actions) if isinstance(actions, dict) else type(actions).__name__
+            raise ValueError(f"actions must be a dict with the single key {AGENT!r}, got {keys}")
+        action = validate_action(actions[AGENT], self.action_spaces[AGENT])
+        result = self.sim.step(action)
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        if terminated or truncated:
+            self.agents = []
+        return ({AGENT: result.observation[0]}, {AGENT: float(result.reward[0])},
+                {AGENT: terminated}, {AGENT: truncated}, {AGENT: _info(result)})
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def parallel_env(**kwargs: Any) -> FusionRankingEnv:
+    return FusionRankingEnv(**kwargs)
+
+
+def env(**kwargs: Any):
+    """The AEC form (through ``parallel_to_aec``), for AEC clients."""
+    return parallel_to_aec(FusionRankingEnv(**kwargs))
+
+
+raw_env = env
+
+
+class FusionRankingGymEnv(gymnasium.Env):
+    """Gymnasium single-agent view of one session (for SB3 and other single-agent libraries)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: SimulatorConfig | None = None, render_mode: str | None = None,
+                 **config_overrides: Any) -> None:
+        if config is None:
+            config = SimulatorConfig(**config_overrides)
+        self.config = config
+        self.render_mode = render_mode
+        self.sim = UserSimulator(config)
+        self.observation_space, self.action_space = make_spaces(config)
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs = self.sim.reset(1, self.np_random)
+        self._done = False
+        return obs[0], {}
+
+    def step(self, action: Any):
+        if self._done:
+            raise ValueError("step() called after the episode ended; call reset() first")
+        result = self.sim.step(validate_action(action, self.action_space, "action"))
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        self._done = terminated or truncated
+        return result.observation[0], float(result.reward[0]), terminated, truncated, _info(result)
