@@ -1,0 +1,83 @@
+"""Collect an :class:`OfflineDataset` by running a behaviour policy on a batched simulator.
+
+``marl_rec`` does not import ``envs``: the simulator is passed in and only needs the
+batched-core interface of ``envs.simulator.UserSimulator`` (``reset(B, rng)``,
+``step(action) -> result`` with ``observation/reward/terminated/truncated/info``,
+``done``, ``reset_users(mask)``). A policy is ``policy(sim, obs)`` returning an object with
+``action`` (B, k) and ``log_prob`` (B,) or None (``agents.policies.PolicyOutput``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from marl_rec.algos.base import ActionSpec
+from marl_rec.data.dataset import OfflineDataset
+
+
+def collect(sim: Any, policy: Callable[[Any, np.ndarray], Any], num_transitions: int,
+            rng: np.random.Generator, batch_size: int = 1024,
+            component_names: tuple[str, ...] = ("click", "like", "share", "watch"),
+            metadata: dict[str, Any] | None = None) -> OfflineDataset:
+    """Run ``policy`` on ``batch_size`` parallel users (replacing each user who finishes a
+    session with a new one) until at least ``num_transitions`` transitions of *complete*
+    sessions are logged. Returns the complete sessions only, each contiguous."""
+    if num_transitions < 1:
+        raise ValueError(f"num_transitions must be >= 1, got {num_transitions}")
+    obs = sim.reset(batch_size, rng)
+    slot_episode = np.arange(batch_size)
+    next_episode = batch_size
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "episode", "obs", "action", "reward", "next_obs", "terminal", "truncation", "log_prob",
+        "components")}
+    completed = 0
+    has_log_prob = True
+    while completed < num_transitions:
+        out = policy(sim, obs)
+        action = np.asarray(getattr(out, "action", out), dtype=np.float32)
+        log_prob = getattr(out, "log_prob", None)
+        has_log_prob &= log_prob is not None
+        result = sim.step(action)
+        active = result.info["active"]
+        columns["episode"].append(slot_episode[active])
+        columns["obs"].append(obs[active])
+        columns["action"].append(action[active])
+        columns["reward"].append(result.reward[active].astype(np.float32))
+        columns["next_obs"].append(result.observation[active])
+        columns["terminal"].append(result.terminated[active])
+        columns["truncation"].append(result.truncated[active])
+        columns["log_prob"].append(np.zeros(int(active.sum()), np.float32) if log_prob is None
+                                   else np.asarray(log_prob, np.float32)[active])
+        columns["components"].append(result.info["components"][active].astype(np.float32))
+        ended = result.terminated | result.truncated
+        if ended.any():
+            completed += int(sim.state["request"][ended].sum())  # their session lengths
+            n_ended = int(ended.sum())
+            slot_episode[ended] = np.arange(next_episode, next_episode + n_ended)
+            next_episode += n_ended
+            obs = sim.reset_users(ended)
+        else:
+            obs = result.observation
+    episode = np.concatenate(columns["episode"])
+    finished = np.concatenate(columns["terminal"]) | np.concatenate(columns["truncation"])
+    done_episodes = np.unique(episode[finished])
+    keep = np.isin(episode, done_episodes)
+    order = np.argsort(episode[keep], kind="stable")  # contiguous episodes, time order kept
+
+    def gather(name: str) -> np.ndarray:
+        return np.concatenate(columns[name])[keep][order]
+
+    episode_sorted = episode[keep][order]
+    starts = np.ones(len(episode_sorted), dtype=bool)
+    starts[1:] = episode_sorted[1:] != episode_sorted[:-1]
+    return OfflineDataset(
+        observations=gather("obs"), actions=gather("action"), rewards=gather("reward"),
+        next_observations=gather("next_obs"), terminals=gather("terminal"),
+        truncations=gather("truncation"), episode_starts=starts,
+        action_spec=ActionSpec("continuous", dim=action.shape[1]),
+        behaviour_log_probs=gather("log_prob") if has_log_prob else None,
+        reward_components=gather("components"), component_names=list(component_names),
+        metadata=dict(metadata or {}),
+    )
