@@ -18,12 +18,19 @@ reward_components     float32 (N, c)   per-behaviour rewards (click, like, ...),
 
 Every episode is a contiguous run that starts where ``episode_starts`` is True and ends
 with a terminal or truncated transition. The action space is explicit (:class:`ActionSpec`).
+
+On disk a dataset is a folder of ``.npy`` columns plus ``metadata.json``
+(:meth:`OfflineDataset.save` / :meth:`OfflineDataset.load`, see :mod:`marl_rec.data.storage`).
+Episode-level helpers (:meth:`~OfflineDataset.concatenate`, :meth:`~OfflineDataset.subset_episodes`,
+:meth:`~OfflineDataset.split_episodes`, :meth:`~OfflineDataset.with_rewards`) return new
+datasets and never modify the one they are called on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +40,19 @@ from marl_rec.algos.base import ActionSpec, Batch
 REQUIRED_COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals",
                     "truncations", "episode_starts")
 OPTIONAL_COLUMNS = ("behaviour_log_probs", "reward_components")
+_CHUNK_BYTES = 1 << 26  # finiteness is checked in ~64 MiB blocks so memory-mapped columns stay lazy
+
+
+def first_non_finite_row(column: np.ndarray) -> int | None:
+    """Row of the first NaN/inf in ``column`` (None if all finite), scanning in blocks so a
+    memory-mapped column larger than memory is never materialised whole."""
+    row_bytes = max(1, column.itemsize * int(np.prod(column.shape[1:], dtype=np.int64)))
+    step = max(1, _CHUNK_BYTES // row_bytes)
+    for start in range(0, len(column), step):
+        finite = np.isfinite(column[start:start + step])
+        if not finite.all():
+            return start + int(np.argwhere(~finite)[0][0])
+    return None
 
 
 @dataclass
@@ -91,9 +111,10 @@ class OfflineDataset:
         for name in ("observations", "actions", "rewards", "next_observations",
                      "behaviour_log_probs", "reward_components"):
             column = getattr(self, name)
-            if column is not None and np.issubdtype(column.dtype, np.floating) and not np.all(np.isfinite(column)):
-                bad = int(np.argwhere(~np.isfinite(column))[0][0])
-                raise ValueError(f"column {name!r} contains NaN or infinite values (first at row {bad})")
+            if column is not None and np.issubdtype(column.dtype, np.floating):
+                bad = first_non_finite_row(column)
+                if bad is not None:
+                    raise ValueError(f"column {name!r} contains NaN or infinite values (first at row {bad})")
         if self.reward_components is not None and self.component_names and \
                 self.reward_components.shape[1:] != (len(self.component_names),):
             raise ValueError(f"column 'reward_components' has shape {self.reward_components.shape}, "
@@ -132,6 +153,159 @@ class OfflineDataset:
 
     def initial_observations(self) -> np.ndarray:
         return self.observations[self.episode_starts]
+
+    @property
+    def num_episodes(self) -> int:
+        return int(np.count_nonzero(self.episode_starts))
+
+    # --------------------------------------------------------------- storage
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write the dataset atomically as a folder of ``.npy`` columns + ``metadata.json``
+        (see :func:`marl_rec.data.storage.save_dataset`)."""
+        from marl_rec.data.storage import save_dataset
+        return save_dataset(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool | None = None, verify_checksums: bool = True) -> OfflineDataset:
+        """Load and validate a saved dataset; ``mmap=None`` memory-maps it when it is large
+        (see :func:`marl_rec.data.storage.load_dataset`)."""
+        from marl_rec.data.storage import load_dataset
+        return load_dataset(path, mmap=mmap, verify_checksums=verify_checksums)
+
+    # ------------------------------------------------------ episode helpers
+    def _replace(self, rows: np.ndarray | slice | None = None, **overrides: Any) -> OfflineDataset:
+        """A new dataset with the columns gathered at ``rows`` (all rows if None) and some
+        fields replaced; validated on construction like any other."""
+        def take(column: np.ndarray | None) -> np.ndarray | None:
+            return column if column is None or rows is None else column[rows]
+
+        fields = dict(
+            observations=take(self.observations), actions=take(self.actions),
+            rewards=take(self.rewards), next_observations=take(self.next_observations),
+            terminals=take(self.terminals), truncations=take(self.truncations),
+            episode_starts=take(self.episode_starts), action_spec=self.action_spec,
+            behaviour_log_probs=take(self.behaviour_log_probs),
+            reward_components=take(self.reward_components),
+            component_names=list(self.component_names), metadata=dict(self.metadata))
+        fields.update(overrides)
+        return OfflineDataset(**fields)
+
+    def episode_rows(self, episode_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Row indices of the given episodes, in the order given."""
+        bounds = self.episode_bounds()
+        index = np.asarray(episode_indices)
+        if index.dtype == np.bool_:
+            if index.shape != (len(bounds),):
+                raise ValueError(f"episode mask has shape {index.shape}, expected ({len(bounds)},)")
+            index = np.flatnonzero(index)
+        if index.ndim != 1 or not (index.size == 0 or np.issubdtype(index.dtype, np.integer)):
+            raise ValueError(f"episode indices must be a 1-D integer array or boolean mask, got "
+                             f"{index.dtype} {index.shape}")
+        if index.size == 0:
+            raise ValueError("no episodes selected: a dataset needs at least one episode")
+        if index.min() < -len(bounds) or index.max() >= len(bounds):
+            raise ValueError(f"episode index out of range: the dataset has {len(bounds)} episodes, "
+                             f"got indices in [{index.min()}, {index.max()}]")
+        selected = bounds[index]
+        lengths = selected[:, 1] - selected[:, 0]
+        # rows = start of its episode + offset inside it, without a Python loop over episodes
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return np.repeat(selected[:, 0], lengths) + offsets
+
+    def subset_episodes(self, episode_indices: Sequence[int] | np.ndarray) -> OfflineDataset:
+        """A new dataset holding the given episodes (integer indices or a boolean mask over
+        episodes), in the order given. Columns are copied, so the result is in memory even
+        when this dataset is memory-mapped."""
+        return self._replace(self.episode_rows(episode_indices))
+
+    def split_episodes(self, fraction: float, rng: np.random.Generator) -> tuple[OfflineDataset, OfflineDataset]:
+        """Split whole episodes at random into (first, second) with ``round(fraction * E)``
+        episodes in the first (e.g. train / validation); each part keeps episode order."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        num_episodes = self.num_episodes
+        num_first = int(round(fraction * num_episodes))
+        if not 0 < num_first < num_episodes:
+            raise ValueError(f"fraction={fraction} of {num_episodes} episodes leaves one split empty")
+        permutation = rng.permutation(num_episodes)
+        return (self.subset_episodes(np.sort(permutation[:num_first])),
+                self.subset_episodes(np.sort(permutation[num_first:])))
+
+    def with_rewards(self, new_rewards: np.ndarray, source: str = "relabelled") -> OfflineDataset:
+        """The same transitions with ``rewards`` replaced (reward learning relabels data this
+        way). Other columns are shared, not copied; ``metadata['reward_source']`` records
+        ``source``. The original rewards remain in this dataset."""
+        rewards = np.asarray(new_rewards)
+        if rewards.shape != self.rewards.shape:
+            raise ValueError(f"new rewards have shape {rewards.shape}, expected {self.rewards.shape}")
+        if not np.issubdtype(rewards.dtype, np.number) or np.issubdtype(rewards.dtype, np.complexfloating):
+            raise ValueError(f"new rewards must be real numbers, got dtype {rewards.dtype}")
+        return self._replace(rewards=rewards.astype(np.float32),
+                             metadata={**self.metadata, "reward_source": source})
+
+    @classmethod
+    def concatenate(cls, datasets: Sequence[OfflineDataset]) -> OfflineDataset:
+        """Episodes of all ``datasets`` one after another (e.g. ``mixed`` = random + expert).
+
+        Action spaces, observation sizes and component names must agree. An optional column
+        (behaviour log-probs, reward components) is kept only if every part has it; the
+        result's ``metadata`` lists each part's metadata under ``parts``."""
+        datasets = list(datasets)
+        if not datasets:
+            raise ValueError("concatenate needs at least one dataset")
+        first = datasets[0]
+        for i, other in enumerate(datasets[1:], start=1):
+            if other.action_spec != first.action_spec:
+                raise ValueError(f"dataset {i} has action_spec {other.action_spec}, dataset 0 has {first.action_spec}")
+            if other.obs_dim != first.obs_dim:
+                raise ValueError(f"dataset {i} has obs_dim {other.obs_dim}, dataset 0 has {first.obs_dim}")
+
+        def joined(name: str) -> np.ndarray | None:
+            columns = [getattr(d, name) for d in datasets]
+            return None if any(c is None for c in columns) else np.concatenate(columns)
+
+        components = joined("reward_components")
+        names = list(first.component_names) if components is not None else []
+        if components is not None:
+            for i, other in enumerate(datasets[1:], start=1):
+                if list(other.component_names) != names:
+                    raise ValueError(f"dataset {i} has component_names {other.component_names}, dataset 0 has {names}")
+        return cls(
+            observations=joined("observations"), actions=joined("actions"), rewards=joined("rewards"),
+            next_observations=joined("next_observations"), terminals=joined("terminals"),
+            truncations=joined("truncations"), episode_starts=joined("episode_starts"),
+            action_spec=first.action_spec, behaviour_log_probs=joined("behaviour_log_probs"),
+            reward_components=components, component_names=names,
+            metadata={"parts": [dict(d.metadata) for d in datasets]})
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-Python statistics (JSON-serialisable) for logs and reports."""
+        returns = self.episode_returns()
+        lengths = np.diff(self.episode_bounds(), axis=1)[:, 0]
+        ends = self.episode_bounds()[:, 1] - 1
+        out: dict[str, Any] = {
+            "num_transitions": len(self), "num_episodes": self.num_episodes,
+            "obs_dim": self.obs_dim, "action_spec": self.action_spec.to_dict(),
+            "episode_length": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())},
+            "episode_return": {"mean": float(returns.mean()), "std": float(returns.std()),
+                               "min": float(returns.min()), "max": float(returns.max())},
+            "reward": {"mean": float(np.mean(self.rewards)), "std": float(np.std(self.rewards))},
+            "terminal_episode_fraction": float(np.mean(self.terminals[ends])),
+            "has_behaviour_log_probs": self.behaviour_log_probs is not None,
+            "nbytes": int(sum(getattr(self, n).nbytes for n in REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+                              if getattr(self, n) is not None)),
+        }
+        if self.action_spec.discrete:
+            counts = np.bincount(self.actions, minlength=self.action_spec.num_actions)
+            out["action_frequency"] = (counts / len(self)).tolist()
+        else:
+            out["action_mean"] = np.mean(self.actions, axis=0, dtype=np.float64).tolist()
+            out["action_std"] = np.std(self.actions, axis=0, dtype=np.float64).tolist()
+        if self.reward_components is not None:
+            means = np.mean(self.reward_components, axis=0, dtype=np.float64).tolist()
+            names = self.component_names or [f"component_{i}" for i in range(len(means))]
+            out["component_mean"] = dict(zip(names, means))
+        return out
 
 
 class TensorSampler:

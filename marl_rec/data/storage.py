@@ -1,0 +1,243 @@
+"""Saving and loading :class:`OfflineDataset` as a folder of ``.npy`` columns.
+
+Layout of a saved dataset ``path/``::
+
+    metadata.json          format name and version, length, action spec, component names,
+                           the user metadata, and per column: file, dtype, shape, sha256
+    observations.npy       one plain .npy file per column (no pickles)
+    actions.npy
+    ...
+
+Why a folder of ``.npy`` files: each column can be memory-mapped on its own, so a dataset
+larger than memory loads lazily (``np.load(mmap_mode=...)``), and any tool that reads
+numpy reads it. ``metadata.json`` is written last, so a folder without it is never taken
+for a dataset.
+
+Atomicity: everything is written to a hidden sibling folder ``.NAME.tmp-XXXX`` and fsynced,
+then renamed into place. Replacing an existing dataset renames the old one aside
+(``.NAME.old-XXXX``), renames the new one in and only then deletes the old one: an
+interrupted save never leaves a half-written dataset at ``path`` and never destroys the
+previous one before the new one is complete. (A crash exactly between the two renames
+leaves the previous dataset in the ``.old-`` sibling; :func:`load_dataset` says so.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marl_rec.algos.base import ActionSpec
+from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, OfflineDataset
+
+FORMAT_NAME = "marl_rec.offline_dataset"
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+#: datasets whose columns together exceed this many bytes are memory-mapped when ``mmap=None``
+MMAP_THRESHOLD_BYTES = 1 << 30
+
+# the dtype kind each column must have on disk ("f" floating, "b" bool, "i" signed integer)
+_FLOAT_COLUMNS = ("observations", "rewards", "next_observations", "behaviour_log_probs", "reward_components")
+_BOOL_COLUMNS = ("terminals", "truncations", "episode_starts")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_column(file: Path, array: np.ndarray) -> None:
+    """One column as a plain ``.npy`` file, flushed to disk."""
+    with open(file, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    try:
+        return json.loads((path / METADATA_FILE).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def save_dataset(dataset: OfflineDataset, path: str | Path, overwrite: bool = True) -> Path:
+    """Write ``dataset`` to the folder ``path`` atomically (see the module docstring).
+
+    An existing folder at ``path`` is replaced only if it is a saved dataset and
+    ``overwrite`` is True; anything else there raises ``FileExistsError`` untouched.
+    ``dataset.metadata`` must be JSON-serialisable. Returns the path.
+    """
+    path = Path(path)
+    dataset.validate()  # columns are mutable arrays: never write a dataset that no longer validates
+    try:
+        user_metadata = json.loads(json.dumps(dataset.metadata, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"dataset.metadata must be JSON-serialisable (no NaN/inf): {error}") from error
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
+        if not _is_saved_dataset(path):
+            raise FileExistsError(f"{path} exists and is not a saved dataset: refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = path.parent / f".{path.name}.tmp-{token}"
+    tmp.mkdir()
+    try:
+        columns: dict[str, Any] = {}
+        for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+            array = getattr(dataset, name)
+            if array is None:
+                continue
+            file = tmp / f"{name}.npy"
+            _write_column(file, array)
+            columns[name] = {"file": file.name, "dtype": array.dtype.str, "shape": list(array.shape),
+                             "sha256": _file_sha256(file)}
+        metadata = {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+            "num_transitions": len(dataset), "num_episodes": dataset.num_episodes,
+            "action_spec": dataset.action_spec.to_dict(),
+            "component_names": list(dataset.component_names),
+            "metadata": user_metadata, "columns": columns,
+        }
+        with open(tmp / METADATA_FILE, "w") as f:
+            json.dump(metadata, f, indent=2, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{token}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            _fsync_dir(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+            _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _missing_dataset_message(path: Path) -> str:
+    backups = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.exists() else []
+    hint = f"; an interrupted save left the previous dataset at {backups[-1]}" if backups else ""
+    return f"no saved dataset at {path}{hint}"
+
+
+def load_dataset(path: str | Path, mmap: bool | None = None, verify_checksums: bool = True,
+                 mmap_threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> OfflineDataset:
+    """Load and validate the dataset saved at ``path``.
+
+    mmap: True memory-maps every column, False reads them into memory, None memory-maps
+    when the column files together exceed ``mmap_threshold_bytes``. Memory maps are
+    copy-on-write (``mmap_mode="c"``): arrays are writable but writes never reach the files.
+    verify_checksums: compare each file's sha256 with the one recorded at save time (reads
+    every file once; turn off for very large trusted datasets).
+
+    Raises FileNotFoundError for a missing folder or column file and ValueError naming the
+    column for a corrupted file, a dtype or shape that disagrees with the metadata, or a
+    dataset that fails validation (NaN rewards, inconsistent episodes, ...).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(_missing_dataset_message(path))
+    meta_file = path / METADATA_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{meta_file} is missing: {path} is not a saved dataset "
+                                f"(or its save did not finish)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{meta_file} is corrupted (not valid JSON): {error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{meta_file} is not marl_rec dataset metadata (field 'format' is not {FORMAT_NAME!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_file}: unsupported format_version {meta.get('format_version')!r} "
+                         f"(this version of marl_rec reads {FORMAT_VERSION})")
+    for key in ("num_transitions", "action_spec", "component_names", "metadata", "columns"):
+        if key not in meta:
+            raise ValueError(f"{meta_file} is missing the field {key!r}")
+    try:
+        action_spec = ActionSpec(**meta["action_spec"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{meta_file}: invalid 'action_spec' {meta['action_spec']!r}: {error}") from error
+    columns_meta: dict[str, dict[str, Any]] = meta["columns"]
+    for name in REQUIRED_COLUMNS:
+        if name not in columns_meta:
+            raise ValueError(f"{meta_file} lists no column {name!r}")
+    unknown = set(columns_meta) - set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+    if unknown:
+        raise ValueError(f"{meta_file} lists unknown columns {sorted(unknown)}")
+    files = {name: path / f"{name}.npy" for name in columns_meta}
+    for name, file in files.items():
+        if columns_meta[name].get("file") != file.name:
+            raise ValueError(f"{meta_file}: column {name!r} must be stored in {file.name!r}, "
+                             f"metadata says {columns_meta[name].get('file')!r}")
+        if not file.is_file():
+            raise FileNotFoundError(f"column {name!r}: file {file} is missing")
+    if mmap is None:
+        mmap = sum(f.stat().st_size for f in files.values()) > mmap_threshold_bytes
+
+    num_rows = meta["num_transitions"]
+    arrays: dict[str, np.ndarray] = {}
+    for name, file in files.items():
+        column = columns_meta[name]
+        if verify_checksums and "sha256" in column and _file_sha256(file) != column["sha256"]:
+            raise ValueError(f"column {name!r}: file {file} is corrupted (sha256 differs from the one "
+                             f"recorded when the dataset was saved)")
+        try:
+            array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: {error}") from error
+        if array.dtype.str != column.get("dtype"):
+            raise ValueError(f"column {name!r}: file {file} has dtype {array.dtype.str}, metadata says "
+                             f"{column.get('dtype')!r}")
+        if list(array.shape) != column.get("shape"):
+            raise ValueError(f"column {name!r}: file {file} has shape {list(array.shape)}, metadata says "
+                             f"{column.get('shape')!r}")
+        if len(array) != num_rows:
+            raise ValueError(f"column {name!r} has {len(array)} rows, metadata says num_transitions={num_rows}")
+        arrays[name] = array
+    _check_dtypes_and_actions(arrays, action_spec)
+    try:
+        return OfflineDataset(**arrays, action_spec=action_spec, component_names=list(meta["component_names"]),
+                              metadata=dict(meta["metadata"]))
+    except ValueError as error:
+        raise ValueError(f"dataset at {path} is invalid: {error}") from error
+
+
+def _check_dtypes_and_actions(arrays: dict[str, np.ndarray], action_spec: ActionSpec) -> None:
+    """Column dtype kinds and the action shape must match what the metadata promises."""
+    for name in _FLOAT_COLUMNS:
+        if name in arrays and arrays[name].dtype.kind != "f":
+            raise ValueError(f"column {name!r} must be floating point, got dtype {arrays[name].dtype}")
+    for name in _BOOL_COLUMNS:
+        if arrays[name].dtype != np.bool_:
+            raise ValueError(f"column {name!r} must be bool, got dtype {arrays[name].dtype}")
+    actions = arrays["actions"]
+    if action_spec.discrete:
+        if actions.ndim != 1 or actions.dtype.kind not in "iu":
+            raise ValueError(f"column 'actions' must be 1-D integers for the metadata's discrete action space "
+                             f"({action_spec.num_actions} actions), got {actions.dtype} {actions.shape}")
+    elif actions.ndim != 2 or actions.shape[1] != action_spec.dim or actions.dtype.kind != "f":
+        raise ValueError(f"column 'actions' has {actions.dtype} shape {actions.shape}, but the metadata's "
+                         f"action_spec is continuous with dim={action_spec.dim}")
