@@ -8,6 +8,7 @@ bmm) network; on a GPU batching wins — see bench/updates.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,7 +23,7 @@ def mlp(input_dim: int, hidden: Sequence[int], output_dim: int, dropout: float =
     for width in hidden:
         layers += [nn.Linear(last, width), nn.ReLU()]
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(GeneratorDropout(dropout))
         last = width
     layers.append(nn.Linear(last, output_dim))
     if output_activation is not None:
@@ -54,6 +55,14 @@ class CriticEnsemble(nn.Module):
             return torch.stack([critic(x) for critic in self.critics])
         return torch.stack([critic(x).squeeze(-1) for critic in self.critics])
 
+    def single(self, obs: torch.Tensor, action: torch.Tensor | None = None, index: int = 0) -> torch.Tensor:
+        """One member only: (B,) continuous, (B, num_actions) discrete. The actor losses of
+        TD3/BCQ use Q_1 alone; evaluating one critic instead of all halves that cost."""
+        critic = self.critics[index]
+        if self.discrete:
+            return critic(obs)
+        return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
 
 class DeterministicActor(nn.Module):
     """a = max_action · tanh(MLP(s)) (DDPG, TD3, BC)."""
@@ -67,7 +76,137 @@ class DeterministicActor(nn.Module):
         return self.max_action * self.net(obs)
 
 
+class PerturbationActor(nn.Module):
+    """BCQ's perturbation model ξ_φ(s, a): a + Φ·max_action·tanh(MLP(s, a)), clipped to the box.
+
+    It nudges an action proposed by the generative model within ±Φ·max_action, so the policy
+    stays close to the data (Fujimoto et al., 2019, Φ = 0.05)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], phi: float,
+                 max_action: float = 1.0) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + action_dim, hidden, action_dim, output_activation=nn.Tanh())
+        self.phi, self.max_action = phi, max_action
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        perturbation = (self.phi * self.max_action) * self.net(torch.cat([obs, action], dim=-1))
+        return (action + perturbation).clamp(-self.max_action, self.max_action)
+
+
+class ConditionalVAE(nn.Module):
+    """Generative model of the logged actions G(a | s) (BCQ's VAE).
+
+    Encoder MLP(s, a) -> (mean, log_std) of z (log_std clamped to [-4, 15] for stability);
+    decoder MLP(s, z) -> max_action·tanh(·). Sampling draws z ~ N(0, I) clipped to
+    [-latent_clip, latent_clip], which keeps proposals near the mode of the data."""
+
+    def __init__(self, obs_dim: int, action_dim: int, latent_dim: int, hidden: Sequence[int],
+                 max_action: float = 1.0, latent_clip: float = 0.5) -> None:
+        super().__init__()
+        self.encoder = mlp(obs_dim + action_dim, hidden[:-1], hidden[-1]) if len(hidden) > 1 else \
+            nn.Linear(obs_dim + action_dim, hidden[-1])
+        self.mean = nn.Linear(hidden[-1], latent_dim)
+        self.log_std = nn.Linear(hidden[-1], latent_dim)
+        self.decoder = mlp(obs_dim + latent_dim, hidden, action_dim, output_activation=nn.Tanh())
+        self.latent_dim, self.max_action, self.latent_clip = latent_dim, max_action, latent_clip
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction, latent mean and latent log-std of (s, a) (reparameterised sample)."""
+        h = torch.relu(self.encoder(torch.cat([obs, action], dim=-1)))
+        mean, log_std = self.mean(h), self.log_std(h).clamp(-4.0, 15.0)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return self.decode(obs, mean + log_std.exp() * noise), mean, log_std
+
+    def decode(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return self.max_action * self.decoder(torch.cat([obs, latent], dim=-1))
+
+    def sample_latent(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu",
+                      ) -> torch.Tensor:
+        z = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        return z.clamp_(-self.latent_clip, self.latent_clip)
+
+
+def init_linear_(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-initialise every ``nn.Linear`` in ``module`` exactly as PyTorch's default does, but
+    drawing from ``generator`` (so networks depend on the algorithm's seed, not on global RNG
+    state). Returns ``module``."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+                if layer.bias is not None:
+                    bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return module
+
+
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging target ← (1 - τ)·target + τ·source, fused over all parameters."""
     with torch.no_grad():
         torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+class GeneratorDropout(nn.Dropout):
+    """``nn.Dropout`` whose masks come from an explicit ``torch.Generator`` once one is set.
+
+    Without a generator it is exactly ``nn.Dropout`` (global RNG). UWAC's MC-dropout critic
+    sets the algorithm's generator (``CriticEnsemble.set_dropout_generator``) so that its
+    dropout masks, like all its other sampling, are reproducible from the algorithm's seed."""
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.generator is None or not self.training or self.p == 0.0:
+            return super().forward(x)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep.div_(1.0 - self.p)
+
+
+def set_dropout_generator(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Make every ``GeneratorDropout`` inside ``module`` draw its masks from ``generator``."""
+    for layer in module.modules():
+        if isinstance(layer, GeneratorDropout):
+            layer.generator = generator
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's squashed Gaussian policy (CQL): a = center + half_range · tanh(u), u ~ N(μ(s), σ(s)²).
+
+    ``forward`` returns the sampled action and its exact log-density under the squashed
+    distribution (tanh change of variables, computed stably as 2·(log 2 − u − softplus(−2u)),
+    plus the affine rescaling to [low, high]); with ``deterministic=True`` it returns the
+    mode-like action center + half_range · tanh(μ) and a log-density of None."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int],
+                 low: float = -1.0, high: float = 1.0) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+        self.action_dim = action_dim
+        self.center, self.half_range = (high + low) / 2.0, (high - low) / 2.0
+        self._log_constant = action_dim * (0.5 * math.log(2.0 * math.pi) + math.log(self.half_range))
+
+    def _distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def _squash_log_prob(self, noise: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))  # log(1 - tanh(u)²)
+        return (-0.5 * noise.square() - log_std - log_det).sum(-1) - self._log_constant
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mean, log_std = self._distribution(obs)
+        if deterministic:
+            return self.center + self.half_range * torch.tanh(mean), None
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = mean + log_std.exp() * noise
+        return self.center + self.half_range * torch.tanh(u), self._squash_log_prob(noise, log_std, u)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """(B,) log-density of given actions (e.g. the logged ones, for a BC warm start)."""
+        mean, log_std = self._distribution(obs)
+        u = torch.atanh(((action - self.center) / self.half_range).clamp(-1.0 + eps, 1.0 - eps))
+        return self._squash_log_prob((u - mean) / log_std.exp(), log_std, u)
