@@ -185,7 +185,8 @@ def _open_table(source: Any, needed: Callable[[list[str]], list[str]], delimiter
             except ImportError as error:
                 raise ImportError("reading Parquet logs needs pyarrow: pip install 'marl-rec[parquet]' "
                                   "(or convert the table to CSV)") from error
-            return _arrow_table(pq.read_table(path), path.name), str(path)
+            columns = needed(list(pq.read_schema(path).names))  # read only the columns the schema uses
+            return _arrow_table(pq.read_table(path, columns=columns), path.name), str(path)
         if suffix in (".csv", ".tsv", ".txt"):
             return _read_csv(path, needed, delimiter or ("\t" if suffix == ".tsv" else ",")), str(path)
         raise ValueError(f"unsupported logged-session file type {suffix!r} for {path} (use .csv, .tsv or .parquet)")
@@ -291,12 +292,13 @@ def _resolve_columns(schema: LoggedSessionSchema, names: list[str]) -> dict[str,
         for column in columns:
             if column not in names:
                 raise ValueError(f"column {column!r} ({role} in the schema) is missing; the table has columns {names}")
-    claimed: dict[str, str] = {}
-    for role in ("session", "step", "state", "next_state", "action"):
+    claimed: dict[str, str] = {}  # a column has one role (the reward may also be a component)
+    for role in ("session", "step", "state", "next_state", "action", "propensity", "terminal", "truncated",
+                 "component", "reward"):
         for column in roles[role]:
-            if column in claimed:
+            if column in claimed and {claimed[column], role} != {"component", "reward"}:
                 raise ValueError(f"column {column!r} is used both as {claimed[column]} and as {role}")
-            claimed[column] = role
+            claimed.setdefault(column, role)
     if roles["next_state"] and len(roles["next_state"]) != len(roles["state"]):
         raise ValueError(f"{len(roles['next_state'])} next-state columns for {len(roles['state'])} state columns")
     if schema.action_kind == "discrete" and len(roles["action"]) != 1:
@@ -328,7 +330,7 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
     if same.any():
         i = int(np.flatnonzero(same)[0])
         raise ValueError(f"column {schema.step_column!r}: step {step[i]:g} appears twice in session "
-                         f"{session_ids[session[i]]!r} ({label(int(order[i]))} and {label(int(order[i + 1]))})")
+                         f"{session_ids[session[i]].item()!r} ({label(int(order[i]))} and {label(int(order[i + 1]))})")
 
     def matrix(columns: list[str]) -> np.ndarray:
         return np.stack([_numeric(table, c)[order] for c in columns], axis=1)
@@ -381,7 +383,7 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
         early = flags & ~last
         if early.any():
             i = int(np.flatnonzero(early)[0])
-            raise ValueError(f"column {column!r}, {label(int(order[i]))}: session {session_ids[session[i]]!r} is "
+            raise ValueError(f"column {column!r}, {label(int(order[i]))}: session {session_ids[session[i]].item()!r} is "
                              f"marked {kind} at step {step[i]:g} but continues at step {step[i + 1]:g}")
         flagged[kind] = flags
     if len(flagged) == 2 and (both := flagged["terminal"] & flagged["truncated"]).any():
