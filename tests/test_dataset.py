@@ -425,7 +425,7 @@ def test_d3rlpy_round_trip_and_transitions(discrete: bool) -> None:
         assert np.array_equal(np.reshape(t.action, -1), np.reshape(dataset.actions[row], -1))
         assert t.reward[0] == dataset.rewards[row]
         assert t.terminal == float(dataset.terminals[row])
-        expected_next = 0.0 * dataset.next_observations[row] if dataset.terminals[row] else dataset.next_observations[row]
+        expected_next = dataset.next_observations[row] * (0.0 if dataset.terminals[row] else 1.0)
         assert np.array_equal(t.next_observation, expected_next)
     back = from_d3rlpy(mdp, dataset.action_spec)
     for name in ("observations", "actions", "rewards", "terminals", "truncations", "episode_starts"):

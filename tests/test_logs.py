@@ -161,24 +161,35 @@ def table_with(**changes: object) -> dict[str, np.ndarray]:
     return columns
 
 
+def obj(*values: object) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
 @pytest.mark.parametrize("changes, schema_changes, message", [
     ({"watch": None}, {}, "column 'watch' \\(component in the schema\\) is missing; the table has columns"),
     ({"s_b": [0, 0, np.nan, 0, 0, 0]}, {}, "column 's_b', row 2: missing value \\(NaN\\)"),
     ({"act0": [0, 0, 0, np.inf, 0, 0]}, {}, "column 'act0', row 3: .* is not finite"),
-    ({"click": np.array(["1", "0", "x", "1", "0", "1"], dtype=object)}, {}, "column 'click', row 2: 'x' is not a number"),
-    ({"click": np.array([1, 0, None, 1, 0, 1], dtype=object)}, {}, "column 'click', row 2: missing value"),
-    ({"step": [1, 0, 1, 2, 0, 1]}, {}, "column 'step': step 1 appears twice in session 'u1' \\(row 0 and row 2\\)"),
-    ({"prop": [0.5, 0.25, 0.0, 0.5, 1, 1]}, {}, "column 'prop', row 2: propensity 0 is not a probability in \\(0, 1\\]"),
+    ({"click": obj("1", "0", "x", "1", "0", "1")}, {}, "column 'click', row 2: 'x' is not a number"),
+    ({"click": obj(1, 0, None, 1, 0, 1)}, {}, "column 'click', row 2: missing value"),
+    ({"step": [1, 0, 1, 2, 0, 1]}, {},
+     "column 'step': step 1 appears twice in session 'u1' \\(row 0 and row 2\\)"),
+    ({"prop": [0.5, 0.25, 0.0, 0.5, 1, 1]}, {},
+     "column 'prop', row 2: propensity 0 is not a probability in \\(0, 1\\]"),
     ({"prop": [0.5, 1.5, 1.0, 0.5, 1, 1]}, {}, "column 'prop', row 1: propensity 1.5 is not a probability"),
-    ({"left": [1, 1, 0, 1, 0, 0]}, {}, "column 'left', row 0: session 'u1' is marked terminal at step 1 but continues"),
-    ({"left": np.array(["0", "1", "0", "maybe", "0", "0"], dtype=object)}, {}, "column 'left', row 3: 'maybe' is not a flag"),
-    ({"act1": [0, 0, 0, 0, 0, 1.5]}, {}, "column 'act1', row 5: 1.5 is outside the action range \\[-1.0, 1.0\\]"),
-    ({"session_id": np.array(["u1", None, "u1", "u1", "u3", "u3"], dtype=object)}, {}, "column 'session_id', row 1: missing session id"),
-    ({"cut": [0, 1, 0, 0, 0, 0]}, {"truncated_column": "cut"}, "row 1: marked both terminal \\('left'\\) and truncated \\('cut'\\)"),
+    ({"left": [1, 1, 0, 1, 0, 0]}, {},
+     "column 'left', row 0: session 'u1' is marked terminal at step 1 but continues"),
+    ({"left": obj("0", "1", "0", "maybe", "0", "0")}, {}, "column 'left', row 3: 'maybe' is not a flag"),
+    ({"act1": [0, 0, 0, 0, 0, 1.5]}, {},
+     "column 'act1', row 5: 1.5 is outside the action range \\[-1.0, 1.0\\]"),
+    ({"session_id": obj("u1", None, "u1", "u1", "u3", "u3")}, {}, "column 'session_id', row 1: missing session id"),
+    ({"cut": [0, 1, 0, 0, 0, 0]}, {"truncated_column": "cut"},
+     "row 1: marked both terminal \\('left'\\) and truncated \\('cut'\\)"),
     ({}, {"state_prefix": "z_"}, "no column starts with state_prefix='z_'"),
-    ({}, {"state_prefix": None, "state_columns": ("s_a", "act0")}, "column 'act0' is used both as state and as action"),
+    ({}, {"state_prefix": None, "state_columns": ("s_a", "act0")},
+     "column 'act0' is used both as state and as action"),
     ({}, {"state_prefix": "s"}, "column 'session_id' is used both as session and as state"),
-    ({}, {"action_prefix": None, "action_columns": ("act0", "watch")}, "column 'watch' is used both as action and as component"),
+    ({}, {"action_prefix": None, "action_columns": ("act0", "watch")},
+     "column 'watch' is used both as action and as component"),
 ])
 def test_violations_name_column_and_row(changes: dict, schema_changes: dict, message: str) -> None:
     schema = LoggedSessionSchema(**{**SCHEMA.__dict__, **schema_changes})
@@ -243,7 +254,8 @@ def test_parquet_nulls_are_named() -> None:
           component_columns=("c",)), "exactly one of reward_column and reward_weights"),
     (dict(state_prefix="s_", action_prefix="a", reward_weights=(1.0, 2.0), component_columns=("c",)),
      "2 weights for 1 component_columns"),
-    (dict(state_prefix="s_", state_columns=("x",), action_prefix="a", reward_column="r"), "state_columns and state_prefix"),
+    (dict(state_prefix="s_", state_columns=("x",), action_prefix="a", reward_column="r"),
+     "state_columns and state_prefix"),
     (dict(state_prefix="s_", reward_column="r"), "action_columns and action_prefix"),
     (dict(state_prefix="s_", action_prefix="a", reward_column="r", action_kind="discrete"), "num_actions must be >= 2"),
     (dict(state_prefix="s_", action_prefix="a", reward_column="r", propensity_kind="odds"), "propensity_kind"),

@@ -43,20 +43,21 @@ Row order. Sessions keep the order in which they first appear in the table; rows
 by step within a session. Every violation raises ``ValueError`` naming the column and row
 (row = 0-based data row of the input table; for CSV also the line of the file).
 
-CSV is read with the ``csv`` module (no pandas), in Python: roughly 10-20k rows of ~40
-columns per second, fine for samples and tests; for millions of rows use Parquet, which
-needs ``pyarrow`` (the ``marl-rec[parquet]`` extra) and is over 10x faster. In-memory tables: a ``pyarrow.Table``, a pandas/polars
-DataFrame, or a mapping from column name to a 1-D array.
+CSV is read with the ``csv`` module (no pandas), in Python: about 10k rows of 42 columns
+per second on a busy 2-core machine, fine for samples and tests; for millions of rows use
+Parquet, which needs ``pyarrow`` (the ``marl-rec[parquet]`` extra) and imported the same
+table about 15x faster. In-memory tables: a ``pyarrow.Table``, a pandas/polars DataFrame,
+or a mapping from column name to a 1-D array.
 """
 
 from __future__ import annotations
 
 import csv
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -107,9 +108,11 @@ class LoggedSessionSchema:
             raise ValueError(f"LoggedSessionSchema.action_kind must be 'continuous' or 'discrete', "
                              f"got {self.action_kind!r}")
         if self.action_kind == "discrete" and self.num_actions < 2:
-            raise ValueError(f"LoggedSessionSchema.num_actions must be >= 2 for discrete actions, got {self.num_actions}")
+            raise ValueError(f"LoggedSessionSchema.num_actions must be >= 2 for discrete actions, "
+                             f"got {self.num_actions}")
         if self.action_kind == "continuous" and not self.action_low < self.action_high:
-            raise ValueError(f"LoggedSessionSchema: action_low={self.action_low} must be < action_high={self.action_high}")
+            raise ValueError(f"LoggedSessionSchema: action_low={self.action_low} must be < "
+                             f"action_high={self.action_high}")
         if (self.reward_column is None) == (self.reward_weights is None):
             raise ValueError("LoggedSessionSchema: give exactly one of reward_column and reward_weights")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.component_columns):
@@ -212,7 +215,8 @@ def _open_table(source: Any, needed: Callable[[list[str]], list[str]], delimiter
 
 # ------------------------------------------------------------ conversions
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)
+    blank = isinstance(value, str) and not value.strip()
+    return value is None or blank or (isinstance(value, float) and value != value)
 
 
 def _numeric(table: _Table, name: str) -> np.ndarray:
@@ -261,7 +265,8 @@ def _session_codes(table: _Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(per-row session number in order of first appearance, the session ids)."""
     raw = table.column(name)
     if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
-        raise ValueError(f"column {name!r}, {table.row_label(int(np.flatnonzero(~np.isfinite(raw))[0]))}: missing value")
+        row = int(np.flatnonzero(~np.isfinite(raw))[0])
+        raise ValueError(f"column {name!r}, {table.row_label(row)}: missing session id")
     if raw.dtype.kind in "OU":
         for i, value in enumerate(raw):
             if _missing(value):
@@ -387,8 +392,9 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
         early = flags & ~last
         if early.any():
             i = int(np.flatnonzero(early)[0])
-            raise ValueError(f"column {column!r}, {label(int(order[i]))}: session {session_ids[session[i]].item()!r} is "
-                             f"marked {kind} at step {step[i]:g} but continues at step {step[i + 1]:g}")
+            session_id = session_ids[session[i]].item()
+            raise ValueError(f"column {column!r}, {label(int(order[i]))}: session {session_id!r} is marked {kind} "
+                             f"at step {step[i]:g} but continues at step {step[i + 1]:g}")
         flagged[kind] = flags
     if len(flagged) == 2 and (both := flagged["terminal"] & flagged["truncated"]).any():
         i = int(np.flatnonzero(both)[0])

@@ -181,6 +181,8 @@ def load_dataset(path: str | Path, mmap: bool | None = None, verify_checksums: b
     except (TypeError, ValueError) as error:
         raise ValueError(f"{meta_file}: invalid 'action_spec' {meta['action_spec']!r}: {error}") from error
     columns_meta: dict[str, dict[str, Any]] = meta["columns"]
+    if not isinstance(columns_meta, dict) or not all(isinstance(c, dict) for c in columns_meta.values()):
+        raise ValueError(f"{meta_file}: field 'columns' must map each column name to its description")
     for name in REQUIRED_COLUMNS:
         if name not in columns_meta:
             raise ValueError(f"{meta_file} lists no column {name!r}")
