@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -137,35 +138,63 @@ def small_simulator() -> UserSimulator:
 
 
 def make_algorithm(name: str = "tiny_td3", seed: int = 0, hidden: tuple[int, ...] = (32, 32)) -> OfflineAlgorithm:
-    """Network weights are drawn from the global torch RNG: seed it first (as an entry point does)."""
-    torch.manual_seed(seed)
+    """``tiny_td3`` (this file; its weights come from the global torch RNG, seeded here as an
+    entry point would) or a registered algorithm ("td3", "bc", ...) with ``hidden`` layers."""
     spec = ActionSpec("continuous", dim=ACTION_DIM)
     if name == "tiny_td3":
+        torch.manual_seed(seed)
         return TinyTD3(OBS_DIM, spec, TinyTD3Config(hidden=hidden), seed=seed)
-    from marl_rec.algos.registry import make_algorithm as make_registered  # once the algorithms land
+    from marl_rec.algos.registry import ALGORITHMS
+    from marl_rec.algos.registry import make_algorithm as make_registered
 
-    return make_registered(name, OBS_DIM, spec, preset="rec", seed=seed, hidden=hidden)
+    sizes = {f.name: hidden for f in dataclasses.fields(ALGORITHMS[name][1]) if f.name.endswith("_hidden")}
+    return make_registered(name, OBS_DIM, spec, preset="rec", seed=seed, **sizes)
+
+
+def train(run_dir: str | Path, algo: str = "td3", hidden: tuple[int, ...] = (32, 32), num_updates: int = 600,
+          checkpoint_every: int = 50, log_every: int = 25, eval_every: int = 200,
+          resume: bool = False) -> tuple[OfflineAlgorithm, dict[str, float]]:
+    """One training run (fresh or resumed) on the synthetic dataset; returns the algorithm and final metrics."""
+    torch.set_num_threads(1)
+    algorithm = make_algorithm(algo, hidden=hidden)
+    config = TrainerConfig(num_updates=num_updates, batch_size=64, eval_every=eval_every,
+                           checkpoint_every=checkpoint_every, log_every=log_every,
+                           q_divergence_bound=1e6, seed=0, progress=False)
+    trainer = Trainer(algorithm, synthetic_dataset(), config, run_dir,
+                      evaluators=[SimulatorEvaluator(small_simulator, num_users=8, seed=1)])
+    return algorithm, trainer.fit(resume=resume)
+
+
+def assert_states_equal(a: Any, b: Any, path: str = "state") -> None:
+    """Nested state dicts are equal: same keys, bit-identical tensors (and dtypes), equal values."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            assert_states_equal(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_states_equal(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir")
-    parser.add_argument("--algo", default="tiny_td3")
-    parser.add_argument("--num-updates", type=int, default=3000)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--algo", default="td3", help="tiny_td3 or a registered algorithm")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
+    parser.add_argument("--num-updates", type=int, default=600)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="save the final algorithm state and metrics here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    algorithm = make_algorithm(args.algo)
-    config = TrainerConfig(num_updates=args.num_updates, batch_size=64, eval_every=args.eval_every,
-                           checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                           q_divergence_bound=1e6, seed=0, progress=False)
-    trainer = Trainer(algorithm, synthetic_dataset(), config, args.run_dir,
-                      evaluators=[SimulatorEvaluator(small_simulator, num_users=8, seed=1)])
-    final = trainer.fit(resume=args.resume)
+    algorithm, final = train(args.run_dir, args.algo, tuple(args.hidden), args.num_updates, args.checkpoint_every,
+                             args.log_every, args.eval_every, args.resume)
     if args.out:
         torch.save({"state": algorithm.state_dict(), "final": final}, args.out)
     print(json.dumps(final))
