@@ -8,8 +8,11 @@ import pettingzoo
 # (id, "module:factory" for the parallel form, "module:factory" for the AEC form)
 PARALLEL_ENVS = [
     ("marl_rec/FusionRanking-v0", "envs.fusion_env:parallel_env", "envs.fusion_env:env"),
+    ("marl_rec/JointRecAds-v0", "envs.joint_rec_ads:parallel_env", "envs.joint_rec_ads:env"),
 ]
-AEC_ENVS: list[tuple[str, str]] = []
+AEC_ENVS: list[tuple[str, str]] = [
+    ("marl_rec/HierarchicalInterest-v0", "envs.hierarchical:env"),
+]
 GYM_ENVS = [("marl_rec/FusionRankingGym-v0", "envs.fusion_env:FusionRankingGymEnv")]
 
 

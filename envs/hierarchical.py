@@ -1,0 +1,413 @@
+"""``HierarchicalInterestEnv``: long-term and short-term controllers over one user's lifetime.
+
+One episode is the *lifetime* of one simulated user: a sequence of sessions of
+:class:`envs.simulator.UserSimulator`. Two agents act at two time scales (PettingZoo AEC):
+
+``"long_term"`` — acts **once per session**, at its start (the semi-MDP level)
+    Observation ``Box(0, 1, (obs_dim + 6,), float32)``: the simulator observation at the
+    session start, then ``LIFETIME_FEATURES`` (sessions so far / ``max_sessions``, the last
+    session's length / ``max_requests``, its engagement per request / the maximum possible
+    per request, its mean achieved goal (2), whether it ended because the user left).
+    Action ``Box(-1, 1, (2,), float32)``: the session's *goal* ``g = (a + 1) / 2`` in
+    [0, 1]² (:func:`goal_from_action`), the two entries named in ``GOAL_NAMES``:
+
+    - ``click_level``: target mean predicted p̂(click) of the slates served;
+    - ``quality_level``: target mean predicted p̂(like | click) of the slates served.
+
+    The two pull against each other: clickbait draws clicks and earns engagement now, but
+    lowers satisfaction, which shortens the session and — through the retention model —
+    lowers the chance the user comes back. Quality (p̂(like | click) tracks an item's true
+    utility, correlation ≈ 0.77 on the reference world) keeps satisfaction up. The goal
+    is the long-term controller's lever on that trade-off.
+    Reward: the session's engagement, plus ``return_bonus`` when the user comes back. It
+    is booked through ``_cumulative_rewards``: ``last()`` for ``"long_term"`` is exactly
+    its return since it last acted (the whole session, bonus included).
+
+``"short_term"`` — acts on **every request** with fusion weights
+    Observation ``Box(0, 1, (obs_dim + 2,), float32)``: the simulator observation followed
+    by the current goal. Action ``Box(-1, 1, (4,), float32)``: fusion actions as in
+    :class:`envs.fusion_env.FusionRankingEnv`.
+    Reward: the request's engagement plus ``goal_reward_weight · goal_reward(achieved, g)``
+    with ``goal_reward = -mean|achieved - g|`` ∈ [-1, 0]; ``achieved`` (the slate's mean
+    predicted click and like probabilities, :func:`slate_goal_statistics`) is known when
+    the slate is ranked, so the short-term controller can follow the goal precisely, and
+    a learner can relabel goals with ``info["achieved_goal"]``.
+
+Turn order: ``long_term`` → ``short_term`` × (requests of the session) → ``long_term`` → …
+When a session ends (the user leaves, or ``max_requests`` requests), the user comes back
+with the simulator's ``return_probability`` (its retention model: a sigmoid of the
+lifetime satisfaction) and :meth:`UserSimulator.start_new_sessions` begins the next
+session; otherwise the user churns and both agents are *terminated*. After
+``max_sessions`` sessions a returning user ends the episode by *truncation*.
+
+:func:`run_lifetimes` runs whole lifetimes for a batch of users under a (goal policy,
+short-term policy) pair — the simulator's ground truth for retention (sessions per user),
+lifetime engagement and session length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import gymnasium
+import numpy as np
+from pettingzoo import AECEnv
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
+
+from envs.fusion_env import make_spaces, validate_action
+from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+
+LONG_TERM = "long_term"
+SHORT_TERM = "short_term"
+GOAL_NAMES: tuple[str, ...] = ("click_level", "quality_level")
+GOAL_DIM = len(GOAL_NAMES)
+LIFETIME_FEATURES: tuple[str, ...] = (
+    "session_fraction", "last_session_length", "last_session_engagement",
+    "last_achieved_click_level", "last_achieved_quality_level", "last_session_user_left")
+
+
+@dataclass(frozen=True)
+class HierarchicalConfig:
+    """Lifetime and reward settings of the hierarchical environment.
+
+    ``return_bonus`` defaults to 0 so that the long-term rewards of a lifetime sum to its
+    engagement (the evaluation objective); churn already ends the episode, so retention
+    enters the long-term return through the sessions it adds. A positive bonus rewards a
+    return explicitly (shaping).
+    """
+
+    max_sessions: int = 20
+    return_bonus: float = 0.0
+    goal_reward_weight: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_sessions, (int, np.integer)) or self.max_sessions < 1:
+            raise ValueError(f"HierarchicalConfig.max_sessions must be an int >= 1, got {self.max_sessions!r}")
+        for name in ("return_bonus", "goal_reward_weight"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"HierarchicalConfig.{name} must be finite and >= 0, got {value!r}")
+
+
+def split_overrides(overrides: dict[str, Any], *classes: type) -> list[dict[str, Any]]:
+    """Route keyword overrides to the dataclass that has a field of that name (first wins);
+    an unknown key raises a ValueError naming it and the accepted keys."""
+    names = [{f.name for f in fields(cls)} for cls in classes]
+    routed: list[dict[str, Any]] = [{} for _ in classes]
+    for key, value in overrides.items():
+        for index, accepted in enumerate(names):
+            if key in accepted:
+                routed[index][key] = value
+                break
+        else:
+            known = sorted(set().union(*names))
+            raise ValueError(f"unknown option {key!r}; accepted options: {known}")
+    return routed
+
+
+def goal_from_action(action: np.ndarray) -> np.ndarray:
+    """Map long-term actions in [-1, 1]^2 (clipped) to goals in [0, 1]^2: ``g = (a + 1) / 2``."""
+    return (np.clip(action, -1.0, 1.0) + 1.0) * 0.5
+
+
+def slate_goal_statistics(sim: UserSimulator, slate: np.ndarray) -> np.ndarray:
+    """(B, ..., 2) achieved goal of (B, ..., K) slates of candidate positions: the slate's
+    mean predicted p̂(click) and mean predicted p̂(like | click) (``GOAL_NAMES`` order)."""
+    rows = np.arange(sim.batch_size).reshape((-1,) + (1,) * (slate.ndim - 1))
+    pred = sim.cand_pred[rows, slate]  # (B, ..., K, 4)
+    return pred[..., :2].mean(-2).astype(np.float64)
+
+
+def goal_reward(achieved: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Goal-following reward ``-mean_i |achieved_i - goal_i|`` ∈ [-1, 0] (last axis = goal)."""
+    return -np.abs(np.asarray(achieved) - np.asarray(goal)).mean(-1)
+
+
+class LifetimeTracker:
+    """Batched bookkeeping of B users' lifetimes: current goal, per-session statistics and the
+    long-term / short-term observations. Shared by the environment (B = 1) and
+    :func:`run_lifetimes`, so both build observations and rewards the same way."""
+
+    def __init__(self, sim_config: SimulatorConfig, config: HierarchicalConfig, batch_size: int) -> None:
+        self.sim_config, self.config, self.batch_size = sim_config, config, batch_size
+        c = sim_config
+        weights = np.asarray(c.reward_weights, dtype=np.float64)
+        # the most engagement one request can earn: every slot clicked, liked, shared, fully watched
+        self._max_request_reward = c.slate_size * float(weights[:3].sum() + weights[3] * c.max_duration)
+        b = batch_size
+        self.goal = np.zeros((b, GOAL_DIM))
+        self.sessions = np.zeros(b, dtype=np.int64)  # sessions started
+        self.session_length = np.zeros(b, dtype=np.int64)
+        self.session_engagement = np.zeros(b)
+        self.session_achieved = np.zeros((b, GOAL_DIM))  # sum over the session's requests
+        self.last_features = np.zeros((b, len(LIFETIME_FEATURES) - 1))  # all but session_fraction
+
+    def start_sessions(self, mask: np.ndarray, goal_action: np.ndarray) -> None:
+        """Set the goals of the users in ``mask`` (who start a session) from (B, 2) actions."""
+        self.goal[mask] = goal_from_action(goal_action)[mask]
+        self.sessions[mask] += 1
+        self.session_length[mask] = 0
+        self.session_engagement[mask] = 0.0
+        self.session_achieved[mask] = 0.0
+
+    def record_requests(self, active: np.ndarray, engagement: np.ndarray, achieved: np.ndarray) -> None:
+        self.session_length += active
+        self.session_engagement += engagement * active
+        self.session_achieved += achieved * active[:, None]
+
+    def end_sessions(self, ended: np.ndarray, user_left: np.ndarray) -> None:
+        """Move the statistics of the sessions that ended into the ``last_session_*`` features."""
+        length = np.maximum(self.session_length, 1)
+        features = np.column_stack([
+            self.session_length / self.sim_config.max_requests,
+            self.session_engagement / length / self._max_request_reward,
+            self.session_achieved / length[:, None],
+            user_left.astype(np.float64),
+        ])
+        self.last_features[ended] = features[ended]
+
+    def session_mean_achieved(self) -> np.ndarray:
+        return self.session_achieved / np.maximum(self.session_length, 1)[:, None]
+
+    def long_term_observation(self, sim_obs: np.ndarray) -> np.ndarray:
+        """(B, obs_dim + 6) float32: the simulator observation and ``LIFETIME_FEATURES``."""
+        fraction = (self.sessions / self.config.max_sessions)[:, None]
+        extra = np.clip(np.concatenate([fraction, self.last_features], axis=1), 0.0, 1.0)
+        return np.concatenate([sim_obs, extra], axis=1).astype(np.float32)
+
+    def short_term_observation(self, sim_obs: np.ndarray) -> np.ndarray:
+        """(B, obs_dim + 2) float32: the simulator observation and the current goal."""
+        return np.concatenate([sim_obs, self.goal], axis=1).astype(np.float32)
+
+
+class HierarchicalInterestEnv(AECEnv):
+    """PettingZoo AEC env over one user's lifetime; agents ``"long_term"`` and ``"short_term"``."""
+
+    metadata = {"name": "hierarchical_interest_v0", "render_modes": [], "is_parallelizable": False}
+
+    def __init__(self, config: HierarchicalConfig | None = None, simulator: SimulatorConfig | None = None,
+                 render_mode: str | None = None, **overrides: Any) -> None:
+        super().__init__()
+        env_kwargs, sim_kwargs = split_overrides(overrides, HierarchicalConfig, SimulatorConfig)
+        if env_kwargs and config is not None:
+            raise ValueError(f"pass either a HierarchicalConfig or its options {sorted(env_kwargs)}, not both")
+        if sim_kwargs and simulator is not None:
+            raise ValueError(f"pass either a SimulatorConfig or its options {sorted(sim_kwargs)}, not both")
+        self.config = config or HierarchicalConfig(**env_kwargs)
+        self.sim_config = simulator or SimulatorConfig(**sim_kwargs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (none are)")
+        self.render_mode = render_mode
+        self.sim = UserSimulator(self.sim_config)
+        self.possible_agents = [LONG_TERM, SHORT_TERM]
+        self.agents = []
+        obs_space, fusion_space = make_spaces(self.sim_config)
+        d = self.sim_config.obs_dim
+        self.observation_spaces = {
+            LONG_TERM: gymnasium.spaces.Box(0.0, 1.0, (d + len(LIFETIME_FEATURES),), np.float32),
+            SHORT_TERM: gymnasium.spaces.Box(0.0, 1.0, (d + GOAL_DIM,), np.float32),
+        }
+        self.action_spaces = {
+            LONG_TERM: gymnasium.spaces.Box(-1.0, 1.0, (GOAL_DIM,), np.float32),
+            SHORT_TERM: fusion_space,
+        }
+        self._rng: np.random.Generator | None = None
+        self._sim_obs: np.ndarray | None = None
+        self.tracker = LifetimeTracker(self.sim_config, self.config, 1)
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self.action_spaces[agent]
+
+    def observe(self, agent: str) -> np.ndarray:
+        if agent == LONG_TERM:
+            return self.tracker.long_term_observation(self._sim_obs)[0]
+        if agent == SHORT_TERM:
+            return self.tracker.short_term_observation(self._sim_obs)[0]
+        raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> None:
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        self._sim_obs = self.sim.reset(1, self._rng)
+        self.tracker = LifetimeTracker(self.sim_config, self.config, 1)
+        self.agents = self.possible_agents[:]
+        self.rewards = {agent: 0.0 for agent in self.agents}
+        self._cumulative_rewards = {agent: 0.0 for agent in self.agents}
+        self.terminations = {agent: False for agent in self.agents}
+        self.truncations = {agent: False for agent in self.agents}
+        self.infos = {agent: {} for agent in self.agents}
+        self.agent_selection = LONG_TERM
+
+    def step(self, action: Any) -> None:
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        self._cumulative_rewards[agent] = 0.0  # last() shows the return since the agent acted
+        self._clear_rewards()
+        if agent == LONG_TERM:
+            goal_action = validate_action(action, self.action_spaces[LONG_TERM], LONG_TERM)
+            self.tracker.start_sessions(np.ones(1, dtype=bool), goal_action)
+            self.agent_selection = SHORT_TERM
+        else:
+            self._step_short_term(validate_action(action, self.action_spaces[SHORT_TERM], SHORT_TERM))
+        self._accumulate_rewards()
+
+    def _step_short_term(self, action: np.ndarray) -> None:
+        sim, tracker, cfg = self.sim, self.tracker, self.config
+        achieved = slate_goal_statistics(sim, sim.rank(action))  # the slate step() will serve
+        result = sim.step(action)
+        self._sim_obs = result.observation
+        engagement = float(result.reward[0])
+        following = float(goal_reward(achieved, tracker.goal)[0])
+        tracker.record_requests(np.ones(1, dtype=bool), result.reward, achieved)
+        left, capped = bool(result.terminated[0]), bool(result.truncated[0])
+        self.rewards[SHORT_TERM] = engagement + cfg.goal_reward_weight * following
+        self.rewards[LONG_TERM] = engagement
+        self.infos[SHORT_TERM] = {
+            "engagement": engagement,
+            "goal_reward": following,
+            "goal": tracker.goal[0].copy(),
+            "achieved_goal": achieved[0].copy(),
+            "components": result.info["components"][0].copy(),
+            "true_utility": float(result.info["true_utility"][0]),
+            "satisfaction": float(result.info["satisfaction"][0]),
+            "session_index": int(tracker.sessions[0]) - 1,
+            "session_end": left or capped,
+            "user_left": left,
+        }
+        if not (left or capped):
+            return
+        return_probability = float(result.info["return_probability"][0])
+        returned = bool(self._rng.random() < return_probability)
+        self.infos[LONG_TERM] = {
+            "session_engagement": float(tracker.session_engagement[0]),
+            "session_length": int(tracker.session_length[0]),
+            "session_achieved_goal": tracker.session_mean_achieved()[0].copy(),
+            "session_index": int(tracker.sessions[0]) - 1,
+            "user_left": left,
+            "return_probability": return_probability,
+            "returned": returned,
+        }
+        tracker.end_sessions(np.ones(1, dtype=bool), np.array([left]))
+        if returned:
+            self.rewards[LONG_TERM] += cfg.return_bonus
+        if not returned:
+            self.terminations = {agent: True for agent in self.agents}
+        elif tracker.sessions[0] >= cfg.max_sessions:
+            self.truncations = {agent: True for agent in self.agents}
+        else:
+            self._sim_obs = sim.start_new_sessions(np.ones(1, dtype=bool))
+        # the next session's goal, or (episode over) long_term's final session return first
+        self.agent_selection = LONG_TERM
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def raw_env(**kwargs: Any) -> HierarchicalInterestEnv:
+    """The unwrapped environment."""
+    return HierarchicalInterestEnv(**kwargs)
+
+
+def env(**kwargs: Any) -> AECEnv:
+    """The environment inside PettingZoo's ``OrderEnforcingWrapper`` (the registered form)."""
+    return OrderEnforcingWrapper(raw_env(**kwargs))
+
+
+# ------------------------------------------------------------------ lifetimes
+@dataclass
+class LifetimeStats:
+    """Per-user results of whole lifetimes (ground truth from the simulator)."""
+
+    sessions: np.ndarray  # (N,) sessions per user (retention)
+    engagement: np.ndarray  # (N,) lifetime engagement
+    requests: np.ndarray  # (N,) requests served over the lifetime
+    true_utility: np.ndarray  # (N,) summed true utility of consumed items
+    goal_error: np.ndarray  # (N,) mean |achieved - goal| per request (NaN without a goal policy)
+    churned: np.ndarray  # (N,) bool: the user stopped coming back (vs reached max_sessions)
+
+    def summary(self) -> dict[str, float]:
+        n = self.sessions.size
+
+        def se(x: np.ndarray) -> float:
+            return float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+
+        return {
+            "sessions_per_user": float(self.sessions.mean()), "sessions_se": se(self.sessions),
+            "lifetime_engagement": float(self.engagement.mean()), "engagement_se": se(self.engagement),
+            "mean_session_length": float(self.requests.sum() / self.sessions.sum()),
+            "true_utility": float(self.true_utility.mean()),
+            "goal_error": float(np.mean(self.goal_error)),
+            "churn_rate": float(self.churned.mean()),
+        }
+
+
+def _action_of(output: object) -> np.ndarray:
+    return np.asarray(getattr(output, "action", output), dtype=np.float64)
+
+
+def run_lifetimes(short_term_policy: Callable[[UserSimulator, np.ndarray], object], num_users: int,
+                  rng: np.random.Generator, goal_policy: Callable[[UserSimulator, np.ndarray], object] | None = None,
+                  config: HierarchicalConfig | None = None, sim_config: SimulatorConfig | None = None,
+                  sim: UserSimulator | None = None) -> LifetimeStats:
+    """Simulate the lifetimes of ``num_users`` users as one batch, with the environment's rules.
+
+    Policies are called as ``policy(sim, obs)`` and return (B, ·) actions or an object with an
+    ``action`` attribute (``agents.policies.PolicyOutput``); both are called on the whole batch.
+    With a ``goal_policy`` it gets the long-term observations (whose actions are used at session
+    starts) and ``short_term_policy`` gets the short-term ones (observation + goal). Without
+    one, ``short_term_policy`` is a flat policy and gets the plain simulator observation.
+    """
+    config = config or HierarchicalConfig()
+    sim = sim or UserSimulator(sim_config)
+    n = num_users
+    sim_obs = sim.reset(n, rng)
+    tracker = LifetimeTracker(sim.config, config, n)
+    alive = np.ones(n, dtype=bool)
+    starting = np.ones(n, dtype=bool)
+    engagement, utility, goal_error = np.zeros(n), np.zeros(n), np.zeros(n)
+    requests = np.zeros(n, dtype=np.int64)
+    churned = np.zeros(n, dtype=bool)
+    while alive.any():
+        if starting.any():
+            goal_action = (_action_of(goal_policy(sim, tracker.long_term_observation(sim_obs)))
+                           if goal_policy is not None else np.zeros((n, GOAL_DIM)))
+            tracker.start_sessions(starting, goal_action)
+        obs = tracker.short_term_observation(sim_obs) if goal_policy is not None else sim_obs
+        action = np.clip(_action_of(short_term_policy(sim, obs)), -1.0, 1.0)
+        if action.shape != (n, NUM_TASKS):
+            raise ValueError(f"short_term_policy returned actions of shape {action.shape}, expected {(n, NUM_TASKS)}")
+        achieved = slate_goal_statistics(sim, sim.rank(action))
+        result = sim.step(action)
+        active = result.info["active"] & alive
+        tracker.record_requests(active, result.reward, achieved)
+        engagement += result.reward * active
+        utility += result.info["true_utility"] * active
+        goal_error -= goal_reward(achieved, tracker.goal) * active
+        requests += active
+        ended = (result.terminated | result.truncated) & alive
+        sim_obs = result.observation
+        starting = np.zeros(n, dtype=bool)
+        if ended.any():
+            tracker.end_sessions(ended, result.terminated)
+            returned = ended & (rng.random(n) < result.info["return_probability"])
+            churned |= ended & ~returned
+            alive &= ~(ended & ~returned) & ~(ended & (tracker.sessions >= config.max_sessions))
+            starting = ended & alive
+            if starting.any():
+                sim_obs = sim.start_new_sessions(starting)
+    error = goal_error / np.maximum(requests, 1) if goal_policy is not None else np.full(n, np.nan)
+    return LifetimeStats(tracker.sessions.copy(), engagement, requests, utility, error, churned)
+
+
+__all__ = ["HierarchicalInterestEnv", "HierarchicalConfig", "LifetimeStats", "LifetimeTracker",
+           "run_lifetimes", "goal_from_action", "goal_reward", "slate_goal_statistics",
+           "GOAL_NAMES", "GOAL_DIM", "LIFETIME_FEATURES", "LONG_TERM", "SHORT_TERM", "env", "raw_env"]

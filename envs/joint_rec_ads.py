@@ -1,0 +1,266 @@
+"""``JointRecAdsEnv``: a recommender and an advertiser acting on the same feed request.
+
+A thin B = 1 adapter over :class:`envs.simulator.UserSimulator` (PettingZoo Parallel; the
+AEC form is ``parallel_to_aec`` of it). One episode is one session of one simulated user.
+On every request both agents act at once:
+
+``"recommender"``
+    action ``Box(-1, 1, (4,), float32)``: fusion actions, exactly as in
+    :class:`envs.fusion_env.FusionRankingEnv` (clipped; NaN/inf raise); observation the
+    simulator observation ``Box(0, 1, (obs_dim,), float32)``.
+``"advertiser"``
+    action ``Discrete(K + 1)``: 0 = no ad, j = 1..K = the best ad replaces organic slate
+    position j. "Best" is the simulator's ad auction: among ``num_ad_candidates`` retrieved
+    ads it serves the one maximising bid × predicted ad-click probability
+    (``UserSimulator._serve_ads``); revenue = bid when the user clicks the ad.
+    Observation ``Dict(observation=Box(0, 1, (obs_dim + 3,), float32),
+    action_mask=Box(0, 1, (K + 1,), int8))``: the simulator observation followed by
+    ``AD_FEATURES`` (share of this session's requests that carried an ad, the fraction of
+    the session's ad budget left, requests since the last ad / ``max_requests``), and the
+    mask of the actions allowed on the next request.
+
+Ad-load cap (as production feeds enforce): an ad may be served on the n-th request of a
+session (n = 1, 2, …) only if the session's ads, this one included, stay within
+``max_ad_share · n`` and within ``max_ads_per_session`` (when set). So *after every
+request* ``ads_shown <= max_ad_share · requests_served`` — whatever the advertiser does.
+When the cap binds, the mask is ``[1, 0, …, 0]``. An ad action the mask forbids is, with
+``invalid_action="noop"`` (default; RLlib-style clients without masking keep running),
+served as "no ad" and flagged ``info["invalid_action"] = True``; with
+``invalid_action="raise"`` it raises a ``ValueError`` and the environment is left
+unchanged. An action outside ``0..K`` (or not an integer) always raises.
+
+Rewards (``mode``):
+- ``"cooperative"``: both agents get the team reward ``engagement + revenue_weight · revenue``;
+- ``"mixed"``: the recommender gets engagement, the advertiser gets ad revenue.
+Ads cost both: the ad takes an organic slot (fewer clicks) and lowers satisfaction (shorter
+sessions), so revenue now trades against engagement and future revenue.
+
+``state()`` / ``state_space``: the global state for centralised critics, the union of both
+observations without repeating the shared part: the simulator observation, the advertiser's
+``AD_FEATURES`` and its action mask (as floats), ``Box(0, 1, (obs_dim + 3 + K + 1,), float32)``.
+
+``info`` (the same for both agents): ``engagement``, ``revenue``, ``components`` (click,
+like, share, watch), ``ad_shown``, ``ad_click``, ``ad_slot`` (served; 0 = none),
+``requested_ad_slot``, ``invalid_action``, ``ad_share`` (this session so far),
+``true_utility`` and ``satisfaction`` (latent: evaluation only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import numpy as np
+from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
+
+from envs.fusion_env import make_spaces, validate_action
+from envs.hierarchical import split_overrides
+from envs.simulator import SimulatorConfig, UserSimulator
+
+RECOMMENDER = "recommender"
+ADVERTISER = "advertiser"
+MODES = ("cooperative", "mixed")
+INVALID_ACTION_MODES = ("noop", "raise")
+AD_FEATURES: tuple[str, ...] = ("ad_share", "ad_budget_left", "requests_since_ad")
+_TOLERANCE = 1e-9  # float slack in the share comparison (0.2 · 5 is 1.0000000000000002)
+
+
+@dataclass(frozen=True)
+class JointRecAdsConfig:
+    """Reward mode and ad-load cap of the joint environment."""
+
+    mode: str = "cooperative"
+    revenue_weight: float = 1.0  # λ: team reward = engagement + λ · revenue (cooperative mode)
+    max_ad_share: float = 0.25  # at most this share of a session's requests carry an ad
+    max_ads_per_session: int | None = None  # optional absolute cap per session
+    invalid_action: str = "noop"  # masked ad action: "noop" (serve no ad, flag it) or "raise"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"JointRecAdsConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if self.invalid_action not in INVALID_ACTION_MODES:
+            raise ValueError(f"JointRecAdsConfig.invalid_action must be one of {INVALID_ACTION_MODES}, "
+                             f"got {self.invalid_action!r}")
+        if not np.isfinite(self.revenue_weight) or self.revenue_weight < 0:
+            raise ValueError(f"JointRecAdsConfig.revenue_weight must be finite and >= 0, got {self.revenue_weight!r}")
+        if not 0.0 <= self.max_ad_share <= 1.0:
+            raise ValueError(f"JointRecAdsConfig.max_ad_share must be in [0, 1], got {self.max_ad_share!r}")
+        cap = self.max_ads_per_session
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 0):
+            raise ValueError(f"JointRecAdsConfig.max_ads_per_session must be None or an int >= 0, got {cap!r}")
+
+
+def ad_allowed(ads_shown: np.ndarray, requests_served: np.ndarray, max_ad_share: float,
+               max_ads_per_session: int | None) -> np.ndarray:
+    """Whether one more ad keeps the cap on the next request (batched; the module docstring)."""
+    ads_shown = np.asarray(ads_shown)
+    allowed = ads_shown + 1 <= max_ad_share * (np.asarray(requests_served) + 1) + _TOLERANCE
+    if max_ads_per_session is not None:
+        allowed &= ads_shown < max_ads_per_session
+    return allowed
+
+
+def validate_ad_action(action: Any, num_actions: int) -> int:
+    """The advertiser's action as an int in 0..num_actions-1; raise ValueError on anything else."""
+    array = np.asarray(action)
+    if array.size != 1 or array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"action for {ADVERTISER!r} must be one integer in 0..{num_actions - 1}, got {action!r}")
+    value = int(array.reshape(()))
+    if not 0 <= value < num_actions:
+        raise ValueError(f"action for {ADVERTISER!r} must be in 0..{num_actions - 1}, got {value}")
+    return value
+
+
+class JointRecAdsEnv(ParallelEnv):
+    """PettingZoo Parallel env with agents ``"recommender"`` and ``"advertiser"``."""
+
+    metadata = {"name": "joint_rec_ads_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, config: JointRecAdsConfig | None = None, simulator: SimulatorConfig | None = None,
+                 render_mode: str | None = None, **overrides: Any) -> None:
+        env_kwargs, sim_kwargs = split_overrides(overrides, JointRecAdsConfig, SimulatorConfig)
+        if env_kwargs and config is not None:
+            raise ValueError(f"pass either a JointRecAdsConfig or its options {sorted(env_kwargs)}, not both")
+        if sim_kwargs and simulator is not None:
+            raise ValueError(f"pass either a SimulatorConfig or its options {sorted(sim_kwargs)}, not both")
+        self.config = config or JointRecAdsConfig(**env_kwargs)
+        self.sim_config = simulator or SimulatorConfig(**sim_kwargs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (none are)")
+        self.render_mode = render_mode
+        self.sim = UserSimulator(self.sim_config)
+        self.possible_agents = [RECOMMENDER, ADVERTISER]
+        self.agents: list[str] = []
+        c = self.sim_config
+        self.num_ad_actions = c.slate_size + 1
+        rec_obs, rec_act = make_spaces(c)
+        ad_features = c.obs_dim + len(AD_FEATURES)
+        self.observation_spaces = {
+            RECOMMENDER: rec_obs,
+            ADVERTISER: gymnasium.spaces.Dict({
+                "observation": gymnasium.spaces.Box(0.0, 1.0, (ad_features,), np.float32),
+                "action_mask": gymnasium.spaces.Box(0, 1, (self.num_ad_actions,), np.int8),
+            }),
+        }
+        self.action_spaces = {RECOMMENDER: rec_act, ADVERTISER: gymnasium.spaces.Discrete(self.num_ad_actions)}
+        self.state_space = gymnasium.spaces.Box(0.0, 1.0, (ad_features + self.num_ad_actions,), np.float32)
+        # the most ads a session can carry (for the ad_budget_left feature)
+        budget = int(np.floor(self.config.max_ad_share * c.max_requests + _TOLERANCE))
+        if self.config.max_ads_per_session is not None:
+            budget = min(budget, self.config.max_ads_per_session)
+        self._ad_budget = budget
+        self._rng: np.random.Generator | None = None
+        self._sim_obs: np.ndarray | None = None
+        self._ads_shown = 0
+        self._requests = 0
+        self._last_ad_request = 0  # request count when the last ad was served (0: session start)
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Space:
+        return self.action_spaces[agent]
+
+    # ------------------------------------------------------------ ad-load cap
+    def action_mask(self) -> np.ndarray:
+        """(K + 1,) int8: 1 for the advertiser actions allowed on the next request."""
+        cfg = self.config
+        mask = np.zeros(self.num_ad_actions, dtype=np.int8)
+        mask[0] = 1
+        if ad_allowed(self._ads_shown, self._requests, cfg.max_ad_share, cfg.max_ads_per_session):
+            mask[1:] = 1
+        return mask
+
+    def _ad_features(self) -> np.ndarray:
+        c = self.sim_config
+        share = self._ads_shown / max(self._requests, 1)
+        budget_left = (self._ad_budget - self._ads_shown) / self._ad_budget if self._ad_budget > 0 else 0.0
+        since = (self._requests - self._last_ad_request) / c.max_requests
+        return np.clip(np.array([share, budget_left, since]), 0.0, 1.0)
+
+    def _observations(self) -> dict[str, Any]:
+        sim_obs = self._sim_obs[0]
+        ad_obs = np.concatenate([sim_obs, self._ad_features()]).astype(np.float32)
+        return {RECOMMENDER: sim_obs.copy(),
+                ADVERTISER: {"observation": ad_obs, "action_mask": self.action_mask()}}
+
+    def state(self) -> np.ndarray:
+        """Global state: simulator observation, ad-load features and the ad mask (float32)."""
+        return np.concatenate([self._sim_obs[0], self._ad_features(),
+                               self.action_mask()]).astype(np.float32)
+
+    # --------------------------------------------------------------- episode
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        self._sim_obs = self.sim.reset(1, self._rng)
+        self._ads_shown = self._requests = self._last_ad_request = 0
+        self.agents = self.possible_agents[:]
+        return self._observations(), {agent: {} for agent in self.agents}
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise ValueError("step() called after the episode ended; call reset() first")
+        if not isinstance(actions, dict) or set(actions) != set(self.possible_agents):
+            keys = sorted(actions) if isinstance(actions, dict) else type(actions).__name__
+            raise ValueError(f"actions must be a dict with the keys {self.possible_agents}, got {keys}")
+        fusion = validate_action(actions[RECOMMENDER], self.action_spaces[RECOMMENDER], RECOMMENDER)
+        requested = validate_ad_action(actions[ADVERTISER], self.num_ad_actions)
+        invalid = not self.action_mask()[requested]
+        if invalid and self.config.invalid_action == "raise":
+            raise ValueError(f"advertiser action {requested} violates the ad-load cap (mask "
+                             f"{self.action_mask().tolist()}: {self._ads_shown} ads in {self._requests} "
+                             f"requests, max_ad_share={self.config.max_ad_share}, "
+                             f"max_ads_per_session={self.config.max_ads_per_session})")
+        slot = 0 if invalid else requested
+        result = self.sim.step(fusion, np.array([slot]))
+        self._sim_obs = result.observation
+        info = result.info
+        ad_shown = bool(info["ad_shown"][0])
+        self._requests += 1
+        if ad_shown:
+            self._ads_shown += 1
+            self._last_ad_request = self._requests
+        engagement, revenue = float(result.reward[0]), float(info["ad_revenue"][0])
+        if self.config.mode == "cooperative":
+            team = engagement + self.config.revenue_weight * revenue
+            rewards = {RECOMMENDER: team, ADVERTISER: team}
+        else:
+            rewards = {RECOMMENDER: engagement, ADVERTISER: revenue}
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        step_info = {
+            "engagement": engagement, "revenue": revenue, "components": info["components"][0].copy(),
+            "ad_shown": ad_shown, "ad_click": bool(info["ad_click"][0]), "ad_slot": slot,
+            "requested_ad_slot": requested, "invalid_action": invalid,
+            "ad_share": self._ads_shown / self._requests,
+            "true_utility": float(info["true_utility"][0]), "satisfaction": float(info["satisfaction"][0]),
+        }
+        agents = self.agents
+        if terminated or truncated:
+            self.agents = []
+        return (self._observations(), rewards, {a: terminated for a in agents},
+                {a: truncated for a in agents},
+                {a: {**step_info, "components": step_info["components"].copy()} for a in agents})
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def parallel_env(**kwargs: Any) -> JointRecAdsEnv:
+    return JointRecAdsEnv(**kwargs)
+
+
+def env(**kwargs: Any):
+    """The AEC form (through ``parallel_to_aec``), for AEC clients."""
+    return parallel_to_aec(JointRecAdsEnv(**kwargs))
+
+
+raw_env = env
+
+__all__ = ["JointRecAdsEnv", "JointRecAdsConfig", "ad_allowed", "validate_ad_action", "AD_FEATURES",
+           "RECOMMENDER", "ADVERTISER", "MODES", "parallel_env", "env", "raw_env"]
