@@ -1,0 +1,248 @@
+"""Online training of an off-policy agent (TD3, DDPG) in the batched simulator.
+
+This is how Fujimoto et al.'s behavioural datasets are made: ``final_buffer`` is the whole
+replay buffer of an agent trained with high exploration noise (σ = 0.5), ``concurrent`` the
+buffer of one trained with σ = 0.1 while an offline learner trains on the same growing
+buffer (the ``on_update`` hook). Many users are simulated in parallel (one batched step
+serves one request to each of ``batch_users`` users; a user whose session ends is replaced
+at once), every transition is kept, and each records the exact log-density of the action
+under the behaviour that chose it:
+
+* the first ``start_steps`` batched steps act uniformly at random on the action box;
+* afterwards the action is the agent's deterministic action plus Gaussian noise of std
+  ``exploration_sigma × max_action`` *truncated* to the box (truncation, not clipping,
+  keeps a density: clipping would put point masses on the bounds).
+
+``marl_rec`` does not import ``envs``: ``sim`` is anything with the batched-core interface
+of ``envs.simulator.UserSimulator`` (``reset(B, rng)``, ``step(action)``,
+``reset_users(mask)``, ``obs_dim``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import log_ndtr, ndtr, ndtri
+
+from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm
+from marl_rec.data.dataset import OfflineDataset
+
+# ------------------------------------------------------------------ truncated normal
+
+
+def truncated_normal_sample(mean: np.ndarray, sigma: float, low: float, high: float,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Samples of N(mean, σ²) truncated to [low, high] (elementwise), by inverse CDF."""
+    mean = np.clip(mean, low, high)
+    cdf_low, cdf_high = ndtr((low - mean) / sigma), ndtr((high - mean) / sigma)
+    u = cdf_low + rng.random(np.shape(mean)) * (cdf_high - cdf_low)
+    return np.clip(mean + sigma * ndtri(np.clip(u, 1e-15, 1.0 - 1e-15)), low, high)
+
+
+def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float, low: float,
+                              high: float) -> np.ndarray:
+    """log-density of ``action`` under N(mean, σ²) truncated to [low, high], summed over the
+    last axis. ``mean`` is clipped into the box first, as :func:`truncated_normal_sample` does."""
+    mean = np.clip(mean, low, high)
+    z = (action - mean) / sigma
+    # log(Φ(b) - Φ(a)) = log Φ(b) + log(1 - Φ(a)/Φ(b)); with the mean inside the box Φ(b) >= 1/2
+    log_mass = log_ndtr((high - mean) / sigma) + np.log1p(
+        -np.exp(log_ndtr((low - mean) / sigma) - log_ndtr((high - mean) / sigma)))
+    log_density = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi) - log_mass
+    return log_density.sum(-1)
+
+
+@dataclass
+class PolicyOutput:
+    """Same fields as ``agents.policies.PolicyOutput`` (what ``collect`` expects)."""
+
+    action: np.ndarray  # (B, k)
+    log_prob: np.ndarray | None  # (B,) exact log-density of the action, None if deterministic
+
+
+class ExplorationPolicy:
+    """An algorithm's deterministic action plus truncated Gaussian noise (std ``sigma ×
+    max_action``), with exact log-probabilities; ``sigma = 0`` acts greedily (log_prob None).
+    Usable with ``marl_rec.data.collect`` (e.g. the ``imitation`` and ``medium`` pipelines)."""
+
+    def __init__(self, algorithm: OfflineAlgorithm, sigma: float, rng: np.random.Generator) -> None:
+        spec = algorithm.action_spec
+        if spec.discrete:
+            raise ValueError(f"ExplorationPolicy needs a continuous action space, got {spec}")
+        if not sigma >= 0:
+            raise ValueError(f"exploration sigma must be >= 0, got {sigma}")
+        self.algorithm, self.rng = algorithm, rng
+        self.low, self.high = float(spec.low), float(spec.high)
+        self.scale = float(sigma) * (self.high - self.low) / 2.0  # σ × max_action on [-m, m]
+
+    def __call__(self, sim: Any, obs: np.ndarray) -> PolicyOutput:
+        mean = np.asarray(self.algorithm.act(obs, deterministic=True), dtype=np.float64)
+        if self.scale == 0:
+            return PolicyOutput(np.clip(mean, self.low, self.high), None)
+        action = truncated_normal_sample(mean, self.scale, self.low, self.high, self.rng)
+        return PolicyOutput(action, truncated_normal_log_prob(action, mean, self.scale, self.low, self.high))
+
+
+# ------------------------------------------------------------------ replay buffer
+
+
+class ReplayBuffer:
+    """Every transition of an online run, in arrival order, in preallocated arrays.
+
+    ``sample(batch_size, generator)`` draws a uniform :class:`Batch` from what has arrived so
+    far, by index-gather on torch views of the same memory (no copy as the buffer grows),
+    like :class:`marl_rec.data.TensorSampler`; ``to_dataset()`` reorders it into contiguous
+    episodes. This is the ``buffer_view`` handed to ``on_update`` hooks.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, num_components: int) -> None:
+        self.capacity, self.size = capacity, 0
+        self.observations = np.zeros((capacity, obs_dim), np.float32)
+        self.actions = np.zeros((capacity, action_dim), np.float32)
+        self.rewards = np.zeros(capacity, np.float32)
+        self.next_observations = np.zeros((capacity, obs_dim), np.float32)
+        self.dones = np.zeros(capacity, np.float32)  # terminal as float, for the TD targets
+        self.truncations = np.zeros(capacity, bool)
+        self.log_probs = np.zeros(capacity, np.float32)
+        self.components = np.zeros((capacity, num_components), np.float32)
+        self.episodes = np.zeros(capacity, np.int64)
+        self._torch = {name: torch.from_numpy(getattr(self, name)) for name in (
+            "observations", "actions", "rewards", "next_observations", "dones", "log_probs")}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, **columns: np.ndarray) -> None:
+        """Append rows; every column of the buffer must be given, with equal lengths."""
+        n = len(columns["rewards"])
+        if self.size + n > self.capacity:
+            raise ValueError(f"replay buffer capacity {self.capacity} exceeded")
+        for name, value in columns.items():
+            getattr(self, name)[self.size:self.size + n] = value
+        self.size += n
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        index = torch.randint(self.size, (batch_size,), generator=generator)
+        t = self._torch
+        return Batch(t["observations"][index], t["actions"][index], t["rewards"][index],
+                     t["next_observations"][index], t["dones"][index], t["log_probs"][index])
+
+    def to_dataset(self, action_spec: ActionSpec, has_log_probs: bool = True,
+                   component_names: tuple[str, ...] = (), metadata: dict[str, Any] | None = None,
+                   ) -> OfflineDataset:
+        """The complete episodes as an :class:`OfflineDataset`, each contiguous and in time
+        order (sessions still running when training stopped are left out; their count is in
+        ``metadata["incomplete_transitions"]``)."""
+        n = self.size
+        ends = (self.dones[:n] > 0) | self.truncations[:n]
+        keep = np.isin(self.episodes[:n], self.episodes[:n][ends])
+        order = np.flatnonzero(keep)[np.argsort(self.episodes[:n][keep], kind="stable")]
+        if order.size == 0:
+            raise ValueError("no session finished during the run: nothing to put in the dataset "
+                             "(run more steps)")
+        episode = self.episodes[order]
+        starts = np.ones(order.size, bool)
+        starts[1:] = episode[1:] != episode[:-1]
+        return OfflineDataset(
+            observations=self.observations[order], actions=self.actions[order],
+            rewards=self.rewards[order], next_observations=self.next_observations[order],
+            terminals=self.dones[order] > 0, truncations=self.truncations[order],
+            episode_starts=starts, action_spec=action_spec,
+            behaviour_log_probs=self.log_probs[order] if has_log_probs else None,
+            reward_components=self.components[order], component_names=list(component_names),
+            metadata={**(metadata or {}), "incomplete_transitions": int(n - order.size)})
+
+
+# ------------------------------------------------------------------ the loop
+
+
+@dataclass
+class OnlineResult:
+    algorithm: OfflineAlgorithm  # the trained agent (the same object that was passed in)
+    dataset: OfflineDataset  # the replay buffer's complete episodes, with behaviour log-probs
+    episode_returns: np.ndarray  # undiscounted return of every session, in order of completion
+    episode_end_steps: np.ndarray  # the batched step at which each of those sessions ended
+    num_updates: int
+
+
+def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.random.Generator,
+                 batch_users: int = 256, exploration_sigma: float = 0.1, start_steps: int = 0,
+                 updates_per_step: int = 1, batch_size: int | None = None,
+                 on_update: Callable[[ReplayBuffer], None] | None = None,
+                 component_names: tuple[str, ...] = ("click", "like", "share", "watch"),
+                 metadata: dict[str, Any] | None = None) -> OnlineResult:
+    """Train ``algorithm`` online for ``num_steps`` batched simulator steps.
+
+    Each step serves one request to each of ``batch_users`` users (so about
+    ``num_steps × batch_users`` transitions in all); the first ``start_steps`` steps act
+    uniformly at random and do no updates, every later step does ``updates_per_step``
+    gradient updates on minibatches of ``batch_size`` (default: the algorithm's
+    ``config.batch_size``) drawn uniformly from the whole buffer so far, and calls
+    ``on_update(buffer)`` after each. ``exploration_sigma`` is the std of the truncated
+    Gaussian noise in units of max_action (0: greedy; then no log-probs are recorded).
+    All environment and exploration randomness comes from ``rng``; the updates draw from
+    ``algorithm.generator``.
+    """
+    spec = algorithm.action_spec
+    for name, value, minimum in (("num_steps", num_steps, 1), ("batch_users", batch_users, 1),
+                                 ("start_steps", start_steps, 0), ("updates_per_step", updates_per_step, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not exploration_sigma >= 0:
+        raise ValueError(f"exploration_sigma must be >= 0, got {exploration_sigma}")
+    batch_size = batch_size or getattr(algorithm.config, "batch_size", 256)
+    policy = ExplorationPolicy(algorithm, exploration_sigma, rng)
+    uniform_log_prob = -spec.dim * np.log(spec.high - spec.low)
+    obs = sim.reset(batch_users, rng)
+    buffer = ReplayBuffer(num_steps * batch_users, obs.shape[1], spec.dim, len(component_names))
+    slot_episode, next_episode = np.arange(batch_users), batch_users
+    running_return = np.zeros(batch_users)
+    returns: list[np.ndarray] = []
+    end_steps: list[np.ndarray] = []
+    num_updates = 0
+    for step in range(num_steps):
+        if step < start_steps:
+            action = rng.uniform(spec.low, spec.high, (batch_users, spec.dim))
+            log_prob = np.full(batch_users, uniform_log_prob)
+        else:
+            out = policy(sim, obs)
+            action, log_prob = out.action, out.log_prob
+        result = sim.step(action)
+        live = result.info["active"]
+        buffer.add(observations=obs[live], actions=action[live], rewards=result.reward[live],
+                   next_observations=result.observation[live], dones=result.terminated[live],
+                   truncations=result.truncated[live],
+                   log_probs=0.0 if log_prob is None else log_prob[live],
+                   components=result.info["components"][live], episodes=slot_episode[live])
+        running_return += result.reward
+        ended = result.terminated | result.truncated
+        if ended.any():
+            returns.append(running_return[ended].copy())
+            end_steps.append(np.full(int(ended.sum()), step))
+            running_return[ended] = 0.0
+            slot_episode[ended] = np.arange(next_episode, next_episode + int(ended.sum()))
+            next_episode += int(ended.sum())
+            obs = sim.reset_users(ended)
+        else:
+            obs = result.observation
+        if step >= start_steps and len(buffer) >= batch_size:
+            for _ in range(updates_per_step):
+                algorithm.update(buffer.sample(batch_size, algorithm.generator))
+                num_updates += 1
+                if on_update is not None:
+                    on_update(buffer)
+    info = {"source": "online", "algorithm": getattr(algorithm, "name", type(algorithm).__name__),
+            "exploration_sigma": float(exploration_sigma), "start_steps": int(start_steps),
+            "batch_users": int(batch_users), "num_steps": int(num_steps), "num_updates": num_updates,
+            **(metadata or {})}
+    dataset = buffer.to_dataset(spec, has_log_probs=exploration_sigma > 0, component_names=component_names,
+                                metadata=info)
+    return OnlineResult(algorithm, dataset,
+                        np.concatenate(returns) if returns else np.zeros(0),
+                        np.concatenate(end_steps) if end_steps else np.zeros(0, np.int64), num_updates)

@@ -1,0 +1,250 @@
+"""BC, DDPG, TD3, BCQ: configs, save/load, learning on a fixed batch, registry, and the
+offline-RL claims on a noisy-expert dataset from the simulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from marl_rec.algos import (ALGORITHMS, BC, BCQ, DDPG, TD3, ActionSpec, BCConfig, BCQConfig, Batch,
+                            DDPGConfig, TD3Config, make_algorithm, make_config)
+
+torch.set_num_threads(1)
+
+OBS_DIM, SPEC = 33, ActionSpec("continuous", dim=4)
+NAMES = ("bc", "ddpg", "td3", "bcq")
+SMALL = {  # small networks: these tests check mechanics, not capacity
+    "bc": dict(actor_hidden=(32, 32), critic_hidden=(32, 32)),
+    "ddpg": dict(actor_hidden=(32, 32), critic_hidden=(32, 32)),
+    "td3": dict(actor_hidden=(32, 32), critic_hidden=(32, 32)),
+    "bcq": dict(vae_hidden=(32, 32), actor_hidden=(32, 32), critic_hidden=(32, 32)),
+}
+
+
+def small(name: str, seed: int = 0, **overrides):
+    return make_algorithm(name, OBS_DIM, SPEC, "rec", seed=seed, **{**SMALL[name], **overrides})
+
+
+def random_batch(size: int = 128, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(observations=torch.rand(size, OBS_DIM, generator=g),
+                 actions=torch.rand(size, 4, generator=g) * 2 - 1,
+                 rewards=torch.rand(size, generator=g),
+                 next_observations=torch.rand(size, OBS_DIM, generator=g),
+                 dones=(torch.rand(size, generator=g) < 0.1).float())
+
+
+def round_trip(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def parameters(algo) -> list[torch.Tensor]:
+    return [p.detach().clone() for part in algo._parts().values() if isinstance(part, torch.nn.Module)
+            for p in part.state_dict().values()]
+
+
+# ------------------------------------------------------------------ save / load
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip_gives_identical_actions_and_training(name):
+    algo, batch = small(name, seed=1), random_batch()
+    for _ in range(5):
+        algo.update(batch)
+    clone = small(name, seed=123)  # another seed: everything must come from the state dict
+    clone.load_state_dict(round_trip(algo.state_dict()))
+    obs = np.random.default_rng(0).random((16, OBS_DIM), dtype=np.float32)
+    assert np.array_equal(algo.act(obs), clone.act(obs))
+    assert np.array_equal(algo.act(obs, deterministic=False), clone.act(obs, deterministic=False))
+    actions = algo.act(obs)
+    assert np.array_equal(algo.q_value(obs, actions), clone.q_value(obs, actions))
+    # the optimiser, update counter and generator came along: training continues identically
+    assert algo.update(batch) == clone.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(parameters(algo), parameters(clone)))
+    assert algo.num_updates == clone.num_updates == 6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_networks_and_updates_other_seed_differs(name):
+    a, b, c = small(name, seed=7), small(name, seed=7), small(name, seed=8)
+    batch = random_batch()
+    for _ in range(3):
+        assert a.update(batch) == b.update(batch)
+        c.update(batch)
+    assert all(torch.equal(x, y) for x, y in zip(parameters(a), parameters(b)))
+    assert not all(torch.equal(x, y) for x, y in zip(parameters(a), parameters(c)))
+
+
+def test_load_rejects_another_algorithm():
+    td3, ddpg = small("td3"), small("ddpg")
+    with pytest.raises(ValueError, match="from algorithm 'td3'.*into 'ddpg'"):
+        ddpg.load_state_dict(round_trip(td3.state_dict()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_rejects_a_different_network_size(name):
+    algo = small(name)
+    bigger = small(name, critic_hidden=(48, 32))
+    before = parameters(bigger)
+    with pytest.raises(ValueError, match=r"critic_hidden: checkpoint \(32, 32\) vs this \(48, 32\)"):
+        bigger.load_state_dict(round_trip(algo.state_dict()))
+    assert all(torch.equal(x, y) for x, y in zip(before, parameters(bigger)))  # nothing changed
+
+
+def test_load_rejects_other_spaces_and_garbage():
+    algo = small("td3")
+    other_obs = make_algorithm("td3", OBS_DIM + 1, SPEC, "rec", **SMALL["td3"])
+    with pytest.raises(ValueError, match="obs_dim=33"):
+        other_obs.load_state_dict(algo.state_dict())
+    other_action = make_algorithm("td3", OBS_DIM, ActionSpec("continuous", dim=3), "rec", **SMALL["td3"])
+    with pytest.raises(ValueError, match="action_spec"):
+        other_action.load_state_dict(algo.state_dict())
+    with pytest.raises(ValueError, match="not a marl-rec algorithm state dict"):
+        algo.load_state_dict({"actor": {}})
+    state = algo.state_dict()
+    state["parts"]["critic"]["critics.0.0.weight"] = torch.zeros(5, 5)  # edited by hand
+    with pytest.raises(ValueError, match=r"critic\.critics\.0\.0\.weight has shape \(5, 5\)"):
+        small("td3").load_state_dict(state)
+
+
+# ------------------------------------------------------------------ learning on a fixed batch
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_few_hundred_updates_reduce_the_critic_loss_on_a_fixed_batch(name):
+    algo, batch = small(name, seed=2, critic_lr=3e-3), random_batch(seed=3)
+    losses = [algo.update(batch)["critic_loss"] for _ in range(300)]
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert last < 0.3 * first, (first, last)
+
+
+def test_bc_imitates_the_batch_actions():
+    algo, batch = small("bc", seed=0), random_batch(64)
+    losses = [algo.update(batch)["actor_loss"] for _ in range(300)]
+    assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])
+
+
+def test_td3_updates_the_actor_every_policy_delay_updates():
+    algo, batch = small("td3", policy_delay=3), random_batch()
+    keys = ["actor_loss" in algo.update(batch) for _ in range(6)]
+    assert keys == [False, False, True, False, False, True]
+
+
+def test_bcq_actions_stay_within_phi_of_a_vae_proposal_and_in_the_box():
+    algo = small("bcq", phi=0.05)
+    obs = torch.rand(32, OBS_DIM)
+    proposals = algo.vae.decode(obs, algo.vae.sample_latent(32, torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        perturbed = algo.actor(obs, proposals)
+    assert torch.all((perturbed - proposals).abs() <= 0.05 + 1e-6)
+    actions = algo.act(obs.numpy())
+    assert actions.shape == (32, 4) and np.all(np.abs(actions) <= 1.0)
+
+
+def test_bcq_greedy_action_does_not_depend_on_the_batch():
+    algo = small("bcq")
+    obs = np.random.default_rng(0).random((8, OBS_DIM), dtype=np.float32)
+    together = algo.act(obs)
+    alone = np.stack([algo.act(o) for o in obs])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+# ------------------------------------------------------------------ interface details
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_act_and_q_value_shapes_and_errors(name):
+    algo = small(name)
+    obs = np.zeros((5, OBS_DIM), np.float32)
+    assert algo.act(obs).shape == (5, 4) and algo.act(obs).dtype == np.float32
+    assert algo.act(obs[0]).shape == (4,)
+    assert algo.q_value(obs, algo.act(obs)).shape == (5,)
+    assert np.ndim(algo.q_value(obs[0], algo.act(obs[0]))) == 0
+    with pytest.raises(ValueError, match=r"obs must have shape \(B, 33\)"):
+        algo.act(np.zeros((5, 7)))
+    with pytest.raises(ValueError, match=r"action must have shape \(5, 4\)"):
+        algo.q_value(obs, np.zeros((5, 3)))
+
+
+@pytest.mark.parametrize("cls", [BC, DDPG, TD3, BCQ])
+def test_continuous_algorithms_reject_discrete_or_asymmetric_action_spaces(cls):
+    with pytest.raises(ValueError, match="continuous action space"):
+        cls(OBS_DIM, ActionSpec("discrete", num_actions=5))
+    with pytest.raises(ValueError, match="symmetric action bounds"):
+        cls(OBS_DIM, ActionSpec("continuous", dim=4, low=0.0, high=1.0))
+
+
+def test_bc_without_critic_trains_and_says_it_has_no_q_estimate():
+    algo = small("bc", evaluate_critic=False)
+    assert set(algo.update(random_batch())) == {"actor_loss"}
+    with pytest.raises(ValueError, match="evaluate_critic=False"):
+        algo.q_value(np.zeros((2, OBS_DIM)), np.zeros((2, 4)))
+    clone = small("bc", evaluate_critic=False, seed=5)
+    clone.load_state_dict(round_trip(algo.state_dict()))
+
+
+@pytest.mark.parametrize("config_cls, field, value, message", [
+    (TD3Config, "gamma", 1.5, r"TD3Config.gamma must be in \[0.0, 1.0\]"),
+    (TD3Config, "tau", 0.0, r"TD3Config.tau must be in \(0.0, 1.0\]"),
+    (TD3Config, "policy_delay", 0, "TD3Config.policy_delay must be an integer >= 1"),
+    (TD3Config, "policy_noise", -0.1, "TD3Config.policy_noise must be a number >= 0"),
+    (TD3Config, "actor_hidden", (), "TD3Config.actor_hidden must be a non-empty sequence"),
+    (TD3Config, "critic_hidden", (64, 0), "TD3Config.critic_hidden must be a non-empty sequence"),
+    (DDPGConfig, "critic_lr", 0.0, "DDPGConfig.critic_lr must be a number > 0"),
+    (DDPGConfig, "critic_weight_decay", -1.0, "DDPGConfig.critic_weight_decay must be a number >= 0"),
+    (BCConfig, "batch_size", 0, "BCConfig.batch_size must be an integer >= 1"),
+    (BCConfig, "evaluate_critic", "yes", "BCConfig.evaluate_critic must be a bool"),
+    (BCQConfig, "phi", -0.05, r"BCQConfig.phi must be in \[0.0, 1.0\]"),
+    (BCQConfig, "lmbda", 2.0, r"BCQConfig.lmbda must be in \[0.0, 1.0\]"),
+    (BCQConfig, "num_sampled_actions", 0, "BCQConfig.num_sampled_actions must be an integer >= 1"),
+    (BCQConfig, "latent_dim", -1, "BCQConfig.latent_dim must be an integer >= 0"),
+    (BCQConfig, "vae_lr", "fast", "BCQConfig.vae_lr must be a number > 0"),
+])
+def test_bad_config_fields_are_named(config_cls, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        config_cls(**{field: value})
+
+
+def test_configs_accept_lists_from_hydra_and_are_frozen():
+    config = TD3Config(actor_hidden=[64, 64])
+    assert config.actor_hidden == (64, 64)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.gamma = 0.5  # type: ignore[misc]
+
+
+def test_paper_defaults_and_rec_presets():
+    bcq = BCQConfig()
+    assert (bcq.vae_hidden, bcq.actor_hidden, bcq.critic_hidden) == ((750, 750), (400, 300), (400, 300))
+    assert (bcq.phi, bcq.lmbda, bcq.tau, bcq.num_sampled_actions, bcq.gamma) == (0.05, 0.75, 0.005, 10, 0.99)
+    assert BCQ(OBS_DIM, SPEC).latent_dim == 8  # 2 × action_dim
+    td3 = TD3Config()
+    assert (td3.policy_noise, td3.noise_clip, td3.policy_delay, td3.batch_size) == (0.2, 0.5, 2, 256)
+    for _, config_cls in ALGORITHMS.values():
+        rec = config_cls.rec()
+        assert isinstance(rec, config_cls) and rec != config_cls()
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_registry_builds_every_algorithm_with_presets_and_overrides():
+    assert set(NAMES) <= set(ALGORITHMS)
+    algo = make_algorithm("td3", OBS_DIM, SPEC, preset="rec", seed=3, tau=0.01)
+    assert isinstance(algo, TD3) and algo.config.tau == 0.01
+    assert algo.config.critic_hidden == TD3Config.rec().critic_hidden
+    assert make_config("bcq").vae_hidden == (750, 750)
+    with pytest.raises(ValueError, match="unknown algorithm 'sac'.*'bcq'"):
+        make_algorithm("sac", OBS_DIM, SPEC)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        make_config("td3", preset="huge")
+    with pytest.raises(ValueError, match=r"unknown TD3Config field\(s\) \['lr'\]"):
+        make_config("td3", lr=1e-3)
+    with pytest.raises(ValueError, match="TD3Config.gamma"):
+        make_config("td3", gamma=-1.0)

@@ -1,0 +1,140 @@
+"""Online TD3/DDPG in the batched simulator: the replay buffer as a dataset, exact behaviour
+log-probabilities, the concurrent-learner hook, determinism, bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from envs.simulator import UserSimulator
+from marl_rec.algos import ActionSpec, make_algorithm
+from marl_rec.algos.online import (ExplorationPolicy, ReplayBuffer, train_online, truncated_normal_log_prob,
+                                   truncated_normal_sample)
+from marl_rec.data import collect
+
+torch.set_num_threads(1)
+SPEC = ActionSpec("continuous", dim=4)
+SMALL = dict(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def sim() -> UserSimulator:
+    return UserSimulator()
+
+
+def agent(name: str = "td3", seed: int = 0, **overrides):
+    return make_algorithm(name, UserSimulator().obs_dim, SPEC, "rec", seed=seed, **{**SMALL, **overrides})
+
+
+# ------------------------------------------------------------------ truncated normal
+
+
+@pytest.mark.parametrize("mean, sigma", [(0.0, 0.5), (0.9, 0.3), (-1.0, 0.1), (0.3, 2.0)])
+def test_truncated_normal_density_is_scipys_and_samples_follow_it(mean, sigma):
+    rng = np.random.default_rng(0)
+    means = np.full((4000, 1), mean)
+    samples = truncated_normal_sample(means, sigma, -1.0, 1.0, rng)
+    assert samples.min() >= -1.0 and samples.max() <= 1.0
+    a, b = (-1.0 - mean) / sigma, (1.0 - mean) / sigma
+    reference = stats.truncnorm(a, b, loc=mean, scale=sigma)
+    np.testing.assert_allclose(truncated_normal_log_prob(samples, means, sigma, -1.0, 1.0),
+                               reference.logpdf(samples[:, 0]), rtol=1e-9, atol=1e-9)
+    assert stats.kstest(samples[:, 0], reference.cdf).pvalue > 1e-3
+
+
+def test_truncated_normal_log_prob_sums_over_action_dimensions():
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(-1, 1, (50, 4))
+    action = truncated_normal_sample(mean, 0.5, -1.0, 1.0, rng)
+    per_dim = [truncated_normal_log_prob(action[:, [i]], mean[:, [i]], 0.5, -1.0, 1.0) for i in range(4)]
+    np.testing.assert_allclose(truncated_normal_log_prob(action, mean, 0.5, -1.0, 1.0), np.sum(per_dim, 0))
+
+
+# ------------------------------------------------------------------ the online loop
+
+
+def test_final_buffer_is_a_valid_dataset_of_every_transition(sim):
+    algo = agent()
+    result = train_online(sim, algo, num_steps=60, rng=np.random.default_rng(0), batch_users=32,
+                          exploration_sigma=0.5, start_steps=10)
+    data = result.dataset  # OfflineDataset validates contiguous episodes on construction
+    assert len(data) + data.metadata["incomplete_transitions"] == 60 * 32
+    assert result.num_updates == algo.num_updates == 50
+    assert data.metadata["exploration_sigma"] == 0.5 and data.metadata["algorithm"] == "td3"
+    assert data.behaviour_log_probs is not None and np.all(np.isfinite(data.behaviour_log_probs))
+    assert data.reward_components.shape == (len(data), 4) and data.component_names[0] == "click"
+    # completed sessions: as many as the dataset holds, their returns equal the dataset's
+    assert len(result.episode_returns) == data.episode_starts.sum()
+    np.testing.assert_allclose(np.sort(result.episode_returns), np.sort(data.episode_returns()), rtol=1e-5)
+    assert np.all(np.abs(data.actions) <= 1.0)
+
+
+def test_behaviour_log_probs_are_the_exact_exploration_densities(sim):
+    algo = agent()  # updates_per_step=0: a fixed policy, so the densities can be recomputed
+    result = train_online(sim, algo, num_steps=40, rng=np.random.default_rng(1), batch_users=16,
+                          exploration_sigma=0.3, start_steps=5, updates_per_step=0)
+    data = result.dataset
+    mean = algo.act(data.observations)
+    expected = truncated_normal_log_prob(data.actions.astype(np.float64), mean, 0.3, -1.0, 1.0)
+    uniform = np.isclose(data.behaviour_log_probs, -4 * np.log(2.0))
+    assert 0 < uniform.sum() < len(data)  # the start steps acted uniformly
+    np.testing.assert_allclose(data.behaviour_log_probs[~uniform], expected[~uniform], rtol=1e-4, atol=1e-4)
+    assert result.num_updates == 0
+
+
+def test_concurrent_learner_trains_on_the_same_growing_buffer(sim):
+    behaviour, offline = agent("td3", seed=0), agent("bc", seed=1)
+    sizes: list[int] = []
+
+    def on_update(buffer: ReplayBuffer) -> None:
+        sizes.append(len(buffer))
+        offline.update(buffer.sample(64, offline.generator))
+
+    result = train_online(sim, behaviour, num_steps=30, rng=np.random.default_rng(2), batch_users=16,
+                          exploration_sigma=0.1, start_steps=4, updates_per_step=2, on_update=on_update)
+    assert len(sizes) == result.num_updates == offline.num_updates == 2 * 26
+    assert sizes == sorted(sizes) and sizes[0] == 5 * 16 and sizes[-1] == 30 * 16
+
+
+def test_online_runs_are_reproducible(sim):
+    def run(seed: int):
+        algo = agent("ddpg", seed=0)
+        result = train_online(sim, algo, 25, np.random.default_rng(seed), batch_users=16,
+                              exploration_sigma=0.2, start_steps=3)
+        return result.dataset, algo.act(np.full((2, sim.obs_dim), 0.5, np.float32))
+
+    (d1, a1), (d2, a2), (d3, _) = run(0), run(0), run(1)
+    assert np.array_equal(d1.actions, d2.actions) and np.array_equal(d1.rewards, d2.rewards)
+    assert np.array_equal(a1, a2)
+    assert len(d1) != len(d3) or not np.array_equal(d1.actions, d3.actions)
+
+
+def test_greedy_run_records_no_log_probs_and_exploration_policy_works_with_collect(sim):
+    algo = agent()
+    result = train_online(sim, algo, 20, np.random.default_rng(3), batch_users=16, exploration_sigma=0.0)
+    assert result.dataset.behaviour_log_probs is None
+    data = collect(sim, ExplorationPolicy(algo, 0.2, np.random.default_rng(4)), 200, np.random.default_rng(5),
+                   batch_size=16)
+    expected = truncated_normal_log_prob(data.actions.astype(np.float64), algo.act(data.observations), 0.2,
+                                         -1.0, 1.0)
+    np.testing.assert_allclose(data.behaviour_log_probs, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_steps=0), "num_steps must be an integer >= 1"),
+    (dict(batch_users=0), "batch_users must be an integer >= 1"),
+    (dict(start_steps=-1), "start_steps must be an integer >= 0"),
+    (dict(updates_per_step=1.5), "updates_per_step must be an integer >= 0"),
+    (dict(exploration_sigma=-0.1), "exploration_sigma must be >= 0"),
+])
+def test_bad_arguments_are_named(sim, kwargs, message):
+    arguments = {**dict(num_steps=5, rng=np.random.default_rng(0), batch_users=4), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train_online(sim, agent(), **arguments)
+
+
+def test_too_short_a_run_says_no_session_finished(sim):
+    with pytest.raises(ValueError, match="no session finished"):
+        train_online(sim, agent(), 2, np.random.default_rng(0), batch_users=4)
