@@ -1,0 +1,187 @@
+"""One offline fusion-ranking run: log data → train offline → OPE → simulated A/B test.
+
+``run_offline(cfg, run_dir)`` is the ``task`` the ``marl-rec`` CLI calls for the
+single-agent experiments. It writes into ``run_dir``: TensorBoard events (training
+curves, ``eval/return`` vs ``eval/q_estimate``, hparams), ``checkpoint.pt``,
+``metrics.json`` (the final figures) and ``eval_history.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from marl_rec.algos.base import ActionSpec
+from marl_rec.algos.registry import make_algorithm
+from marl_rec.batch_loop import BatchLoopConfig, run_batch_loop
+from marl_rec.data.dataset import OfflineDataset
+from marl_rec.data.pipelines import build_dataset, cached_dataset, config_hash
+from marl_rec.logging import TensorBoardLogger
+from marl_rec.schema import algorithm_overrides
+from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig
+
+BATCH_LOOP_KEYS = {f for f in BatchLoopConfig.__dataclass_fields__}
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Atomic JSON write (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict → {"a/b": value} with TensorBoard-hparams-compatible values."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}/"))
+        elif isinstance(value, (int, float, str, bool)):
+            out[name] = value
+        elif value is not None:
+            out[name] = str(value)
+    return out
+
+
+def simulator_factory(cfg: DictConfig):
+    return lambda: instantiate(cfg.simulator)
+
+
+def load_dataset(cfg: DictConfig, learner: Any = None) -> tuple[OfflineDataset, dict[str, Any]]:
+    """The run's dataset from its pipeline, cached by content hash of the data and simulator
+    configs. The ``concurrent`` pipeline trains ``learner`` while logging, so it is rebuilt."""
+    data_spec = OmegaConf.to_container(cfg.data, resolve=True)
+    env_spec = OmegaConf.to_container(cfg.simulator, resolve=True)
+    seed = int(data_spec.get("seed", 0))
+    factory = simulator_factory(cfg)
+
+    def build(concurrent_learner: Any = None) -> OfflineDataset:
+        return build_dataset(data_spec, factory, instantiate, seed, concurrent_learner=concurrent_learner)
+
+    started = time.perf_counter()
+    if data_spec.get("concurrent"):
+        dataset, path, reused = build(learner), None, False
+    else:
+        key = config_hash(data_spec, env_spec)
+        dataset, path, reused = cached_dataset(cfg.cache_dir, str(data_spec["name"]), key, build)
+    info = {"dataset": data_spec["name"], "dataset_path": str(path) if path else None,
+            "dataset_reused": reused, "dataset_seconds": time.perf_counter() - started,
+            "dataset_transitions": len(dataset), "dataset_episodes": dataset.num_episodes}
+    return dataset, info
+
+
+def build_algorithm(cfg: DictConfig, obs_dim: int, action_spec: ActionSpec) -> tuple[Any, BatchLoopConfig | None]:
+    overrides = algorithm_overrides(cfg.algo)
+    loop = None
+    if cfg.algo.name in ("bcq_ee", "bcq_re"):
+        loop = BatchLoopConfig(**{k: overrides.pop(k) for k in list(overrides) if k in BATCH_LOOP_KEYS})
+        name = "bcq"
+    else:
+        name = cfg.algo.name
+    algorithm = make_algorithm(name, obs_dim, action_spec, preset=cfg.algo.preset, seed=int(cfg.seed),
+                               device=cfg.device, **overrides)
+    return algorithm, loop
+
+
+def run_offline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Log (or reuse) the dataset, train ``cfg.algo`` offline, estimate with OPE, A/B test."""
+    torch.set_num_threads(int(cfg.torch_threads))
+    torch.manual_seed(int(cfg.seed))  # the entry point seeds the global stream (dropout)
+    run_dir = Path(run_dir)
+    factory = simulator_factory(cfg)
+    obs_dim = factory().reset(1, np.random.default_rng(0)).shape[1]
+    action_spec = ActionSpec("continuous", dim=4)
+    algorithm, loop = build_algorithm(cfg, obs_dim, action_spec)
+    dataset, data_info = load_dataset(cfg, learner=algorithm)
+    gamma = float(cfg.evaluation.gamma)
+    evaluator = SimulatorEvaluator(factory, int(cfg.evaluation.num_users), int(cfg.evaluation.seed), gamma)
+    hparams = flatten({"algo": OmegaConf.to_container(cfg.algo, resolve=True),
+                       "data": {"name": cfg.data.name}, "seed": int(cfg.seed)})
+    train_cfg = TrainerConfig(num_updates=int(cfg.train.num_updates), batch_size=int(cfg.train.batch_size),
+                              eval_every=int(cfg.train.eval_every),
+                              checkpoint_every=int(cfg.train.checkpoint_every),
+                              log_every=int(cfg.train.log_every),
+                              q_divergence_bound=float(cfg.train.q_divergence_bound), seed=int(cfg.seed),
+                              progress=bool(cfg.progress), device=cfg.device)
+    status, history, loop_history = "completed", {}, []
+    started = time.perf_counter()
+    try:
+        if data_info["dataset"] == "concurrent" and cfg.data.get("concurrent"):
+            # trained while the data was logged: evaluate it as it is
+            final = evaluator(algorithm, 0)
+            with TensorBoardLogger(run_dir) as logger:
+                logger.log_scalars(final, 0)
+        else:
+            trainer = Trainer(algorithm, dataset, train_cfg, run_dir, [evaluator], hparams=hparams)
+            final = trainer.fit(resume=True)
+            history = trainer.eval_history
+            if loop is not None:
+                def retrain(algo: Any, data: OfflineDataset, round_index: int) -> dict[str, float]:
+                    sub = Trainer(algo, data, TrainerConfig(**{**train_cfg.__dict__,
+                                                               "num_updates": loop.updates_per_round,
+                                                               "eval_every": 0, "progress": False}),
+                                  run_dir / f"round{round_index}", [evaluator])
+                    return sub.fit(resume=True)
+
+                dataset, loop_history = run_batch_loop(algorithm, dataset, factory(), loop,
+                                                       np.random.default_rng(int(cfg.seed) + 1), retrain)
+                final = loop_history[-1]
+    except DivergenceError as error:
+        status, final = "diverged", {"error": str(error), "diverged_at": error.step}
+    train_seconds = time.perf_counter() - started
+
+    metrics: dict[str, Any] = {"status": status, "algo": cfg.algo.name, "data": cfg.data.name,
+                               "seed": int(cfg.seed), "train_seconds": train_seconds, **data_info}
+    metrics["behaviour_return"] = float(dataset.episode_returns(1.0).mean())
+    metrics["behaviour_discounted_return"] = float(dataset.episode_returns(gamma).mean())
+    if "online_final_return" in dataset.metadata:
+        metrics["online_agent_return"] = float(dataset.metadata["online_final_return"])
+    if status == "completed":
+        metrics.update({k.replace("eval/", "final_"): v for k, v in final.items()
+                        if isinstance(v, (int, float)) and k.startswith("eval/")})
+        metrics.update(final_evaluation(cfg, algorithm, dataset, factory, gamma))
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "eval_history.json", {"eval": history, "batch_loop": loop_history})
+    return metrics
+
+
+def final_evaluation(cfg: DictConfig, algorithm: Any, dataset: OfflineDataset, factory: Any,
+                     gamma: float) -> dict[str, float]:
+    """OPE estimates of the final policy from the logged data, and its simulated A/B truth."""
+    from marl_rec.ope import OPEContext, simulated_ab_test
+
+    out: dict[str, float] = {}
+    users = int(cfg.evaluation.ab_users_per_group)
+    arm = simulated_ab_test(factory, {"learned": algorithm}, users, seed=int(cfg.evaluation.seed) + 1,
+                            gamma=gamma)["learned"]
+    out.update({"true_value": arm.discounted.value, "true_value_ci_low": arm.discounted.ci_low,
+                "true_value_ci_high": arm.discounted.ci_high, "true_return": arm.undiscounted.value,
+                "true_session_length": float(arm.session_lengths.mean())})
+    obs0 = dataset.initial_observations()
+    out["q_estimate"] = float(np.mean(algorithm.q_value(obs0, algorithm.act(obs0, deterministic=True))))
+    if cfg.evaluation.ope and cfg.get("ope") is not None:
+        context = OPEContext(dataset, gamma=gamma)
+        for name, node in cfg.ope.estimators.items():
+            estimator = instantiate(node)
+            try:
+                estimate = estimator.estimate(context, algorithm)
+            except ValueError as error:  # e.g. IS on a dataset without behaviour log-probs
+                out[f"ope_{name}_error"] = str(error)  # type: ignore[assignment]
+                continue
+            out[f"ope_{name}"] = float(estimate.value)
+            out[f"ope_{name}_ci_low"] = float(estimate.ci_low)
+            out[f"ope_{name}_ci_high"] = float(estimate.ci_high)
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in out.items()}
