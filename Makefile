@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml constraints-dev.txt
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# The main job: a reduced headline study (see conf/experiment/demo.yaml), its report,
+# and where to look at it.
 demo: $(STAMP)
-	$(VENV)/bin/marl-rec +experiment=demo
+	rm -rf runs/demo
+	$(VENV)/bin/marl-rec -m +experiment=demo
+	$(VENV)/bin/marl-rec-report runs/demo
+	@echo
+	@echo "Runs, report.md and plots: runs/demo"
+	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir runs/demo"
 
 bench: $(STAMP)
 	$(PY) bench/simulator.py

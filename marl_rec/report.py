@@ -1,0 +1,188 @@
+"""``marl-rec-report RUN_OR_SWEEP_DIR...``: aggregate runs into a markdown table and plots.
+
+Finds every ``metrics.json`` under the given folders (a single run, or a Hydra multirun
+sweep), groups runs by (dataset, algorithm), and writes into the first folder:
+
+- ``report.md``: mean ± std over seeds of the true return (simulated A/B test), the
+  behaviour policy's return in the data, the Q estimate vs the true discounted value
+  (overestimation ratio) and each OPE estimate;
+- ``learning_curves.png``: true return during training, one panel per dataset;
+- ``q_vs_true.png``: Q estimate against the true discounted return over training — the
+  picture of extrapolation error (points far above the diagonal);
+- ``ope_vs_true.png``: each OPE estimator's estimate against the true value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = [  # (metrics key, column title)
+    ("true_return", "true return"),
+    ("behaviour_return", "behaviour return"),
+    ("true_value", "true value (γ)"),
+    ("q_estimate", "Q estimate"),
+    ("overestimation", "Q / true value"),
+    ("ope_fqe", "FQE"),
+    ("ope_wdr", "WDR"),
+    ("ope_cfqe", "conservative FQE"),
+]
+
+
+def find_runs(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    runs = []
+    for folder in folders:
+        if not folder.exists():
+            raise SystemExit(f"marl-rec-report: no such folder: {folder}")
+        for path in sorted(folder.rglob("metrics.json")):
+            if path.parent.name.startswith("round"):  # BCQ-EE sub-trainings
+                continue
+            try:
+                metrics = json.loads(path.read_text())
+            except json.JSONDecodeError as error:
+                raise SystemExit(f"marl-rec-report: {path} is not valid JSON: {error}") from error
+            if "algo" in metrics and "data" in metrics:
+                runs.append((path.parent, metrics))
+    return runs
+
+
+def _value(metrics: dict[str, Any], key: str) -> float | None:
+    if key == "overestimation":
+        q, v = metrics.get("q_estimate"), metrics.get("true_value")
+        return q / v if isinstance(q, (int, float)) and isinstance(v, (int, float)) and v > 0 else None
+    value = metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def aggregate(runs: list[tuple[Path, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for _, metrics in runs:
+        groups[(metrics["data"], metrics["algo"])].append(metrics)
+    table = {}
+    for key, members in sorted(groups.items()):
+        row: dict[str, Any] = {"seeds": len(members),
+                               "diverged": sum(m.get("status") == "diverged" for m in members)}
+        for column, _ in COLUMNS:
+            values = [v for v in (_value(m, column) for m in members) if v is not None]
+            row[column] = (float(np.mean(values)), float(np.std(values)), len(values)) if values else None
+        table[key] = row
+    return table
+
+
+def markdown(table: dict[tuple[str, str], dict[str, Any]]) -> str:
+    header = ["dataset", "algorithm", "seeds"] + [title for _, title in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (data, algo), row in table.items():
+        cells = [data, algo, str(row["seeds"]) + (f" ({row['diverged']} diverged)" if row["diverged"] else "")]
+        for column, _ in COLUMNS:
+            stat = row[column]
+            if stat is None:
+                cells.append("–")
+            elif column == "overestimation":
+                cells.append(f"{stat[0]:.2f}×")
+            else:
+                cells.append(f"{stat[0]:.1f} ± {stat[1]:.1f}" if stat[2] > 1 else f"{stat[0]:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _histories(runs: list[tuple[Path, dict[str, Any]]]) -> list[tuple[dict[str, Any], dict[str, list]]]:
+    out = []
+    for folder, metrics in runs:
+        path = folder / "eval_history.json"
+        if path.exists():
+            history = json.loads(path.read_text()).get("eval") or {}
+            if history.get("step"):
+                out.append((metrics, history))
+    return out
+
+
+def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    histories = _histories(runs)
+    datasets = sorted({m["data"] for m, _ in histories})
+    if datasets:
+        fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+        for ax, data in zip(axes[0], datasets):
+            for metrics, history in histories:
+                if metrics["data"] != data:
+                    continue
+                ax.plot(history["step"], history["eval/return"], label=f"{metrics['algo']} s{metrics['seed']}")
+            behaviour = [m["behaviour_return"] for m, _ in histories if m["data"] == data]
+            ax.axhline(float(np.mean(behaviour)), color="black", linestyle="--", label="behaviour")
+            ax.set(title=data, xlabel="update", ylabel="true return (simulator)")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out_dir / "learning_curves.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        top = 1.0
+        for metrics, history in histories:
+            q, v = np.asarray(history["eval/q_estimate"]), np.asarray(history["eval/discounted_return"])
+            ax.plot(v, q, marker="o", markersize=3, label=f"{metrics['data']}/{metrics['algo']}")
+            top = max(top, float(np.nanmax(np.abs(np.concatenate([q, v])))))
+        ax.plot([0, top], [0, top], color="black", linestyle="--", label="Q = true")
+        ax.set(xlabel="true discounted return", ylabel="Q estimate on initial states",
+               title="overestimation during training", yscale="symlog", xscale="symlog")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        written.append(out_dir / "q_vs_true.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    estimators = [(key, title) for key, title in COLUMNS if key.startswith("ope_")]
+    points = [(m, key) for _, m in runs for key, _ in estimators
+              if _value(m, key) is not None and _value(m, "true_value") is not None]
+    if points:
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        for key, title in estimators:
+            xs = [_value(m, "true_value") for m, k in points if k == key]
+            ys = [_value(m, key) for m, k in points if k == key]
+            if xs:
+                ax.scatter(xs, ys, label=title, s=18)
+        values = [v for m, k in points for v in (_value(m, k), _value(m, "true_value"))]
+        low, high = min(values), max(values)
+        ax.plot([low, high], [low, high], color="black", linestyle="--", label="estimate = truth")
+        ax.set(xlabel="true value (simulated A/B test)", ylabel="OPE estimate", title="OPE vs truth")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out_dir / "ope_vs_true.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def report(folders: list[Path]) -> tuple[str, list[Path]]:
+    runs = find_runs(folders)
+    if not runs:
+        raise SystemExit(f"marl-rec-report: no metrics.json with 'algo' and 'data' under {', '.join(map(str, folders))}")
+    table = markdown(aggregate(runs))
+    out_dir = folders[0]
+    (out_dir / "report.md").write_text(table + "\n")
+    return table, [out_dir / "report.md"] + plot(runs, out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="marl-rec-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="run or multirun sweep folders")
+    args = parser.parse_args(argv)
+    table, written = report(args.folders)
+    print(table)
+    print("\nwrote: " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()
