@@ -1,0 +1,201 @@
+"""Bandit feedback (horizon 1): load a logged table and evaluate it with the same estimators.
+
+Schema (:class:`BanditSchema`), one row per logged impression:
+
+==================  ======================  ===============================================
+column(s)           type                    meaning
+==================  ======================  ===============================================
+context_columns     float                   the context features x (the observation)
+action_columns      int (discrete) /        the logged action: one integer column 0..n-1,
+                    float (continuous)      or one float column per action dimension
+reward_column       float                   the observed reward
+propensity_column   float in (0, 1]         μ(a|x) of the logged action (discrete); for
+                    (> 0 continuous)        continuous actions a density, > 0. Optional:
+                                            without it, fit a behaviour model
+position_column     int >= 0, optional      the slot the item was shown in
+==================  ======================  ===============================================
+
+Each row becomes a one-step episode of an :class:`~marl_rec.data.dataset.OfflineDataset`
+(``terminals`` all True, ``behaviour_log_probs`` = log propensity), so IPS = ``is``,
+SNIPS = ``wis``, DR = ``dr`` and the direct method = FQE (a reward regression at horizon 1)
+all apply unchanged, at any ``gamma``. When a position column is given and
+``position_in_context`` is True, a one-hot of the position is appended to the context, so
+policies and reward models condition on the slot; the raw positions are kept in
+:attr:`BanditLog.positions`.
+
+Validation names the column and the (0-based, header excluded) data row: missing column,
+NaN / empty / non-numeric cell, non-integer or out-of-range action, propensity outside
+(0, 1].
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from marl_rec.algos.base import ActionSpec
+from marl_rec.data.dataset import OfflineDataset
+
+
+@dataclass(frozen=True)
+class BanditSchema:
+    """Which columns of the table hold what (see the module docstring)."""
+
+    context_columns: tuple[str, ...]
+    action_columns: tuple[str, ...] = ("action",)
+    reward_column: str = "reward"
+    propensity_column: str | None = "propensity"
+    position_column: str | None = None
+    continuous_actions: bool = False
+    num_actions: int | None = None  # discrete: None = max(action) + 1
+    action_low: float = -1.0  # continuous action box
+    action_high: float = 1.0
+    position_in_context: bool = True
+    num_positions: int | None = None  # None = max(position) + 1
+
+    def __post_init__(self) -> None:
+        for name in ("context_columns", "action_columns"):
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, str) else tuple(value)
+            object.__setattr__(self, name, value)
+            if not value:
+                raise ValueError(f"BanditSchema.{name} must name at least one column")
+        if not self.continuous_actions and len(self.action_columns) != 1:
+            raise ValueError(f"BanditSchema.action_columns must be one column for discrete actions, "
+                             f"got {self.action_columns}")
+        if self.num_actions is not None and self.num_actions < 2:
+            raise ValueError(f"BanditSchema.num_actions must be >= 2, got {self.num_actions}")
+
+    @property
+    def columns(self) -> list[str]:
+        names = [*self.context_columns, *self.action_columns, self.reward_column]
+        return names + [c for c in (self.propensity_column, self.position_column) if c is not None]
+
+
+@dataclass
+class BanditLog:
+    """A loaded bandit table: the one-step-episode dataset and the raw positions (if any)."""
+
+    dataset: OfflineDataset
+    positions: np.ndarray | None
+    schema: BanditSchema
+
+
+def _read_csv(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path}: the file is empty (no header row)") from None
+        header = [h.strip() for h in header]
+        for name in columns:
+            if name not in header:
+                raise ValueError(f"{path}: missing column {name!r} (columns: {header})")
+        index = {name: header.index(name) for name in columns}
+        values: dict[str, list[float]] = {name: [] for name in columns}
+        for row_number, row in enumerate(reader):
+            if not row:
+                continue
+            for name, i in index.items():
+                cell = row[i].strip() if i < len(row) else ""
+                try:
+                    value = float(cell)
+                except ValueError:
+                    raise ValueError(f"{path}: column {name!r} row {row_number}: "
+                                     f"{'empty cell' if not cell else f'non-numeric value {cell!r}'}") from None
+                values[name].append(value)
+    return {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+
+
+def _read_parquet(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as error:  # pyarrow is optional: pip install 'marl-rec[parquet]'
+        raise ImportError("reading Parquet needs pyarrow: pip install 'marl-rec[parquet]'") from error
+    names = pq.read_schema(path).names
+    for name in columns:
+        if name not in names:
+            raise ValueError(f"{path}: missing column {name!r} (columns: {names})")
+    table = pq.read_table(path, columns=columns)
+    out = {}
+    for name in columns:
+        try:
+            column = table.column(name).cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise ValueError(f"{path}: column {name!r} is not numeric ({table.schema.field(name).type})") from error
+        out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+    return out
+
+
+def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
+    """Read a CSV (``.csv``) or Parquet (``.parquet``/``.pq``) bandit log and validate it."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        table = _read_parquet(path, schema.columns)
+    elif path.suffix.lower() == ".csv":
+        table = _read_csv(path, schema.columns)
+    else:
+        raise ValueError(f"{path}: unknown file type {path.suffix!r}; expected .csv, .parquet or .pq")
+    n = len(table[schema.reward_column])
+    if n == 0:
+        raise ValueError(f"{path}: the table has no data rows")
+    for name in schema.columns:
+        bad = np.flatnonzero(~np.isfinite(table[name]))
+        if bad.size:
+            raise ValueError(f"{path}: column {name!r} row {bad[0]} is NaN, missing or infinite")
+
+    def integers(name: str, upper: int | None) -> np.ndarray:
+        values = table[name]
+        bad = np.flatnonzero((values != np.round(values)) | (values < 0)
+                             | (values >= upper if upper is not None else False))
+        if bad.size:
+            allowed = f"0..{upper - 1}" if upper is not None else ">= 0"
+            raise ValueError(f"{path}: column {name!r} row {bad[0]} has value {values[bad[0]]}; "
+                             f"expected an integer {allowed}")
+        return values.astype(np.int64)
+
+    context = np.stack([table[c] for c in schema.context_columns], axis=1)
+    if schema.continuous_actions:
+        actions = np.stack([table[c] for c in schema.action_columns], axis=1).astype(np.float32)
+        outside = np.flatnonzero(((actions < schema.action_low) | (actions > schema.action_high)).any(1))
+        if outside.size:
+            raise ValueError(f"{path}: columns {list(schema.action_columns)} row {outside[0]} lie outside "
+                             f"the action box [{schema.action_low}, {schema.action_high}]")
+        spec = ActionSpec("continuous", dim=len(schema.action_columns), low=schema.action_low,
+                          high=schema.action_high)
+    else:
+        actions = integers(schema.action_columns[0], schema.num_actions)
+        spec = ActionSpec("discrete", num_actions=schema.num_actions or max(2, int(actions.max()) + 1))
+    log_probs = None
+    if schema.propensity_column is not None:
+        propensity = table[schema.propensity_column]
+        upper = math.inf if schema.continuous_actions else 1.0
+        bad = np.flatnonzero(~((propensity > 0) & (propensity <= upper)))
+        if bad.size:
+            allowed = "> 0 (a density)" if schema.continuous_actions else "in (0, 1]"
+            raise ValueError(f"{path}: column {schema.propensity_column!r} row {bad[0]} has value "
+                             f"{propensity[bad[0]]}; propensities must be {allowed}")
+        log_probs = np.log(propensity).astype(np.float32)
+    positions = None
+    if schema.position_column is not None:
+        positions = integers(schema.position_column, schema.num_positions)
+        if schema.position_in_context:
+            num_positions = schema.num_positions or int(positions.max()) + 1
+            context = np.concatenate([context, np.eye(num_positions)[positions]], axis=1)
+    observations = context.astype(np.float32)
+    ones = np.ones(n, dtype=bool)
+    dataset = OfflineDataset(
+        observations=observations, actions=actions, rewards=table[schema.reward_column].astype(np.float32),
+        next_observations=observations.copy(), terminals=ones, truncations=~ones, episode_starts=ones.copy(),
+        action_spec=spec, behaviour_log_probs=log_probs,
+        metadata={"source": str(path), "kind": "bandit", "context_columns": list(schema.context_columns)})
+    return BanditLog(dataset, positions, schema)
+
+
+__all__ = ["BanditSchema", "BanditLog", "load_bandit_log"]
