@@ -14,6 +14,10 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
     - ``click_level``: target mean predicted p̂(click) of the slates served;
     - ``quality_level``: target mean predicted p̂(like | click) of the slates served.
 
+    (On the reference world, averaged over users, the fusion actions of the 81-action grid
+    reach click levels of about 0.43–0.89 and quality levels of about 0.25–0.71; a goal
+    outside what the candidates allow is followed as closely as they allow.)
+
     The two pull against each other: clickbait draws clicks and earns engagement now, but
     lowers satisfaction, which shortens the session and — through the retention model —
     lowers the chance the user comes back. Quality (p̂(like | click) tracks an item's true
@@ -32,6 +36,13 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
     predicted click and like probabilities, :func:`slate_goal_statistics`) is known when
     the slate is ranked, so the short-term controller can follow the goal precisely, and
     a learner can relabel goals with ``info["achieved_goal"]``.
+
+``info``: ``short_term`` after every request — ``engagement``, ``goal_reward``, ``goal``,
+``achieved_goal``, ``components``, ``session_index``, ``session_end``, ``user_left`` and the
+latent ``true_utility`` / ``satisfaction`` (evaluation only); ``long_term`` when a session
+ends (what its next ``last()`` shows) — ``session_engagement``, ``session_length``,
+``session_achieved_goal``, ``session_index``, ``user_left``, ``return_probability``,
+``returned``.
 
 Turn order: ``long_term`` → ``short_term`` × (requests of the session) → ``long_term`` → …
 When a session ends (the user leaves, or ``max_requests`` requests), the user comes back
@@ -202,7 +213,7 @@ class HierarchicalInterestEnv(AECEnv):
         self.sim = UserSimulator(self.sim_config)
         self.possible_agents = [LONG_TERM, SHORT_TERM]
         self.agents = []
-        obs_space, fusion_space = make_spaces(self.sim_config)
+        _, fusion_space = make_spaces(self.sim_config)
         d = self.sim_config.obs_dim
         self.observation_spaces = {
             LONG_TERM: gymnasium.spaces.Box(0.0, 1.0, (d + len(LIFETIME_FEATURES),), np.float32),
