@@ -89,8 +89,9 @@ def simulated_ab_test(sim_factory: Callable[[], Any], policies: Mapping[str, Any
                       max_steps: int = 100_000) -> dict[str, ABArm]:
     """Run every policy on its own group of ``users_per_group`` simulated users (one session each).
 
-    Users are simulated ``batch_size`` at a time (each batch from its own seed, spawned from
-    ``seed``), so memory stays bounded and CRN holds batch by batch.
+    Users are simulated ``batch_size`` at a time, so memory stays bounded. Batch j of every
+    arm is reset with ``np.random.default_rng(np.random.SeedSequence(seed).spawn(J)[j])``
+    under CRN, and from ``SeedSequence([seed, arm_index + 1])`` children otherwise.
     """
     if users_per_group < 2:
         raise ValueError(f"users_per_group must be >= 2 (for an interval), got {users_per_group}")
@@ -102,13 +103,11 @@ def simulated_ab_test(sim_factory: Callable[[], Any], policies: Mapping[str, Any
         raise ValueError("policies is empty")
     check_confidence(confidence)
     sizes = [min(batch_size, users_per_group - start) for start in range(0, users_per_group, batch_size)]
-    root = np.random.SeedSequence(seed)
-    arm_seeds = root.spawn(len(policies))
-    common = root.spawn(1)[0].spawn(len(sizes))
+    common = np.random.SeedSequence(seed).spawn(len(sizes))
     results: dict[str, ABArm] = {}
-    for (name, policy), arm_seed in zip(policies.items(), arm_seeds):
+    for index, (name, policy) in enumerate(policies.items()):
         act = _as_session_policy(policy)
-        seeds = common if common_random_numbers else arm_seed.spawn(len(sizes))
+        seeds = common if common_random_numbers else np.random.SeedSequence([seed, index + 1]).spawn(len(sizes))
         sim = sim_factory()
         parts = [_run_group(sim, act, size, np.random.default_rng(s), gamma, max_steps)
                  for size, s in zip(sizes, seeds)]

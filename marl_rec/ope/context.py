@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,8 @@ class OPEContext:
     # ---------------------------------------------------------------- FQE
     def fitted_q(self, policy: Any, config: FQEConfig) -> FittedQ:
         """The FQE model of ``policy`` under ``config``, fitted on first request."""
-        key = (id(policy), config)
+        # the interval settings do not change the fit: models are shared across them
+        key = (id(policy), replace(config, num_bootstrap=1, confidence=0.95, name=""))
         if key not in self._fitted:
             self._fitted[key] = (policy, fit_fqe(self.dataset, policy, self.gamma, config))
         return self._fitted[key][1]
