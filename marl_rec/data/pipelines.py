@@ -91,7 +91,8 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
     meta = {"pipeline": spec.get("name"), "seed": seed}
 
     def policy(node: dict[str, Any]) -> Any:
-        return instantiate(node, rng=rng) if node.get("_partial_") else instantiate(node)
+        # a `_partial_` behaviour needs the pipeline's generator to be built
+        return instantiate(node)(rng=rng) if node.get("_partial_") else instantiate(node)
 
     if kind == "policy":
         data = collect(sim, policy(spec["behaviour"]), n, rng, batch_size=users, metadata=meta)
