@@ -62,13 +62,11 @@ class ConstantPolicy:
 
 
 def _grid_slates(sim: UserSimulator, grid: np.ndarray) -> np.ndarray:
-    """(B, G, K) slates that each of the G grid actions would show each user."""
+    """(B, G, K) slates that each of the G grid actions would show each user (as ``sim.rank``)."""
     k = sim.config.slate_size
-    log_pred = np.log(sim.cand_pred + sim._log_priors)  # (B, C, 4)
-    scores = np.einsum("bck,gk->bgc", log_pred, sim.fusion_weights(grid))
-    top = np.argpartition(-scores, k - 1, axis=2)[..., :k]
-    order = np.argsort(-np.take_along_axis(scores, top, 2), axis=2)
-    return np.take_along_axis(top, order, 2)
+    negative_weights = -sim.fusion_weights(grid).astype(np.float32)  # (G, 4)
+    scores = np.matmul(negative_weights, sim.cand_log_pred.transpose(0, 2, 1))  # (B, G, C)
+    return np.argsort(scores, axis=2)[..., :k]
 
 
 class MyopicGreedyPolicy:

@@ -48,17 +48,29 @@ One request (``step``)
        begins the next session for the users who came back (used by the hierarchical
        environment).
 
-Observation (float32, all entries in [0, 1], ``OBS_DIM`` = 4·T... see ``observation_names``)
+Observation (float32, every entry in [0, 1]; ``obs_dim`` = 2·T + 17, names in
+:func:`observation_names`)
     the user's observed long-term profile (T), an exponential moving average of the
     clicked topics (T), moving averages of click / like / share / watch rates (4), the
     last request's click / like / share / watch rates (4), the mean predicted
-    click / like / share / watch of the current candidates (4), and four scalars: the
+    click / like / share / watch of the current candidates (4), and five scalars: the
     request index / ``max_requests``, the ad-load moving average, the session index / 10
-    (clipped), and the session's engagement so far / ``max_requests`` (clipped).
+    (clipped), the session's engagement so far / ``max_requests`` (clipped), and a noisy
+    moving average of satisfaction (what the platform measures: dwell, skips, "not
+    interested"; clipped).
+
+Randomness and speed
+    Every draw comes from the generator passed to :meth:`UserSimulator.reset`, so a seed
+    fixes the trajectories of a batch. The numbers drawn depend on the batch size (a user
+    simulated alone and the same user inside a batch see different draws, from the same
+    distributions). Large Gaussian draws use Box–Muller on float32 uniforms
+    (:func:`standard_normal_f32`), which is about 4x faster than numpy's ziggurat here.
+    The hot arrays (candidates × tasks) are float32; the per-user state is float64.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -106,11 +118,30 @@ class SimulatorConfig:
     satisfaction_signal_noise: float = 0.15
 
     def __post_init__(self) -> None:
-        positive = ("num_topics", "items_per_topic", "ads_per_topic", "num_candidates",
-                    "num_ad_candidates", "slate_size", "max_requests")
+        # Hydra / YAML hand over lists: store tuples so the config stays hashable and frozen
+        for name in ("fusion_priors", "reward_weights", "clickbait_sensitivity"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        positive = ("num_topics", "topic_graph_neighbours", "items_per_topic", "ads_per_topic",
+                    "num_candidates", "num_ad_candidates", "slate_size", "max_requests")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"SimulatorConfig.{name} must be >= 1, got {getattr(self, name)}")
+        unit = ("topic_graph_rewire", "base_leave", "boredom_decay", "interest_drift")
+        for name in unit:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"SimulatorConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        non_negative = ("prediction_noise", "position_decay", "satisfaction_gain", "no_click_penalty",
+                        "ad_satisfaction_cost", "satisfaction_decay", "boredom_gain",
+                        "ad_revenue_scale", "satisfaction_signal_noise")
+        for name in non_negative:
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"SimulatorConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.max_duration > 0.0:
+            raise ValueError(f"SimulatorConfig.max_duration must be > 0, got {self.max_duration}")
+        sensitivity = self.clickbait_sensitivity
+        if len(sensitivity) != 2 or not 0.0 <= sensitivity[0] <= sensitivity[1]:
+            raise ValueError("SimulatorConfig.clickbait_sensitivity must be a range (low, high) with "
+                             f"0 <= low <= high, got {self.clickbait_sensitivity}")
         if self.slate_size > self.num_candidates:
             raise ValueError(
                 f"SimulatorConfig.slate_size ({self.slate_size}) exceeds num_candidates "
@@ -140,16 +171,54 @@ def observation_names(config: SimulatorConfig) -> list[str]:
                "satisfaction_signal"])
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    out = np.exp(-x)
+def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function in three in-place passes (``out`` may be ``x`` itself)."""
+    out = np.negative(x, out=out)
+    np.exp(out, out=out)
     out += 1.0
-    np.reciprocal(out, out=out)
+    return np.reciprocal(out, out=out)
+
+
+# Below this many variates numpy's ziggurat is cheaper (one call); above, Box–Muller on
+# float32 uniforms is about 3x faster here (every step is a SIMD ufunc: log, sqrt, sin, cos).
+_BOX_MULLER_MIN = 4096
+
+
+def standard_normal_f32(rng: np.random.Generator, out: np.ndarray,
+                        scratch: np.ndarray | None = None) -> np.ndarray:
+    """Fill the contiguous float32 array ``out`` with N(0, 1) variates and return it.
+
+    Large draws use Box–Muller on float32 uniforms, exact in distribution except that |z|
+    is capped at sqrt(-2 ln 2^-24) ≈ 5.77 (probability 8e-9). ``scratch`` (float32, at least
+    half the size of ``out``) avoids a temporary.
+    """
+    flat = out.reshape(-1)
+    half = flat.size // 2
+    if flat.size < _BOX_MULLER_MIN:
+        return rng.standard_normal(out=out, dtype=np.float32)
+    rng.random(out=flat, dtype=np.float32)
+    radius, angle = flat[:half], flat[half:2 * half]
+    np.subtract(np.float32(1.0), radius, out=radius)  # uniform on (0, 1]
+    np.log(radius, out=radius)
+    radius *= np.float32(-2.0)
+    np.sqrt(radius, out=radius)
+    angle *= np.float32(2.0 * np.pi)
+    cosine = np.cos(angle, out=None if scratch is None else scratch.reshape(-1)[:half])
+    np.sin(angle, out=angle)
+    angle *= radius
+    radius *= cosine
+    if flat.size > 2 * half:  # odd size: one more variate
+        flat[-1] = rng.standard_normal(dtype=np.float32)
     return out
 
 
 @dataclass
 class World:
-    """The fixed part of the simulation: topic graph, catalogue, ads."""
+    """The fixed part of the simulation: topic graph, catalogue, ads.
+
+    Items are laid out topic-major: item ``i`` belongs to topic ``i // items_per_topic``
+    (ads likewise with ``ads_per_topic``); retrieval relies on it.
+    """
 
     graph: nx.Graph
     topic_transition: np.ndarray  # (T, T) row-stochastic: where interest drifts after a click
@@ -165,15 +234,20 @@ class World:
     def build(config: SimulatorConfig) -> World:
         rng = np.random.default_rng(config.world_seed)
         t = config.num_topics
-        graph = nx.connected_watts_strogatz_graph(
-            t, 2 * config.topic_graph_neighbours if t > 2 * config.topic_graph_neighbours else max(t - 1, 1),
-            config.topic_graph_rewire, seed=int(rng.integers(2**31))) if t > 2 else nx.complete_graph(t)
+        graph_seed = int(rng.integers(2**31))
+        if t <= 3:  # too few topics for a small-world graph: all topics are neighbours
+            graph = nx.complete_graph(t)
+        else:
+            # Watts–Strogatz needs 2 <= k < T; with few topics it degrades to a ring or clique
+            k = min(2 * config.topic_graph_neighbours, t - 1)
+            graph = nx.connected_watts_strogatz_graph(t, k, config.topic_graph_rewire,
+                                                      seed=graph_seed)
         adjacency = nx.to_numpy_array(graph, nodelist=range(t))
-        degree = np.maximum(adjacency.sum(1, keepdims=True), 1.0)
+        degree = adjacency.sum(1, keepdims=True)
         # after clicking topic u, interest moves 60% to u itself and 40% to its neighbours
-        transition = 0.6 * np.eye(t) + 0.4 * adjacency / degree
-        if t == 1:
-            transition = np.ones((1, 1))
+        # (all of it stays on u when u has no neighbour, i.e. T = 1)
+        transition = np.where(degree > 0, 0.6 * np.eye(t) + 0.4 * adjacency / np.maximum(degree, 1.0),
+                              np.eye(t))
         n = t * config.items_per_topic
         m = t * config.ads_per_topic
         return World(
@@ -200,25 +274,46 @@ class StepResult:
     info: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+# state entries a request changes (restored for users already done, see ``step``)
+_STEP_KEYS = ("satisfaction", "ad_fatigue", "ad_load", "short_term", "boredom", "recent_topics",
+              "last", "ema", "session_engagement", "satisfaction_signal", "request",
+              "lifetime_satisfaction")
+
+
 class UserSimulator:
     """Batched simulator core. ``reset(B, rng)`` samples B users; ``step`` serves one request each.
 
     All randomness comes from the generator given to :meth:`reset` (kept as ``self.rng``).
     Users whose session ended stay frozen until :meth:`reset_users` replaces them (data
     collection) or :meth:`start_new_sessions` begins their next session (lifetimes).
+
+    Candidate arrays (rows = users, refreshed in place after each request): ``cand_items`` (B, C)
+    item ids, ``cand_pred`` (B, C, 4) the multi-task model's predictions,
+    ``cand_log_pred`` (B, C, 4) = log(cand_pred + β) (the fusion-ranking features),
+    ``cand_true`` (B, C, 4) the true probabilities (computed on first access), and
+    ``cand_utility`` (B, C) the true utility of each candidate for its user.
     """
 
     def __init__(self, config: SimulatorConfig | None = None, world: World | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.world = world or World.build(self.config)
-        c = self.config
+        c, w = self.config, self.world
+        if w.item_topic.shape != (c.num_topics * c.items_per_topic,) or \
+                w.ad_topic.shape != (c.num_topics * c.ads_per_topic,):
+            raise ValueError("world does not match the config: expected "
+                             f"{c.num_topics * c.items_per_topic} items and "
+                             f"{c.num_topics * c.ads_per_topic} ads, got {w.item_topic.shape[0]} "
+                             f"and {w.ad_topic.shape[0]}")
         self.obs_dim = c.obs_dim
         self._log_priors = np.asarray(c.fusion_priors, dtype=np.float32)
         self._reward_weights = np.asarray(c.reward_weights, dtype=np.float64)
         self._examination = 1.0 / (1.0 + c.position_decay * np.arange(c.slate_size))
+        self._rate_scale = 1.0 / np.array([c.slate_size] * 3 + [c.slate_size * c.max_duration])
         self.batch_size = 0
         self.rng: np.random.Generator | None = None
-        self.cand_items: np.ndarray | None = None
+        self.state: dict[str, np.ndarray] = {}
+        self._cand: dict[str, np.ndarray] = {}
+        self._single_user_path = True  # B = 1 takes the lean path (False: the batched one; tests)
         # The user-independent part of each item's true logits, linear in the item's quality q
         # and clickbait cb; relevance enters through _relevance_coef. One row per task:
         #   click          -2.6 + 0.8 rel + 4.5 cb + 0.8 q   (clickbait draws clicks)
@@ -227,7 +322,6 @@ class UserSimulator:
         #   watched | click -1.0 + 0.5 rel - 3.5 cb + 3.5 q  (fraction of the duration)
         # True utility of an item: 2.0 q + 0.4 rel - sensitivity · cb - 0.3, where each user has
         # a clickbait sensitivity (tolerant users can be "harvested", others not).
-        w = self.world
         q, cb = w.item_quality[:, None], w.item_clickbait[:, None]
         intercept = np.array([-2.6, -2.5, -4.0, -1.0])
         self._item_logits = (intercept + q * np.array([0.8, 4.0, 3.5, 3.5])
@@ -236,6 +330,10 @@ class UserSimulator:
         self._item_utility = (2.0 * w.item_quality - 0.3).astype(np.float32)
         self._item_clickbait = w.item_clickbait.astype(np.float32)
         self._item_duration_fraction = (w.item_duration / c.max_duration).astype(np.float32)
+        self._log_priors_tiled = np.tile(self._log_priors, c.num_candidates)  # (C·4,) flat rows
+        self._click_examination = np.ones((c.slate_size, 3), dtype=np.float32)
+        self._click_examination[:, 0] = self._examination  # p(click) is scaled by examination
+        self._uniform_cdf = (0.3 / c.num_topics) * np.arange(1, c.num_topics + 1)
 
     # ------------------------------------------------------------------ users
     def _sample_users(self, n: int) -> dict[str, np.ndarray]:
@@ -268,14 +366,21 @@ class UserSimulator:
 
     def reset(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Sample ``batch_size`` new users, draw their first candidates, return observations."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        c = self.config
         self.rng = rng
-        self.batch_size = batch_size
-        self.state = self._sample_users(batch_size)
-        self._retrieve(np.arange(batch_size))
+        self.batch_size = b = int(batch_size)
+        self._rows = np.arange(b)[:, None]
+        self._candidate_offsets = self._rows * c.num_candidates
+        self._topic_offsets = self._rows * c.num_topics
+        self.state = self._sample_users(b)
+        self._buffers: dict[str, np.ndarray] = {}
+        self._cand = self._empty_candidates(b)
+        self._cand_true: np.ndarray | None = None
+        self._retrieve(None)
         return self.observe()
 
     def reset_users(self, mask: np.ndarray) -> np.ndarray:
@@ -307,111 +412,209 @@ class UserSimulator:
         return self.observe()
 
     # -------------------------------------------------------------- retrieval
-    def _retrieve(self, index: np.ndarray) -> None:
-        """Draw candidates for the users in ``index`` and compute true and predicted responses."""
+    def _empty_candidates(self, n: int) -> dict[str, np.ndarray]:
+        c = self.config
+        shape, f32 = (n, c.num_candidates), np.float32
+        return {"items": np.zeros(shape, np.int64), "topics": np.zeros(shape, np.int64),
+                "logits": np.zeros(shape + (NUM_TASKS,), f32), "pred": np.zeros(shape + (NUM_TASKS,), f32),
+                "log_pred": np.zeros(shape + (NUM_TASKS,), f32), "utility": np.zeros(shape, f32),
+                "duration": np.zeros(shape, f32), "pred_mean": np.zeros((n, NUM_TASKS), f32)}
+
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+        """A reusable work array (the leading rows of a buffer kept for the whole batch).
+        Fresh large arrays cost page faults (about 1.3 µs per 4 KiB here) that take longer
+        than the arithmetic done on them, so the hot path writes into these."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty((max(shape[0], self.batch_size),) + shape[1:], dtype)
+        return buf[:shape[0]]
+
+    @staticmethod
+    def _no_scratch(name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    def _relevance_table(self, index: np.ndarray | None, scratch: Any = None) -> np.ndarray:
+        """(n, T) relevance of every topic for the users in ``index`` (None: all), net of
+        boredom: min(T · interest - 1, 3) - boredom, interest = 0.6 short-term + 0.4 long-term."""
+        s, t = self.state, self.config.num_topics
+        scratch = scratch or self._no_scratch
+        short, long_, boredom = (s[key] if index is None else s[key].take(
+            index, axis=0, out=scratch(key, (index.size, t), np.float64), mode="clip")
+            for key in ("short_term", "long_term", "boredom"))
+        table = np.multiply(short, 0.6 * t, out=scratch("relevance_table", short.shape, np.float64))
+        table += np.multiply(long_, 0.4 * t, out=scratch("relevance_tmp", short.shape, np.float64))
+        table -= 1.0
+        np.minimum(table, 3.0, out=table)
+        table -= boredom
+        return table
+
+    def _retrieve(self, index: np.ndarray | None) -> None:
+        """Draw candidates for the users in ``index`` (None: everyone, written in place into
+        the candidate arrays) and compute their true logits, noisy predictions and utilities."""
+        if self.batch_size == 1 and self._single_user_path:
+            return self._retrieve_one()
         c, rng, s = self.config, self.rng, self.state
-        n, t, k = index.size, c.num_topics, c.num_candidates
-        if self.cand_items is None or self.cand_items.shape[0] != self.batch_size:
-            b = self.batch_size
-            self.cand_items = np.zeros((b, k), dtype=np.int64)
-            self.cand_true = np.zeros((b, k, NUM_TASKS), dtype=np.float32)
-            self.cand_pred = np.zeros((b, k, NUM_TASKS), dtype=np.float32)
-            self.cand_utility = np.zeros((b, k), dtype=np.float32)
-        # retrieval: topics from the observed profile and recent topics, mixed with uniform;
-        # one searchsorted over all users' CDFs laid end to end (row r occupies [r, r + 1))
-        topic_probs = 0.4 * s["profile"][index] + 0.3 * s["recent_topics"][index] + 0.3 / t
-        cdf = np.cumsum(topic_probs, axis=1)
+        t, k = c.num_topics, c.num_candidates
+        buf = self._scratch
+        if index is None:  # everyone: write straight into the candidate arrays
+            out = self._cand
+            profile, recent, sensitivity = s["profile"], s["recent_topics"], s["clickbait_sensitivity"]
+        else:  # some users: compute in work arrays, scatter at the end
+            out = {key: buf(f"candidates_{key}", (index.size,) + value.shape[1:], value.dtype)
+                   for key, value in self._cand.items()}
+            profile, recent, sensitivity = (s[key].take(index, axis=0, out=buf(key, (index.size,) + s[key].shape[1:],
+                                                                             np.float64), mode="clip")
+                                            for key in ("profile", "recent_topics", "clickbait_sensitivity"))
+        n = profile.shape[0]
+        # retrieval: topics from the observed profile and recent topics, mixed with uniform,
+        # by inverse CDF (topic = number of CDF entries <= u)
+        cdf = np.multiply(profile, 0.4, out=buf("cdf", (n, t), np.float64))
+        cdf += np.multiply(recent, 0.3, out=buf("cdf_tmp", (n, t), np.float64))
+        np.cumsum(cdf, axis=1, out=cdf)
+        cdf += self._uniform_cdf
         cdf /= cdf[:, -1:]
-        offsets = np.arange(n)[:, None]
-        flat = (cdf + offsets).ravel()
-        u = rng.random((n, k)) + offsets
-        topics = np.searchsorted(flat, u.ravel(), side="right").reshape(n, k) - offsets * t
-        np.clip(topics, 0, t - 1, out=topics)
-        items = topics * c.items_per_topic + rng.integers(0, c.items_per_topic, (n, k))
-        relevance = self._relevance(index, topics).astype(np.float32)
-        logits = self._item_logits[items] + relevance[..., None] * self._relevance_coef
-        true = _sigmoid(logits)
-        noise = rng.standard_normal(logits.shape, dtype=np.float32)
-        noise *= np.float32(c.prediction_noise)
-        noise += logits
-        noisy = _sigmoid(noise)
-        duration = self._item_duration_fraction[items]
-        true[..., 3] *= duration  # watch: watched fraction × duration, normalised to [0, 1]
-        noisy[..., 3] *= duration
-        sensitivity = s["clickbait_sensitivity"][index].astype(np.float32)[:, None]
-        utility = (self._item_utility[items] + np.float32(0.4) * relevance
-                   - sensitivity * self._item_clickbait[items])
-        if n == self.batch_size:  # everyone: plain assignment, no scatter
-            self.cand_items, self.cand_true, self.cand_pred, self.cand_utility = items, true, noisy, utility
-        else:
-            self.cand_items[index] = items
-            self.cand_true[index] = true
-            self.cand_pred[index] = noisy
-            self.cand_utility[index] = utility
+        u = rng.random(out=buf("uniform", (n, k), np.float64))
+        topics = out["topics"]
+        if n >= 64 and t <= 16:  # T - 1 vectorised comparisons beat a binary search
+            count, above = buf("count", (n, k), np.int8), buf("above", (n, k), np.bool_)
+            count.fill(0)
+            for j in range(t - 1):
+                count += np.greater_equal(u, cdf[:, j:j + 1], out=above)
+            np.copyto(topics, count)
+        else:  # one binary search over all users' CDFs laid end to end (row r in [r, r + 1])
+            offsets = np.arange(n)[:, None]
+            found = np.searchsorted((cdf + offsets).ravel(), (u + offsets).ravel(), side="right")
+            np.minimum(found.reshape(n, k) - offsets * t, t - 1, out=topics)
+        # the item within its topic: floor(items_per_topic · u') for a fresh uniform u'
+        items = np.multiply(topics, c.items_per_topic, out=out["items"])
+        offset = rng.random(out=u)
+        offset *= c.items_per_topic
+        np.add(items, offset, out=items, casting="unsafe")  # int + float in [0, m) truncates
+        # relevance depends on (user, topic) only: build the (n, T) table, then gather
+        user_topic = np.add(topics, self._topic_offsets[:n], out=buf("user_topic", (n, k), np.int64))
+        table = buf("relevance_table32", (n, t))
+        np.copyto(table, self._relevance_table(index, buf))
+        relevance = table.take(user_topic, out=buf("relevance", (n, k)), mode="clip")
+        logits = self._item_logits.take(items, axis=0, out=out["logits"], mode="clip")  # (n, C, 4)
+        table_logits = np.multiply(table[:, :, None], self._relevance_coef, out=buf("table_logits", (n, t, NUM_TASKS)))
+        logits += table_logits.reshape(-1, NUM_TASKS).take(
+            user_topic, axis=0, out=buf("relevance_logits", logits.shape), mode="clip")
+        pred = standard_normal_f32(rng, out["pred"], buf("normal", (n * k * NUM_TASKS // 2,)))
+        pred *= np.float32(c.prediction_noise)
+        pred += logits
+        _sigmoid(pred, out=pred)
+        duration = self._item_duration_fraction.take(items, out=out["duration"], mode="clip")
+        pred[..., 3] *= duration  # watch: watched fraction × duration, normalised to [0, 1]
+        log_pred = out["log_pred"]
+        np.add(pred.reshape(n, -1), self._log_priors_tiled, out=log_pred.reshape(n, -1))
+        np.log(log_pred, out=log_pred)
+        np.einsum("nck->nk", pred, out=out["pred_mean"])
+        out["pred_mean"] *= np.float32(1.0 / k)
+        utility = self._item_clickbait.take(items, out=out["utility"], mode="clip")
+        utility *= -sensitivity.astype(np.float32)[:, None]
+        work = buf("utility_tmp", (n, k))
+        utility += self._item_utility.take(items, out=work, mode="clip")
+        utility += np.multiply(relevance, np.float32(0.4), out=work)
+        if index is not None:
+            for key, value in out.items():
+                self._cand[key][index] = value
+        self._cand_true = None
+
+    cand_items = property(lambda self: self._cand["items"], doc="(B, C) candidate item ids")
+    cand_topics = property(lambda self: self._cand["topics"], doc="(B, C) candidate topics")
+    cand_pred = property(lambda self: self._cand["pred"],
+                         doc="(B, C, 4) the multi-task model's predicted click / like / share / watch")
+    cand_log_pred = property(lambda self: self._cand["log_pred"],
+                             doc="(B, C, 4) log(cand_pred + β): the fusion-ranking features")
+    cand_utility = property(lambda self: self._cand["utility"],
+                            doc="(B, C) true utility of each candidate for its user (evaluation only)")
+
+    @property
+    def cand_true(self) -> np.ndarray:
+        """(B, C, 4) true click / like / share / watched-fraction×duration probabilities of the
+        candidates (evaluation and the expert policy only; computed on first access)."""
+        if self._cand_true is None:
+            true = _sigmoid(self._cand["logits"])
+            true[..., 3] *= self._cand["duration"]
+            self._cand_true = true
+        return self._cand_true
 
     def _relevance(self, index: np.ndarray, topics: np.ndarray) -> np.ndarray:
         """Relevance of ``topics`` (n, m) for the users in ``index``, net of boredom."""
-        s, t = self.state, self.config.num_topics
-        interest = 0.6 * s["short_term"][index] + 0.4 * s["long_term"][index]
-        rows = np.arange(index.size)[:, None]
-        relevance = np.minimum(t * interest[rows, topics] - 1.0, 3.0)
-        return relevance - s["boredom"][index][rows, topics]
+        table = self._relevance_table(index)
+        return table.take(topics + np.arange(0, table.size, table.shape[1])[:, None])
 
     # ---------------------------------------------------------------- ranking
     def fusion_weights(self, action: np.ndarray) -> np.ndarray:
         """Map actions in [-1, 1]^4 (clipped) to positive fusion weights ``10 ** a``."""
-        return np.power(10.0, np.clip(action, -1.0, 1.0))
+        return np.power(10.0, np.maximum(np.minimum(action, 1.0), -1.0))
 
     def fused_scores(self, action: np.ndarray) -> np.ndarray:
-        """(B, C) fused score of every candidate under the (B, 4) action."""
-        log_pred = np.log(self.cand_pred + self._log_priors)
-        return np.einsum("bck,bk->bc", log_pred, self.fusion_weights(action))
+        """(B, C) fused score ``Σ_i w_i · log(p̂_i + β_i)`` of every candidate under the (B, 4) action."""
+        weights = self.fusion_weights(action).astype(np.float32)
+        return np.matmul(self.cand_log_pred, weights[:, :, None])[..., 0]
 
     def rank(self, action: np.ndarray) -> np.ndarray:
         """(B, K) candidate positions of the slate, best first."""
-        k = self.config.slate_size
-        scores = self.fused_scores(action)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
-        return np.take_along_axis(top, order, 1)
+        negative_weights = self.fusion_weights(action).astype(np.float32)
+        np.negative(negative_weights, out=negative_weights)
+        scores = np.matmul(self.cand_log_pred, negative_weights[:, :, None],
+                           out=self._scratch("scores", (self.batch_size, self.config.num_candidates, 1)))
+        return np.argsort(scores[..., 0], axis=1)[:, :self.config.slate_size]
 
     def slate_expectations(self, slate: np.ndarray, use_true: bool = True) -> dict[str, np.ndarray]:
         """Expected behaviours, reward and utility of (B, ..., K) slates of candidate positions
         (true or predicted probabilities; no ads). Used by the reference policies."""
         probs = self.cand_true if use_true else self.cand_pred
-        rows = np.arange(self.batch_size).reshape((-1,) + (1,) * (slate.ndim - 1))
-        p = probs[rows, slate]  # (B, ..., K, 4)
-        exam = self._examination
-        click = p[..., 0] * exam
+        c = self.config
+        offsets = self._candidate_offsets.reshape((-1,) + (1,) * (slate.ndim - 1))
+        flat = slate + offsets
+        p = probs.reshape(-1, NUM_TASKS).take(flat, axis=0)  # (B, ..., K, 4)
+        click = p[..., 0] * self._examination
         behaviours = np.stack([click, click * p[..., 1], click * p[..., 2],
-                               click * p[..., 3] * self.config.max_duration], axis=-1)
+                               click * p[..., 3] * c.max_duration], axis=-1)
         reward = behaviours.sum(-2) @ self._reward_weights
-        utility = (click * self.cand_utility[rows, slate]).sum(-1)
+        utility = (click * self.cand_utility.take(flat)).sum(-1)
         no_click = np.prod(1.0 - click, axis=-1)
         return {"reward": reward, "utility": utility, "no_click": no_click}
 
     # ------------------------------------------------------------------- step
     def step(self, action: np.ndarray, ad_slot: np.ndarray | None = None) -> StepResult:
-        """Serve one request to every user. ``action``: (B, 4) fusion actions. ``ad_slot``:
-        optional (B,) ints, 0 = no ad, j in 1..K = the best ad replaces slate position j.
-        Users already done are left unchanged and get zero reward."""
+        """Serve one request to every user. ``action``: (B, 4) fusion actions (clipped to
+        [-1, 1]). ``ad_slot``: optional (B,) ints, 0 = no ad, j in 1..K = the best ad replaces
+        slate position j. Users already done are left unchanged and get zero reward. The
+        state arrays are updated in place."""
         c, w, rng, s = self.config, self.world, self.rng, self.state
-        b, k = self.batch_size, c.slate_size
+        b, k, t = self.batch_size, c.slate_size, c.num_topics
+        buf = self._scratch
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (b, NUM_TASKS):
             raise ValueError(f"action must have shape ({b}, {NUM_TASKS}), got {action.shape}")
-        if not np.all(np.isfinite(action)):
+        if not np.isfinite(action).all():
             raise ValueError("action contains NaN or infinite values")
+        if b == 1 and self._single_user_path and ad_slot is None and not s["done"][0]:
+            return self._step_one(action)
         active = ~s["done"]
-        rows = np.arange(b)[:, None]
-        slate = self.rank(action)
-        items = self.cand_items[rows, slate]
-        p = self.cand_true[rows, slate]  # (B, K, 4)
-        utility = self.cand_utility[rows, slate]
+        all_active = bool(active.all())
+        if not all_active:  # users already done: remember their state, restore it below
+            frozen = np.flatnonzero(s["done"])
+            saved = {key: s[key][frozen] for key in _STEP_KEYS}
 
-        # responses
-        draws = rng.random((b, k, 3))
-        click = draws[..., 0] < p[..., 0] * self._examination
+        slate = self.rank(action)
+        flat = np.add(slate, self._candidate_offsets, out=buf("flat", (b, k), np.int64))
+        items = self.cand_items.take(flat)
+        p = self._cand["logits"].reshape(-1, NUM_TASKS).take(flat, axis=0, out=buf("p", (b, k, NUM_TASKS)),
+                                                               mode="clip")
+        _sigmoid(p, out=p)  # (B, K, 4) true probabilities of the slate
+        p[..., 3] *= self._cand["duration"].take(flat)
+        utility = self.cand_utility.take(flat)
+
+        # responses: click (examination × p(click)), then like and share given the click
+        draws = rng.random(out=buf("draws", (b, 3 * k + 1), np.float64))
+        threshold = np.multiply(p[..., :3], self._click_examination, out=buf("threshold", (b, k, 3)))
+        responses = np.less(draws[:, :3 * k].reshape(b, k, 3), threshold, out=buf("responses", (b, k, 3), np.bool_))
+        if not all_active:
+            responses &= active[:, None, None]
         has_ad = np.zeros(b, dtype=bool)
         ad_click = np.zeros(b, dtype=bool)
         revenue = np.zeros(b)
@@ -424,85 +627,214 @@ class UserSimulator:
                 raise ValueError(f"ad_slot values must be in 0..{k}, got {np.unique(ad_slot)}")
             has_ad = (ad_slot > 0) & active
             if has_ad.any():
-                ad_ids, ad_click, revenue, ad_utility = self._serve_ads(has_ad, ad_slot)
-                position = np.maximum(ad_slot - 1, 0)
+                ad_ids, ad_click, revenue = self._serve_ads(has_ad, ad_slot)
                 # the ad takes the organic item's place at that position
-                click[has_ad, position[has_ad]] = False
-                utility = utility.copy()
-                utility[has_ad, position[has_ad]] = 0.0
-        like = click & (draws[..., 1] < p[..., 1])
-        share = click & (draws[..., 2] < p[..., 2])
-        watch = np.where(click, p[..., 3] * c.max_duration, 0.0)
-        components = np.stack([click.sum(1), like.sum(1), share.sum(1), watch.sum(1)], axis=1)
-        components = components * active[:, None]
+                responses[has_ad, ad_slot[has_ad] - 1] = False
+        click = responses[..., 0]
+        responses[..., 1:] &= click[..., None]
+        components = np.empty((b, NUM_TASKS))
+        components[:, :3] = responses.sum(1)
+        components[:, 3] = np.einsum("bk,bk->b", p[..., 3], click) * c.max_duration
         reward = components @ self._reward_weights
-        consumed_utility = (click * utility).sum(1) * active
+        consumed_utility = np.einsum("bk,bk->b", utility, click, dtype=np.float64)
 
         # dynamics
-        any_click = click.any(1)
-        delta = c.satisfaction_gain * consumed_utility - c.no_click_penalty * (~any_click)
-        delta = delta - c.satisfaction_decay
+        n_clicks = components[:, 0]
+        any_click = n_clicks > 0
+        delta = c.satisfaction_gain * consumed_utility
+        delta -= c.no_click_penalty * ~any_click + c.satisfaction_decay
         if ad_slot is not None:
-            delta = delta - has_ad * c.ad_satisfaction_cost * (1.0 + s["ad_fatigue"])
-            s["ad_fatigue"] = np.where(active, 0.8 * s["ad_fatigue"] + has_ad, s["ad_fatigue"])
-            s["ad_load"] = np.where(active, 0.7 * s["ad_load"] + 0.3 * has_ad, s["ad_load"])
-        s["satisfaction"] = np.where(active, np.clip(s["satisfaction"] + delta, 0.0, 1.0),
-                                     s["satisfaction"])
-        topics = w.item_topic[items]
-        clicked_hist = np.zeros((b, c.num_topics))
-        np.add.at(clicked_hist, (np.broadcast_to(rows, topics.shape), topics), click)
-        n_clicks = clicked_hist.sum(1, keepdims=True)
-        clicked_dist = clicked_hist / np.maximum(n_clicks, 1.0)
-        drift = (c.interest_drift * (n_clicks > 0) * active[:, None])
-        s["short_term"] = (1 - drift) * s["short_term"] + drift * (clicked_dist @ w.topic_transition)
-        s["boredom"] = np.where(active[:, None],
-                                c.boredom_decay * s["boredom"] + c.boredom_gain * clicked_dist * (n_clicks > 0),
-                                s["boredom"])
-        s["recent_topics"] = np.where((active & any_click)[:, None],
-                                      0.7 * s["recent_topics"] + 0.3 * clicked_dist, s["recent_topics"])
-        rates = components / np.array([k, k, k, k * c.max_duration])
-        s["last"] = np.where(active[:, None], rates, s["last"])
-        s["ema"] = np.where(active[:, None], 0.7 * s["ema"] + 0.3 * rates, s["ema"])
-        s["session_engagement"] = s["session_engagement"] + reward
+            delta -= has_ad * c.ad_satisfaction_cost * (1.0 + s["ad_fatigue"])
+            s["ad_fatigue"] *= 0.8
+            s["ad_fatigue"] += has_ad
+            s["ad_load"] *= 0.7
+            s["ad_load"] += 0.3 * has_ad
+        sat = s["satisfaction"]
+        sat += delta
+        np.clip(sat, 0.0, 1.0, out=sat)
+        topic_index = np.add(self.cand_topics.take(flat), self._topic_offsets, out=buf("topic_index", (b, k), np.int64))
+        clicked = np.bincount(topic_index.ravel(), weights=click.ravel(), minlength=b * t).reshape(b, t)
+        clicked /= np.maximum(n_clicks, 1.0)[:, None]  # distribution of clicked topics (0 if none)
+        work = buf("dynamics", (b, t), np.float64)
+        np.einsum("bt,tu->bu", clicked, w.topic_transition, out=work)  # where interest drifts
+        work -= s["short_term"]
+        work *= (c.interest_drift * any_click)[:, None]
+        s["short_term"] += work
+        s["boredom"] *= c.boredom_decay
+        s["boredom"] += np.multiply(clicked, c.boredom_gain, out=work)
+        np.subtract(clicked, s["recent_topics"], out=work)
+        work *= (0.3 * any_click)[:, None]
+        s["recent_topics"] += work
+        np.multiply(components, self._rate_scale, out=s["last"])
+        s["ema"] *= 0.7
+        s["ema"] += 0.3 * s["last"]
+        s["session_engagement"] += reward
         # what the platform can measure of satisfaction (dwell, skips, "not interested"): noisy
-        signal = s["satisfaction"] + c.satisfaction_signal_noise * rng.standard_normal(b)
-        s["satisfaction_signal"] = np.where(active, 0.5 * s["satisfaction_signal"] + 0.5 * signal,
-                                            s["satisfaction_signal"])
-        s["request"] = s["request"] + active
+        signal = s["satisfaction_signal"]
+        signal *= 0.5
+        signal += 0.5 * (sat + c.satisfaction_signal_noise * rng.standard_normal(b))
+        s["request"] += 1
 
         # leaving
-        sat = s["satisfaction"]
         hazard = _sigmoid(c.leave_slope * (c.leave_threshold - sat))
         p_leave = (c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - s["patience"])
-        terminated = active & (rng.random(b) < p_leave)
-        truncated = active & ~terminated & (s["request"] >= c.max_requests)
+        terminated = draws[:, -1] < p_leave
+        truncated = ~terminated & (s["request"] >= c.max_requests)
+        if not all_active:
+            terminated &= active
+            truncated &= active
+            for key, values in saved.items():
+                s[key][frozen] = values
+            reward *= active
+            consumed_utility *= active
+            components *= active[:, None]
         ended = terminated | truncated
-        s["lifetime_satisfaction"] = np.where(
-            ended, 0.7 * s["lifetime_satisfaction"] + 0.3 * sat, s["lifetime_satisfaction"])
-        return_probability = _sigmoid(c.return_slope * (s["lifetime_satisfaction"] - c.return_threshold))
-        s["done"] = s["done"] | ended
-
-        live = active & ~ended
-        if live.any():
+        live = active
+        return_probability = np.zeros(b)
+        if ended.any():
+            lifetime = s["lifetime_satisfaction"]
+            lifetime[ended] = 0.7 * lifetime[ended] + 0.3 * sat[ended]
+            return_probability[ended] = _sigmoid(c.return_slope * (lifetime[ended] - c.return_threshold))
+            s["done"] |= ended
+            live = active & ~ended
+        if live.all():  # the next request's candidates (users who left keep their last ones)
+            self._retrieve(None)
+        elif live.any():
             self._retrieve(np.flatnonzero(live))
         info = {
             "components": components,
             "true_utility": consumed_utility,
             "satisfaction": sat.copy(),
             "ad_shown": has_ad,
-            "ad_click": ad_click & has_ad,
+            "ad_click": ad_click,
             "ad_revenue": revenue,
             "ad_id": ad_ids,
             "slate_items": items,
-            "clicks": click,
-            "return_probability": np.where(ended, return_probability, 0.0),
+            "clicks": click.copy(),
+            "return_probability": return_probability,
             "active": active,
         }
         return StepResult(self.observe(), reward, terminated, truncated, info)
 
-    def _serve_ads(self, has_ad: np.ndarray, ad_slot: np.ndarray):
+    # ------------------------------------------------- one user (B = 1, the PettingZoo envs)
+    # The same arithmetic as ``_retrieve`` and ``step``, in the same order and with the same
+    # draws, written for one user with Python scalars where numpy calls would cost more than
+    # the work (a numpy call costs about 1 µs). tests/test_simulator.py checks that both
+    # paths produce the same trajectories.
+    def _retrieve_one(self) -> None:
+        c, rng, s, cand = self.config, self.rng, self.state, self._cand
+        t, k = c.num_topics, c.num_candidates
+        cdf = np.cumsum(0.4 * s["profile"][0] + 0.3 * s["recent_topics"][0])
+        cdf += self._uniform_cdf
+        cdf /= cdf[-1]
+        topics = np.minimum(cdf.searchsorted(rng.random(k), side="right"), t - 1)
+        offset = rng.random(k)
+        offset *= c.items_per_topic
+        items = topics * c.items_per_topic + offset.astype(np.int64)
+        table = s["short_term"][0] * (0.6 * t)
+        table += s["long_term"][0] * (0.4 * t)
+        table -= 1.0
+        np.minimum(table, 3.0, out=table)
+        table -= s["boredom"][0]
+        table = table.astype(np.float32)
+        relevance = table[topics]
+        logits = self._item_logits[items]
+        logits += (table[:, None] * self._relevance_coef)[topics]
+        pred = rng.standard_normal((k, NUM_TASKS), dtype=np.float32)
+        pred *= np.float32(c.prediction_noise)
+        pred += logits
+        _sigmoid(pred, out=pred)
+        duration = self._item_duration_fraction[items]
+        pred[:, 3] *= duration
+        utility = self._item_clickbait[items]
+        utility *= np.float32(-s["clickbait_sensitivity"][0])
+        utility += self._item_utility[items]
+        utility += np.float32(0.4) * relevance
+        cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
+        cand["pred"], cand["duration"], cand["utility"] = pred[None], duration[None], utility[None]
+        cand["log_pred"] = np.log(pred + self._log_priors)[None]
+        cand["pred_mean"] = np.einsum("ck->k", pred)[None] * np.float32(1.0 / k)
+        self._cand_true = None
+
+    def _step_one(self, action: np.ndarray) -> StepResult:
+        """``step`` for a batch of one live user without an ad (``action``: validated (1, 4))."""
+        c, w, rng, s, cand = self.config, self.world, self.rng, self.state, self._cand
+        k = c.slate_size
+        weights = self.fusion_weights(action).astype(np.float32)
+        np.negative(weights, out=weights)
+        slate = np.argsort(np.matmul(cand["log_pred"], weights[:, :, None])[0, :, 0])[:k]
+        items = cand["items"][0, slate]
+        p = _sigmoid(cand["logits"][0, slate])
+        p[:, 3] *= cand["duration"][0, slate]
+        utility = cand["utility"][0, slate]
+        draws = rng.random(3 * k + 1)
+        responses = draws[:3 * k].reshape(k, 3) < p[:, :3] * self._click_examination
+        click = responses[:, 0]
+        responses[:, 1:] &= click[:, None]
+        components = np.empty((1, NUM_TASKS))
+        components[0, :3] = responses.sum(0)
+        components[0, 3] = np.einsum("k,k->", p[:, 3], click) * c.max_duration
+        reward = components @ self._reward_weights
+        consumed = float(np.einsum("k,k->", utility, click, dtype=np.float64))
+
+        n_clicks = components[0, 0]
+        any_click = n_clicks > 0
+        delta = c.satisfaction_gain * consumed - (c.no_click_penalty * (not any_click) + c.satisfaction_decay)
+        sat = min(max(s["satisfaction"][0] + delta, 0.0), 1.0)
+        s["satisfaction"][0] = sat
+        clicked = np.bincount(cand["topics"][0, slate], weights=click, minlength=c.num_topics)
+        clicked /= max(n_clicks, 1.0)
+        if any_click:
+            short = s["short_term"][0]
+            short += (np.einsum("t,tu->u", clicked, w.topic_transition) - short) * c.interest_drift
+            recent = s["recent_topics"][0]
+            recent += (clicked - recent) * 0.3
+        boredom = s["boredom"][0]
+        boredom *= c.boredom_decay
+        boredom += clicked * c.boredom_gain
+        last = components[0] * self._rate_scale
+        s["last"][0] = last
+        ema = s["ema"][0]
+        ema *= 0.7
+        ema += 0.3 * last
+        s["session_engagement"][0] += reward[0]
+        signal = s["satisfaction_signal"][0] * 0.5 + 0.5 * (
+            sat + c.satisfaction_signal_noise * rng.standard_normal())
+        s["satisfaction_signal"][0] = signal
+        s["request"][0] += 1
+
+        hazard = 1.0 / (1.0 + math.exp(-c.leave_slope * (c.leave_threshold - sat)))
+        p_leave = (c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - s["patience"][0])
+        terminated = draws[-1] < p_leave
+        truncated = not terminated and s["request"][0] >= c.max_requests
+        return_probability = 0.0
+        if terminated or truncated:
+            lifetime = 0.7 * s["lifetime_satisfaction"][0] + 0.3 * sat
+            s["lifetime_satisfaction"][0] = lifetime
+            return_probability = 1.0 / (1.0 + math.exp(-c.return_slope * (lifetime - c.return_threshold)))
+            s["done"][0] = True
+        else:
+            self._retrieve_one()
+        info = {
+            "components": components,
+            "true_utility": np.array([consumed]),
+            "satisfaction": np.array([sat]),
+            "ad_shown": np.zeros(1, dtype=bool),
+            "ad_click": np.zeros(1, dtype=bool),
+            "ad_revenue": np.zeros(1),
+            "ad_id": np.full(1, -1, dtype=np.int64),
+            "slate_items": items[None],
+            "clicks": click[None],
+            "return_probability": np.array([return_probability]),
+            "active": np.ones(1, dtype=bool),
+        }
+        return StepResult(self.observe(), reward, np.array([terminated]), np.array([truncated]), info)
+
+    def _serve_ads(self, has_ad: np.ndarray, ad_slot: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pick, for each user with an ad, the ad maximising bid × predicted ad-click among
-        ``num_ad_candidates`` retrieved ads, and draw its click."""
+        ``num_ad_candidates`` retrieved ads, and draw its click. Returns (B,) ad ids (-1: none),
+        ad clicks and revenue."""
         c, w, rng = self.config, self.world, self.rng
         b = self.batch_size
         index = np.flatnonzero(has_ad)
@@ -521,23 +853,26 @@ class UserSimulator:
         ad_click[index] = clicked
         revenue = np.zeros(b)
         revenue[index] = clicked * w.ad_bid[chosen] * c.ad_revenue_scale
-        ad_utility = np.zeros(b)
-        return ad_ids, ad_click, revenue, ad_utility
+        return ad_ids, ad_click, revenue
 
     # ------------------------------------------------------------ observation
     def observe(self) -> np.ndarray:
-        """(B, obs_dim) float32 observation, every entry clipped to [0, 1]."""
+        """(B, obs_dim) float32 observation, every entry clipped to [0, 1] (layout: module docstring)."""
         c, s = self.config, self.state
-        scalars = np.stack([
-            s["request"] / c.max_requests,
-            s["ad_load"],
-            np.minimum(s["session_index"] / 10.0, 1.0),
-            np.minimum(s["session_engagement"] / c.max_requests, 1.0),
-            s["satisfaction_signal"],
-        ], axis=1)
-        obs = np.concatenate([s["profile"], s["recent_topics"], s["ema"], s["last"],
-                              self.cand_pred.mean(1), scalars], axis=1)
-        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+        obs = np.empty((self.batch_size, self.obs_dim), dtype=np.float32)
+        t2 = 2 * c.num_topics
+        obs[:, :c.num_topics] = s["profile"]
+        obs[:, c.num_topics:t2] = s["recent_topics"]
+        obs[:, t2:t2 + 4] = s["ema"]
+        obs[:, t2 + 4:t2 + 8] = s["last"]
+        obs[:, t2 + 8:t2 + 12] = self._cand["pred_mean"]
+        obs[:, t2 + 12] = s["request"] * (1.0 / c.max_requests)
+        obs[:, t2 + 13] = s["ad_load"]
+        obs[:, t2 + 14] = s["session_index"] * 0.1
+        obs[:, t2 + 15] = s["session_engagement"] * (1.0 / c.max_requests)
+        obs[:, t2 + 16] = s["satisfaction_signal"]
+        np.maximum(obs, 0.0, out=obs)
+        return np.minimum(obs, 1.0, out=obs)
 
     @property
     def done(self) -> np.ndarray:
