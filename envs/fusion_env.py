@@ -11,6 +11,11 @@ of one simulated user.
 - termination: the user leaves; truncation: ``max_requests`` requests served.
 - info: ``components`` (the four behaviours), ``true_utility`` (evaluation only),
   ``satisfaction`` (latent, evaluation only).
+- bad input raises ``ValueError`` naming the problem: a NaN or infinite action, a wrong
+  shape, a non-numeric action, an unknown or missing agent key, ``step`` after the episode
+  ended (call ``reset``).
+- seeding: ``reset(seed=s)`` reseeds the env's own generator; ``reset()`` continues it, so
+  a seeded env replays the same sequence of episodes.
 
 ``FusionRankingGymEnv`` is the Gymnasium single-agent view of the same episode.
 """
@@ -44,9 +49,9 @@ def validate_action(action: Any, space: gymnasium.spaces.Box, name: str = AGENT)
         raise ValueError(f"action for {name!r} is not numeric: {action!r}") from error
     if array.shape != space.shape:
         raise ValueError(f"action for {name!r} must have shape {space.shape}, got {array.shape}")
-    if not np.all(np.isfinite(array)):
+    if not np.isfinite(array).all():
         raise ValueError(f"action for {name!r} contains NaN or infinite values: {array}")
-    return np.clip(array, space.low, space.high)[None, :]
+    return np.maximum(np.minimum(array, space.high), space.low)[None, :]
 
 
 def _info(result, index: int = 0) -> dict[str, Any]:
@@ -69,6 +74,8 @@ class FusionRankingEnv(ParallelEnv):
             config = SimulatorConfig(**config_overrides)
         elif config_overrides:
             raise ValueError("pass either a SimulatorConfig or keyword overrides, not both")
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (render_modes: [])")
         self.config = config
         self.render_mode = render_mode
         self.sim = UserSimulator(config)
@@ -94,10 +101,12 @@ class FusionRankingEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
-            raise ValueError("step() called after the episode ended; call reset() first")
-        if not isinstance(actions, dict) or set(actions) != {AGENT}:
+            raise ValueError("step() called after the episode ended (or before reset()); call reset() first")
+        if not isinstance(actions, dict) or len(actions) != 1 or AGENT not in actions:
             keys = list(actions) if isinstance(actions, dict) else type(actions).__name__
-            raise ValueError(f"actions must be a dict with the single key {AGENT!r}, got {keys}")
+            unknown = [key for key in actions if key != AGENT] if isinstance(actions, dict) else []
+            what = f"unknown agent key(s) {unknown}" if unknown else f"got {keys}"
+            raise ValueError(f"actions must be a dict with the single key {AGENT!r}: {what}")
         action = validate_action(actions[AGENT], self.action_spaces[AGENT])
         result = self.sim.step(action)
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
@@ -134,6 +143,10 @@ class FusionRankingGymEnv(gymnasium.Env):
                  **config_overrides: Any) -> None:
         if config is None:
             config = SimulatorConfig(**config_overrides)
+        elif config_overrides:
+            raise ValueError("pass either a SimulatorConfig or keyword overrides, not both")
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (render_modes: [])")
         self.config = config
         self.render_mode = render_mode
         self.sim = UserSimulator(config)
@@ -148,7 +161,7 @@ class FusionRankingGymEnv(gymnasium.Env):
 
     def step(self, action: Any):
         if self._done:
-            raise ValueError("step() called after the episode ended; call reset() first")
+            raise ValueError("step() called after the episode ended (or before reset()); call reset() first")
         result = self.sim.step(validate_action(action, self.action_space, "action"))
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         self._done = terminated or truncated
