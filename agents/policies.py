@@ -37,6 +37,15 @@ def action_grid(values: tuple[float, ...] = (-1.0, 0.0, 1.0)) -> np.ndarray:
     return np.array(list(itertools.product(values, repeat=NUM_TASKS)), dtype=np.float64)
 
 
+def distinct_action_grid(values: tuple[float, ...] = (-1.0, 0.0, 1.0)) -> np.ndarray:
+    """``action_grid`` without actions that rank identically. The weights ``w = 10 ** a`` only
+    matter up to scale, so ``a`` and ``a + c·1`` rank every slate alike; each class is kept
+    once, shifted so that its largest entry is 1 (3 values -> 65 actions)."""
+    grid = action_grid(values)
+    shifted = np.round(grid - grid.max(1, keepdims=True) + 1.0, 12)
+    return np.unique(shifted[(shifted >= -1.0).all(1)], axis=0)
+
+
 class RandomPolicy:
     """Uniform actions on [-1, 1]^4; log-density -4·log 2."""
 
@@ -150,6 +159,6 @@ def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float
     return log_density.sum(-1)
 
 
-__all__ = ["PolicyOutput", "Policy", "action_grid", "RandomPolicy", "ConstantPolicy",
+__all__ = ["PolicyOutput", "Policy", "action_grid", "distinct_action_grid", "RandomPolicy", "ConstantPolicy",
            "MyopicGreedyPolicy", "HeuristicExpertPolicy", "GaussianNoisePolicy",
            "sample_truncated_normal", "truncated_normal_log_prob"]

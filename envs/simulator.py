@@ -563,20 +563,22 @@ class UserSimulator:
         return np.argsort(scores[..., 0], axis=1)[:, :self.config.slate_size]
 
     def slate_expectations(self, slate: np.ndarray, use_true: bool = True) -> dict[str, np.ndarray]:
-        """Expected behaviours, reward and utility of (B, ..., K) slates of candidate positions
-        (true or predicted probabilities; no ads). Used by the reference policies."""
-        probs = self.cand_true if use_true else self.cand_pred
+        """Expected reward, consumed utility and probability of no click of (B, ..., K) slates
+        of candidate positions (true or predicted probabilities; no ads). Used by the
+        reference policies. Every term is linear in the examination probability, so it is
+        computed once per candidate and gathered per slate position."""
+        probs = (self.cand_true if use_true else self.cand_pred).astype(np.float64)
         c = self.config
-        offsets = self._candidate_offsets.reshape((-1,) + (1,) * (slate.ndim - 1))
-        flat = slate + offsets
-        p = probs.reshape(-1, NUM_TASKS).take(flat, axis=0)  # (B, ..., K, 4)
-        click = p[..., 0] * self._examination
-        behaviours = np.stack([click, click * p[..., 1], click * p[..., 2],
-                               click * p[..., 3] * c.max_duration], axis=-1)
-        reward = behaviours.sum(-2) @ self._reward_weights
-        utility = (click * self.cand_utility.take(flat)).sum(-1)
-        no_click = np.prod(1.0 - click, axis=-1)
-        return {"reward": reward, "utility": utility, "no_click": no_click}
+        clicked = probs[..., 0]  # (B, C) p(click) if examined
+        rw = self._reward_weights
+        reward = clicked * (rw[0] + rw[1] * probs[..., 1] + rw[2] * probs[..., 2]
+                            + rw[3] * c.max_duration * probs[..., 3])
+        utility = clicked * self.cand_utility
+        flat = slate + self._candidate_offsets.reshape((-1,) + (1,) * (slate.ndim - 1))
+        exam = self._examination
+        no_click = 1.0 - clicked.take(flat) * exam
+        return {"reward": reward.take(flat) @ exam, "utility": utility.take(flat) @ exam,
+                "no_click": np.prod(no_click, axis=-1)}
 
     # ------------------------------------------------------------------- step
     def step(self, action: np.ndarray, ad_slot: np.ndarray | None = None) -> StepResult:

@@ -1,0 +1,139 @@
+"""Reference policies (agents/policies.py): exact behaviour log-probabilities, seeding, and the
+trade-offs the simulator must have by construction (measured over 2,000 sessions, fixed seeds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from agents.policies import (ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,
+                             RandomPolicy, action_grid, distinct_action_grid, sample_truncated_normal,
+                             truncated_normal_log_prob)
+from envs.rollout import run_sessions
+from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+
+SESSIONS = 2000
+EVAL_SEED = 2024
+
+
+@pytest.fixture(scope="module")
+def sim() -> UserSimulator:
+    return UserSimulator(SimulatorConfig())
+
+
+# ------------------------------------------------------------------- truncated Gaussian noise
+@pytest.mark.parametrize("mean,sigma", [(0.0, 0.3), (0.95, 0.3), (-1.0, 0.1), (0.5, 2.0), (0.2, 0.05)])
+def test_truncated_normal_density_integrates_to_one(mean, sigma):
+    density = lambda a: np.exp(truncated_normal_log_prob(np.array([[a]]), np.array([[mean]]), sigma))[0]  # noqa: E731
+    total, error = integrate.quad(density, -1.0, 1.0, points=[mean] if -1 < mean < 1 else None, limit=200)
+    assert abs(total - 1.0) < 1e-7
+
+
+def test_truncated_normal_log_prob_matches_scipy():
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(-1, 1, (50, NUM_TASKS))
+    action = rng.uniform(-1, 1, (50, NUM_TASKS))
+    sigma = 0.4
+    reference = stats.truncnorm.logpdf(action, (-1 - mean) / sigma, (1 - mean) / sigma, loc=mean,
+                                       scale=sigma).sum(-1)
+    np.testing.assert_allclose(truncated_normal_log_prob(action, mean, sigma), reference, rtol=1e-10)
+
+
+@pytest.mark.parametrize("mean,sigma", [(0.0, 0.5), (0.9, 0.3), (-1.0, 0.2)])
+def test_truncated_normal_samples_follow_the_density(mean, sigma):
+    """Monte Carlo: the samples' CDF is the truncated normal's (Kolmogorov–Smirnov)."""
+    samples = sample_truncated_normal(np.full((20_000, 1), mean), sigma, np.random.default_rng(1))[:, 0]
+    assert samples.min() >= -1.0 and samples.max() <= 1.0
+    dist = stats.truncnorm((-1 - mean) / sigma, (1 - mean) / sigma, loc=mean, scale=sigma)
+    assert stats.kstest(samples, dist.cdf).pvalue > 1e-3
+
+
+def test_importance_weights_have_mean_one():
+    """E_b[π(a) / b(a)] = 1 over the 4-D action cube: the log-probs are normalised jointly."""
+    rng = np.random.default_rng(2)
+    behaviour_mean, target_mean = np.array([0.2, -0.5, 0.9, 0.0]), np.array([0.0, -0.3, 0.7, 0.4])
+    mean = np.broadcast_to(behaviour_mean, (200_000, NUM_TASKS))
+    action = sample_truncated_normal(mean, 0.5, rng)
+    weights = np.exp(truncated_normal_log_prob(action, np.broadcast_to(target_mean, mean.shape), 0.5)
+                     - truncated_normal_log_prob(action, mean, 0.5))
+    assert abs(weights.mean() - 1.0) < 4 * weights.std() / np.sqrt(weights.size)
+
+
+def test_gaussian_noise_policy_actions_log_probs_and_seeds(sim):
+    obs = sim.reset(500, np.random.default_rng(3))
+    base = ConstantPolicy([0.9, -0.9, 0.0, 1.0])
+
+    def draw(seed):
+        return GaussianNoisePolicy(base, 0.3, np.random.default_rng(seed))(sim, obs)
+
+    out = draw(7)
+    assert out.action.shape == (500, NUM_TASKS) and out.log_prob.shape == (500,)
+    assert (np.abs(out.action) <= 1.0).all() and np.isfinite(out.log_prob).all()
+    np.testing.assert_allclose(out.log_prob, truncated_normal_log_prob(out.action, base(sim, obs).action, 0.3))
+    np.testing.assert_array_equal(out.action, draw(7).action)
+    assert not np.array_equal(out.action, draw(8).action)
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianNoisePolicy(base, 0.0, np.random.default_rng(0))
+
+
+def test_random_and_constant_policies(sim):
+    obs = sim.reset(1000, np.random.default_rng(4))
+    out = RandomPolicy(np.random.default_rng(0))(sim, obs)
+    assert (np.abs(out.action) <= 1).all() and abs(out.action.mean()) < 0.05
+    np.testing.assert_allclose(out.log_prob, -NUM_TASKS * np.log(2.0))
+    constant = ConstantPolicy([2.0, 0.0, -0.5, 0.0])(sim, obs)
+    assert constant.log_prob is None
+    np.testing.assert_array_equal(constant.action, np.broadcast_to([1.0, 0.0, -0.5, 0.0], (1000, NUM_TASKS)))
+    with pytest.raises(ValueError, match="4 entries"):
+        ConstantPolicy([0.0, 0.0])
+
+
+def test_distinct_action_grid_drops_equivalent_rankings(sim):
+    grid = distinct_action_grid()
+    assert grid.shape == (65, NUM_TASKS) and len(np.unique(grid, axis=0)) == 65
+    assert (np.abs(grid) <= 1).all()
+    # every grid action ranks like one of the distinct ones, and the distinct ones differ
+    sim.reset(400, np.random.default_rng(5))
+    slates = {tuple(sim.rank(np.broadcast_to(a, (400, NUM_TASKS))).ravel()) for a in grid}
+    assert len(slates) == 65
+    full = {tuple(sim.rank(np.broadcast_to(a, (400, NUM_TASKS))).ravel()) for a in action_grid()}
+    assert full == slates
+
+
+def test_state_dependent_policies_pick_grid_actions(sim):
+    obs = sim.reset(100, np.random.default_rng(6))
+    for policy in (MyopicGreedyPolicy(), HeuristicExpertPolicy()):
+        out = policy(sim, obs)
+        assert out.log_prob is None
+        assert {tuple(a) for a in out.action} <= {tuple(a) for a in action_grid()}
+        assert len({tuple(a) for a in out.action}) > 1  # the choice depends on the user
+
+
+# ----------------------------------------------------------------------------- the trade-offs
+@pytest.fixture(scope="module")
+def expert(sim):
+    return run_sessions(HeuristicExpertPolicy(), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim)
+
+
+def test_best_constant_weights_lose_to_the_state_dependent_expert(sim, expert):
+    """Trade-off (1). All 65 distinct constant actions are screened in one batch (300 users
+    each); the best three are then evaluated on the same 2,000 users (seed) as the expert."""
+    grid = distinct_action_grid()
+    per_action = 300
+    screen_actions = np.repeat(grid, per_action, axis=0)
+    screen = run_sessions(lambda s, obs: screen_actions, len(screen_actions), np.random.default_rng(1), sim=sim)
+    screened = screen.returns.reshape(len(grid), per_action).mean(1)
+    finalists = grid[np.argsort(-screened)[:3]]
+    best = max(run_sessions(ConstantPolicy(a), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim).returns.mean()
+               for a in finalists)
+    assert expert.returns.mean() >= 1.10 * best
+    assert expert.returns.mean() >= 1.10 * screened.max()  # also against the (optimistic) screening max
+
+
+def test_myopic_greedy_wins_the_first_request_but_loses_the_session(sim, expert):
+    """Trade-off (2): same 2,000 users (seed) for both policies."""
+    myopic = run_sessions(MyopicGreedyPolicy(), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim)
+    assert myopic.first_rewards.mean() > expert.first_rewards.mean()
+    assert myopic.returns.mean() <= 0.90 * expert.returns.mean()
+    assert myopic.lengths.mean() < expert.lengths.mean()  # it burns satisfaction: users leave
