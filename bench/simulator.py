@@ -1,0 +1,200 @@
+"""Throughput of the batched user simulator and of FusionRankingEnv (torch-free, one process).
+
+    .venv/bin/python bench/simulator.py            # the table (about a minute)
+    .venv/bin/python bench/simulator.py --quick    # fewer rounds, smoke run
+    .venv/bin/python bench/simulator.py --json out.json
+
+Figures:
+- core user-steps/s at B = 1, 256, 4096: ``UserSimulator.step`` on a full batch, replacing
+  every user whose session ended (``reset_users``), i.e. the data-collection workload; a
+  user-step is one request served to one user. Actions are fixed random fusion actions.
+- env steps/s: ``FusionRankingEnv.step`` through the PettingZoo Parallel API (and the
+  Gymnasium view), resetting at the end of each episode (resets are inside the timing).
+
+A shared host makes timings noisy, so each figure is measured in rounds and keeps its
+fastest round, timed two ways: by this process's CPU time (``time.process_time``: it leaves
+out the time spent waiting for a CPU, so on a loaded host it approximates an idle one; the
+benchmark is single-threaded, so on an idle host the two agree) and by the wall clock. Every
+round alternates with a fixed reference workload (numpy ufuncs and a small matmul, close to
+what the simulator does), and the table prints each figure per reference unit (CPU time
+both), a ratio that stays comparable across hosts and loads. BLAS is pinned to one thread
+(like the tests), and the process must not import torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv  # noqa: E402
+from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator  # noqa: E402
+
+TARGETS = {"core B=4096": 300_000.0, "FusionRankingEnv (PettingZoo)": 5_000.0}
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    cpu: float  # best round, by process CPU time
+    wall: float  # best round, by wall clock
+    wall_median: float  # median round, by wall clock
+    reference: float  # reference units per CPU second, best round
+    per_reference: float  # cpu / reference
+
+
+class Reference:
+    """A fixed numpy job timed beside each figure: exp, log, add over 2^18 float32 and a
+    (128 x 128) float64 matmul. One call is one reference unit."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.random(1 << 18, dtype=np.float32) + 0.5
+        self.out = np.empty_like(self.x)
+        self.a, self.b = rng.random((128, 128)), rng.random((128, 128))
+
+    def __call__(self) -> None:
+        np.exp(self.x, out=self.out)
+        np.log(self.out, out=self.out)
+        self.out += self.x
+        self.a @ self.b
+
+
+def timed(work: Callable[[], int]) -> tuple[float, float, int]:
+    """(CPU seconds, wall seconds, count) of one call of ``work``."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    count = work()
+    return time.process_time() - cpu, time.perf_counter() - wall, count
+
+
+def measure(name: str, unit: str, make_work: Callable[[], Callable[[], int]], reference: Reference,
+            rounds: int, reference_calls: int) -> Figure:
+    """Alternate reference and workload ``rounds`` times; keep the fastest round of each."""
+    work = make_work()
+    work()  # warm-up: buffers, caches
+
+    def run_reference() -> int:
+        for _ in range(reference_calls):
+            reference()
+        return reference_calls
+
+    cpu_rates, wall_rates, reference_rates = [], [], []
+    for _ in range(rounds):
+        cpu, _, count = timed(run_reference)
+        reference_rates.append(count / max(cpu, 1e-9))
+        cpu, wall, count = timed(work)
+        cpu_rates.append(count / max(cpu, 1e-9))
+        wall_rates.append(count / wall)
+    best_cpu, best_reference = max(cpu_rates), max(reference_rates)
+    return Figure(name, unit, best_cpu, max(wall_rates), float(np.median(wall_rates)), best_reference,
+                  best_cpu / best_reference)
+
+
+def core_work(batch: int, steps: int) -> Callable[[], Callable[[], int]]:
+    def make() -> Callable[[], int]:
+        sim = UserSimulator(SimulatorConfig())
+        rng = np.random.default_rng(0)
+        sim.reset(batch, rng)
+        actions = np.random.default_rng(1).uniform(-1.0, 1.0, (16, batch, NUM_TASKS))
+
+        def work() -> int:
+            for i in range(steps):
+                result = sim.step(actions[i % 16])
+                ended = result.terminated | result.truncated
+                if ended.any():
+                    sim.reset_users(ended)
+            return steps * batch
+
+        return work
+
+    return make
+
+
+def env_work(steps: int, gym: bool = False) -> Callable[[], Callable[[], int]]:
+    def make() -> Callable[[], int]:
+        actions = np.random.default_rng(1).uniform(-1.0, 1.0, (64, NUM_TASKS)).astype(np.float32)
+        if gym:
+            env = FusionRankingGymEnv()
+            env.reset(seed=0)
+
+            def work() -> int:
+                for i in range(steps):
+                    _, _, terminated, truncated, _ = env.step(actions[i % 64])
+                    if terminated or truncated:
+                        env.reset()
+                return steps
+        else:
+            env = FusionRankingEnv()
+            env.reset(seed=0)
+
+            def work() -> int:
+                for i in range(steps):
+                    env.step({AGENT: actions[i % 64]})
+                    if not env.agents:
+                        env.reset()
+                return steps
+
+        return work
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 short rounds per figure (smoke run)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per figure (default 7)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    rounds, scale = (2, 0.2) if args.quick else (args.rounds, 1.0)
+    if rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    reference = Reference()
+    steps = lambda n: max(1, int(n * scale))  # noqa: E731
+    plan = [
+        ("core B=1", "user-steps/s", core_work(1, steps(1500))),
+        ("core B=256", "user-steps/s", core_work(256, steps(60))),
+        ("core B=4096", "user-steps/s", core_work(4096, steps(12))),
+        ("FusionRankingEnv (PettingZoo)", "env steps/s", env_work(steps(1500))),
+        ("FusionRankingGymEnv", "env steps/s", env_work(steps(1500), gym=True)),
+    ]
+    figures = [measure(name, unit, make, reference, rounds, max(1, int(40 * scale))) for name, unit, make in plan]
+    assert "torch" not in sys.modules, "the simulator benchmark must not import torch"
+
+    print(f"marl-rec simulator benchmark: numpy {np.__version__}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, best of {rounds} rounds, "
+          f"BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}, torch not imported")
+    header = (f"{'workload':30s} {'unit':13s} {'CPU time':>10s} {'wall':>10s} {'wall med.':>10s} "
+              f"{'ref/CPU s':>9s} {'per ref':>8s}")
+    print(header)
+    print("-" * len(header))
+    for f in figures:
+        target = TARGETS.get(f.name)
+        mark = "" if target is None else f"  target {target:,.0f}: {'met' if f.cpu >= target else 'NOT met'}"
+        print(f"{f.name:30s} {f.unit:13s} {f.cpu:10,.0f} {f.wall:10,.0f} {f.wall_median:10,.0f} "
+              f"{f.reference:9,.0f} {f.per_reference:8,.1f}{mark}")
+    if args.json:
+        payload = {"figures": [asdict(f) for f in figures], "numpy": np.__version__, "rounds": rounds,
+                   "load_average": os.getloadavg()[0]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as handle:
+            json.dump(payload, handle, indent=2)
+        os.replace(handle.name, args.json)
+
+
+if __name__ == "__main__":
+    main()
