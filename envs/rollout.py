@@ -46,7 +46,15 @@ def run_sessions(policy: SessionPolicy, num_users: int, rng: np.random.Generator
                  config: SimulatorConfig | None = None, sim: UserSimulator | None = None,
                  gamma: float = 0.99, ad_policy: Callable[[UserSimulator, np.ndarray], np.ndarray] | None = None,
                  ) -> SessionStats:
-    """Simulate one session for each of ``num_users`` users, all stepped as one batch."""
+    """Simulate one session for each of ``num_users`` users, all stepped as one batch.
+
+    ``policy`` acts for every user at every request (its actions for users whose session
+    already ended are ignored); ``ad_policy`` optionally returns (B,) ad slots. Pass a
+    ``sim`` to reuse its world, else one is built from ``config``."""
+    if num_users < 1:
+        raise ValueError(f"num_users must be >= 1, got {num_users}")
+    if sim is not None and config is not None and sim.config != config:
+        raise ValueError("pass either a simulator or a config (they disagree), not both")
     sim = sim or UserSimulator(config)
     obs = sim.reset(num_users, rng)
     n = num_users

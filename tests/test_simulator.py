@@ -284,3 +284,11 @@ def test_ads_earn_revenue_and_shorten_sessions():
     assert ads.ad_revenue.mean() > 0.5
     assert ads.lengths.mean() < 0.8 * no_ads.lengths.mean()
     assert ads.returns.mean() < no_ads.returns.mean()
+
+
+def test_run_sessions_rejects_bad_arguments(sim):
+    policy = lambda s, obs: np.zeros((obs.shape[0], NUM_TASKS))  # noqa: E731
+    with pytest.raises(ValueError, match="num_users"):
+        run_sessions(policy, 0, np.random.default_rng(0), sim=sim)
+    with pytest.raises(ValueError, match="disagree"):
+        run_sessions(policy, 5, np.random.default_rng(0), config=SimulatorConfig(max_requests=3), sim=sim)
