@@ -64,7 +64,7 @@ Randomness and speed
     fixes the trajectories of a batch. The numbers drawn depend on the batch size (a user
     simulated alone and the same user inside a batch see different draws, from the same
     distributions). Large Gaussian draws use Box–Muller on float32 uniforms
-    (:func:`standard_normal_f32`), which is about 4x faster than numpy's ziggurat here.
+    (:func:`standard_normal_f32`), about 3x faster than numpy's ziggurat here.
     The hot arrays (candidates × tasks) are float32; the per-user state is float64.
 """
 
