@@ -1,0 +1,324 @@
+"""The multi-agent offline dataset: one :class:`OfflineDataset` table per agent plus the
+shared global state, and a sampler that draws the same rows from every table.
+
+Row ``i`` of every table is the same moment of the same session: agent ``a``'s observation,
+action, reward, next observation, behaviour log-probability and reward components are in
+``tables[a]``, and the global state before / after the joint action (what a centralised
+critic sees) in ``states[i]`` / ``next_states[i]``. So every table has the same length and
+the same episode boundaries (``episode_starts``, ``terminals``, ``truncations``); a
+dataset whose tables disagree raises a ``ValueError`` naming the agents.
+
+Discrete agents with an action mask keep the mask *in their observation*:
+``action_mask_columns[agent] = (start, stop)`` names the observation columns holding the
+0/1 mask of the actions allowed on that request. Construction checks that every logged
+action is allowed by its mask (a violating row raises a ``ValueError`` with its index), so a
+learner can rely on the data never containing a masked action.
+
+On disk (:meth:`MultiAgentDataset.save` / :meth:`MultiAgentDataset.load`)::
+
+    metadata.json            format, agents, length, mask columns, user metadata,
+                             and per state column: file, dtype, shape, sha256
+    states.npy, next_states.npy
+    agents/<agent>/          each table saved by OfflineDataset.save (its own metadata + checksums)
+
+The whole folder is written to a hidden sibling and renamed into place (an existing
+dataset is renamed aside first and deleted last), as :mod:`marl_rec.data.storage` does for
+one table: an interrupted save never leaves half a dataset at ``path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from marl_rec.algos.base import Batch
+from marl_rec.data.dataset import OfflineDataset, TensorSampler, first_non_finite_row
+from marl_rec.data.storage import METADATA_FILE, _file_sha256, _fsync_dir, _write_column, load_dataset, save_dataset
+
+FORMAT_NAME = "marl_rec.multiagent_dataset"
+FORMAT_VERSION = 1
+STATE_COLUMNS = ("states", "next_states")
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # a safe folder name, not hidden
+
+
+@dataclass
+class MultiAgentDataset:
+    """Per-agent tables (same rows, same episodes) plus the global state; validated on construction."""
+
+    tables: dict[str, OfflineDataset]
+    states: np.ndarray  # (N, state_dim) float32: global state before the joint action
+    next_states: np.ndarray  # (N, state_dim) float32: global state after it
+    action_mask_columns: dict[str, tuple[int, int]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tables = dict(self.tables)
+        self.action_mask_columns = {a: (int(c[0]), int(c[1])) for a, c in self.action_mask_columns.items()}
+        self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ValueError naming the agent, column or row that is inconsistent."""
+        if not self.tables:
+            raise ValueError("a multi-agent dataset needs at least one agent table")
+        for agent, table in self.tables.items():
+            if not isinstance(agent, str) or not _AGENT_NAME.match(agent):
+                raise ValueError(f"agent name {agent!r} must be letters, digits, '_', '.', '-' (a folder name)")
+            if not isinstance(table, OfflineDataset):
+                raise ValueError(f"table of agent {agent!r} must be an OfflineDataset, got {type(table).__name__}")
+        lengths = {agent: len(table) for agent, table in self.tables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"the agent tables disagree in length: {lengths} (row i of every table must be "
+                             f"the same step of the same session)")
+        n = next(iter(lengths.values()))
+        first_agent, first = next(iter(self.tables.items()))
+        for agent, table in self.tables.items():
+            for name in ("episode_starts", "terminals", "truncations"):
+                if not np.array_equal(getattr(table, name), getattr(first, name)):
+                    row = int(np.flatnonzero(getattr(table, name) != getattr(first, name))[0])
+                    raise ValueError(f"agent tables {first_agent!r} and {agent!r} disagree in column {name!r} "
+                                     f"at row {row}: every table must hold the same episodes")
+        for name in STATE_COLUMNS:
+            column = getattr(self, name)
+            if not isinstance(column, np.ndarray) or column.ndim != 2 or column.dtype.kind != "f":
+                raise ValueError(f"column {name!r} must be a 2-D floating-point array (N, state_dim), got "
+                                 f"{getattr(column, 'dtype', type(column).__name__)} {np.shape(column)}")
+            if len(column) != n:
+                raise ValueError(f"column {name!r} has {len(column)} rows, the agent tables have {n}")
+            bad = first_non_finite_row(column)
+            if bad is not None:
+                raise ValueError(f"column {name!r} contains NaN or infinite values (first at row {bad})")
+        if self.next_states.shape != self.states.shape:
+            raise ValueError(f"column 'next_states' has shape {self.next_states.shape}, expected {self.states.shape}")
+        for agent, (start, stop) in self.action_mask_columns.items():
+            self._check_mask(agent, start, stop)
+
+    def _check_mask(self, agent: str, start: int, stop: int) -> None:
+        if agent not in self.tables:
+            raise ValueError(f"action_mask_columns names agent {agent!r}, which has no table ({self.agents})")
+        table = self.tables[agent]
+        spec = table.action_spec
+        if not spec.discrete:
+            raise ValueError(f"action_mask_columns[{agent!r}]: only discrete agents have action masks")
+        if not (0 <= start < stop <= table.obs_dim and stop - start == spec.num_actions):
+            raise ValueError(f"action_mask_columns[{agent!r}] = ({start}, {stop}) must be {spec.num_actions} "
+                             f"columns inside its {table.obs_dim}-dim observation")
+        for name in ("observations", "next_observations"):
+            mask = getattr(table, name)[:, start:stop]
+            if not np.isin(mask, (0.0, 1.0)).all():
+                raise ValueError(f"agent {agent!r}: the action mask in columns {start}:{stop} of {name!r} "
+                                 f"must be 0/1")
+        allowed = table.observations[np.arange(len(table)), start + table.actions]
+        if not (allowed == 1.0).all():
+            row = int(np.flatnonzero(allowed != 1.0)[0])
+            raise ValueError(f"agent {agent!r}: action {int(table.actions[row])} at row {row} violates the "
+                             f"action mask stored in observation columns {start}:{stop}")
+
+    # ---------------------------------------------------------------- access
+    @property
+    def agents(self) -> list[str]:
+        return list(self.tables)
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    @property
+    def state_dim(self) -> int:
+        return self.states.shape[1]
+
+    @property
+    def num_episodes(self) -> int:
+        return next(iter(self.tables.values())).num_episodes
+
+    def action_masks(self, agent: str, next_step: bool = False) -> np.ndarray | None:
+        """(N, num_actions) bool masks of ``agent`` (None when it has none)."""
+        if agent not in self.action_mask_columns:
+            return None
+        start, stop = self.action_mask_columns[agent]
+        table = self.tables[agent]
+        return (table.next_observations if next_step else table.observations)[:, start:stop] > 0.5
+
+    def with_rewards(self, rewards: Mapping[str, np.ndarray], source: str = "relabelled") -> MultiAgentDataset:
+        """The same transitions with each named agent's rewards replaced (others kept); see
+        :meth:`OfflineDataset.with_rewards`."""
+        unknown = sorted(set(rewards) - set(self.tables))
+        if unknown:
+            raise ValueError(f"with_rewards: unknown agents {unknown}; this dataset has {self.agents}")
+        tables = {agent: table.with_rewards(rewards[agent], source) if agent in rewards else table
+                  for agent, table in self.tables.items()}
+        return MultiAgentDataset(tables, self.states, self.next_states, dict(self.action_mask_columns),
+                                 {**self.metadata, "reward_source": source})
+
+    def summary(self) -> dict[str, Any]:
+        return {"num_transitions": len(self), "num_episodes": self.num_episodes, "state_dim": self.state_dim,
+                "agents": {agent: table.summary() for agent, table in self.tables.items()}}
+
+    # --------------------------------------------------------------- storage
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write the dataset atomically (module docstring). An existing folder is replaced only
+        if it is a saved multi-agent dataset and ``overwrite`` is True."""
+        path = Path(path)
+        self.validate()
+        try:
+            user_metadata = json.loads(json.dumps(self.metadata, allow_nan=False))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"metadata must be JSON-serialisable (no NaN/inf): {error}") from error
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
+            if not _is_saved_multiagent(path):
+                raise FileExistsError(f"{path} exists and is not a saved multi-agent dataset: refusing to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex[:12]
+        tmp = path.parent / f".{path.name}.tmp-{token}"
+        tmp.mkdir()
+        try:
+            for agent, table in self.tables.items():
+                save_dataset(table, tmp / "agents" / agent)
+            columns = {}
+            for name in STATE_COLUMNS:
+                file = tmp / f"{name}.npy"
+                array = getattr(self, name)
+                _write_column(file, array)
+                columns[name] = {"file": file.name, "dtype": array.dtype.str, "shape": list(array.shape),
+                                 "sha256": _file_sha256(file)}
+            meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "agents": self.agents,
+                    "num_transitions": len(self),
+                    "action_mask_columns": {a: list(c) for a, c in self.action_mask_columns.items()},
+                    "metadata": user_metadata, "columns": columns}
+            with open(tmp / METADATA_FILE, "w") as f:
+                json.dump(meta, f, indent=2, allow_nan=False)
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(tmp)
+            if path.exists():
+                old = path.parent / f".{path.name}.old-{token}"
+                os.rename(path, old)
+                os.rename(tmp, path)
+                _fsync_dir(path.parent)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, path)
+                _fsync_dir(path.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool | None = None, verify_checksums: bool = True) -> MultiAgentDataset:
+        """Load and validate a saved multi-agent dataset (``np.load(allow_pickle=False)``).
+
+        Raises FileNotFoundError for a missing folder or file, ValueError naming the agent or
+        column for anything inconsistent (a table of another length, a corrupted file, ...)."""
+        path = Path(path)
+        meta_file = path / METADATA_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"no saved multi-agent dataset at {path} ({meta_file} is missing)")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{meta_file} is corrupted (not valid JSON): {error}") from error
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"{meta_file} is not multi-agent dataset metadata (field 'format' is not {FORMAT_NAME!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_file}: unsupported format_version {meta.get('format_version')!r}")
+        for key in ("agents", "num_transitions", "action_mask_columns", "metadata", "columns"):
+            if key not in meta:
+                raise ValueError(f"{meta_file} is missing the field {key!r}")
+        agents = meta["agents"]
+        if not isinstance(agents, list) or not agents or not all(
+                isinstance(a, str) and _AGENT_NAME.match(a) for a in agents):
+            raise ValueError(f"{meta_file}: field 'agents' must be a non-empty list of agent names, got {agents!r}")
+        n = meta["num_transitions"]
+        tables = {}
+        for agent in agents:
+            table = load_dataset(path / "agents" / agent, mmap=mmap, verify_checksums=verify_checksums)
+            if len(table) != n:
+                raise ValueError(f"agent table {agent!r} has {len(table)} transitions, {meta_file} says "
+                                 f"num_transitions={n}: the agent tables disagree in length")
+            tables[agent] = table
+        arrays = {}
+        for name in STATE_COLUMNS:
+            column = meta["columns"].get(name) if isinstance(meta["columns"], dict) else None
+            file = path / f"{name}.npy"
+            if not isinstance(column, dict) or column.get("file") != file.name:
+                raise ValueError(f"{meta_file}: column {name!r} must be described and stored in {file.name!r}")
+            if not file.is_file():
+                raise FileNotFoundError(f"column {name!r}: file {file} is missing")
+            if verify_checksums and _file_sha256(file) != column.get("sha256"):
+                raise ValueError(f"column {name!r}: file {file} is corrupted (sha256 differs from the one "
+                                 f"recorded when the dataset was saved)")
+            try:
+                array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as error:
+                raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: {error}") from error
+            if array.dtype.str != column.get("dtype") or list(array.shape) != column.get("shape"):
+                raise ValueError(f"column {name!r}: file {file} has {array.dtype.str} {list(array.shape)}, "
+                                 f"metadata says {column.get('dtype')!r} {column.get('shape')!r}")
+            arrays[name] = array
+        try:
+            return cls(tables, arrays["states"], arrays["next_states"],
+                       {a: tuple(c) for a, c in dict(meta["action_mask_columns"]).items()}, dict(meta["metadata"]))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"multi-agent dataset at {path} is invalid: {error}") from error
+
+
+def _is_saved_multiagent(path: Path) -> bool:
+    try:
+        return json.loads((path / METADATA_FILE).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+# ------------------------------------------------------------------- sampling
+@dataclass
+class JointBatch:
+    """A minibatch of the same rows from every agent table plus the global states."""
+
+    states: torch.Tensor  # (B, state_dim)
+    next_states: torch.Tensor  # (B, state_dim)
+    agents: dict[str, Batch]
+    dones: torch.Tensor  # (B,) 1.0 where the session ended in a terminal state
+
+    def __getitem__(self, agent: str) -> Batch:
+        return self.agents[agent]
+
+
+class JointSampler:
+    """Uniform minibatches of whole joint transitions by one index-gather per column.
+
+    Has the sampler interface of :class:`marl_rec.trainer.Trainer` (``sample``, ``size``,
+    ``device``), so a centralised learner trains with the ordinary trainer."""
+
+    def __init__(self, dataset: MultiAgentDataset, device: str | torch.device = "cpu") -> None:
+        self.size = len(dataset)
+        self.device = torch.device(device)
+        self.samplers = {agent: TensorSampler(table, device) for agent, table in dataset.tables.items()}
+        self.states = torch.as_tensor(np.ascontiguousarray(dataset.states), dtype=torch.float32, device=device)
+        self.next_states = torch.as_tensor(np.ascontiguousarray(dataset.next_states), dtype=torch.float32,
+                                           device=device)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> JointBatch:
+        index = torch.randint(self.size, (batch_size,), generator=generator, device=self.device)
+        agents = {}
+        for agent, s in self.samplers.items():
+            agents[agent] = Batch(
+                observations=s.observations[index], actions=s.actions[index], rewards=s.rewards[index],
+                next_observations=s.next_observations[index], dones=s.dones[index],
+                behaviour_log_probs=None if s.behaviour_log_probs is None else s.behaviour_log_probs[index])
+        return JointBatch(self.states[index], self.next_states[index], agents,
+                          next(iter(agents.values())).dones)
+
+
+__all__ = ["MultiAgentDataset", "JointBatch", "JointSampler", "FORMAT_NAME", "STATE_COLUMNS"]
