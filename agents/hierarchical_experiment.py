@@ -68,7 +68,7 @@ class CollectionConfig:
 @dataclass(frozen=True)
 class HierarchicalExperimentConfig:
     """The ``agent`` node of ``conf/agent/hierarchical.yaml``. A level whose ``num_updates`` is
-    None trains for ``train.num_updates``."""
+    None trains for ``train.num_updates`` (the flat baseline: for both levels' total)."""
 
     num_seeds: int = 3
     gamma: float = 0.99  # per request, for the flat and the long-term learner (γ^k per session)
@@ -77,7 +77,8 @@ class HierarchicalExperimentConfig:
     long_term: dict[str, Any] = field(default_factory=dict)
     short_term: dict[str, Any] = field(default_factory=dict)
     flat: dict[str, Any] = field(default_factory=dict)
-    constant_reference: tuple[float, ...] | None = (0.0, 0.0, 0.0, 0.0)  # a fixed fusion action, for context
+    references: bool = True  # also evaluate the reference rows (see run_seed), for context
+    constant_reference: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # the fixed fusion action of that row
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_seeds, int) or self.num_seeds < 1:
@@ -101,9 +102,18 @@ class HierarchicalExperimentConfig:
                 if bad:
                     raise ValueError(f"unknown agent.{name} option(s) {bad}; accepted: {sorted(sub_known)}")
                 values[name] = sub(**values[name])
-        if values.get("constant_reference") is not None:
+        if "constant_reference" in values:
             values["constant_reference"] = tuple(float(v) for v in values["constant_reference"])
         return cls(**values)
+
+    def levels(self, default_updates: int) -> dict[str, LevelConfig]:
+        """The three :class:`LevelConfig`: a level without ``num_updates`` trains for
+        ``default_updates``, except the flat baseline, which then gets the two levels' total
+        (the same number of gradient updates on each side of the comparison)."""
+        short_term = self.level(SHORT_TERM_AGENT, default_updates)
+        long_term = self.level(LONG_TERM_AGENT, default_updates)
+        flat = self.level(FLAT_AGENT, short_term.num_updates + long_term.num_updates)
+        return {SHORT_TERM_AGENT: short_term, LONG_TERM_AGENT: long_term, FLAT_AGENT: flat}
 
     def level(self, name: str, default_updates: int) -> LevelConfig:
         """The :class:`LevelConfig` of ``long_term`` / ``short_term`` / ``flat``."""
@@ -142,9 +152,8 @@ def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: Hiera
     timings = {"collect_seconds": time.perf_counter() - started}
 
     trainer = trainer_config(cfg, seed)
-    default_updates = int(cfg.train.num_updates)
     eval_users, eval_seed = int(cfg.evaluation.num_users), int(cfg.evaluation.seed)
-    levels = {name: settings.level(name, default_updates) for name in (SHORT_TERM_AGENT, LONG_TERM_AGENT, FLAT_AGENT)}
+    levels = settings.levels(int(cfg.train.num_updates))
     hparams = {"experiment": "hierarchical", "seed": seed,
                "levels": {name: {k: (str(v) if isinstance(v, (dict, tuple)) else v) for k, v in vars(level).items()}
                           for name, level in levels.items()}}
@@ -187,8 +196,12 @@ def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: Hiera
         "flat": (None, greedy(flat)),
         "hierarchical": (agent.goal_policy, agent.short_term_policy),
     }
-    if settings.constant_reference is not None:
+    if settings.references:
+        # context: a fixed fusion action, and the learned goals followed by the reference
+        # (noise-free) goal follower instead of the learned short-term controller
         pairs["constant_reference"] = (None, ConstantPolicy(list(settings.constant_reference)))
+        pairs["learned_goals_follower"] = (agent.goal_policy, GoalFollowingPolicy(collection.follower_weight,
+                                                                                   collection.follower_values))
     results: dict[str, dict[str, float]] = {}
     for name, (goal_policy, short_policy) in pairs.items():
         stats = run_lifetimes(short_policy, users, np.random.default_rng(eval_seed), goal_policy, config, sim=sim)
