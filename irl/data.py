@@ -1,0 +1,146 @@
+"""What a learned reward sees, and logged data with the ground truth kept beside it.
+
+What makes the true utility recoverable from logs
+    The simulator's true utility of a request is the sum, over the *clicked* items, of
+    ``2·quality + 0.4·relevance − sensitivity·clickbait − 0.3``: it depends on which items
+    were clicked (a random outcome, not a function of the state and action), on latent
+    item attributes and on the user's latent clickbait sensitivity. A reward of the
+    observation and action alone can only predict its expectation; the logged behaviours
+    (clicks, likes, shares, watch minutes) tell *how much* was consumed and, through
+    likes / shares / watch per click, *how good* it was; the next observation adds the
+    moved satisfaction signal and the last-request rates. So the learnable reward sees the
+    whole logged transition — :data:`FEATURE_SETS` ``"transition"``, the default:
+    ``[observation, action, reward components, next observation]`` — every entry of which
+    is a column of an :class:`~marl_rec.data.OfflineDataset`, so any dataset can be
+    relabelled. The user's sensitivity stays hidden, which caps what any reward of logged
+    features can reach (see ``irl/README`` section in the report: a supervised regression on
+    the true utility with the same features is the ceiling the experiment prints).
+
+Ground truth
+    :func:`collect_with_utility` runs :func:`marl_rec.data.collect` and records the true
+    utility of every logged transition in a separate array; the learner never sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from marl_rec.data import OfflineDataset, collect
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "state_action": ("observations", "actions"),
+    "logged": ("observations", "actions", "reward_components"),
+    "transition": ("observations", "actions", "reward_components", "next_observations"),
+}
+
+
+def transition_features(dataset: OfflineDataset, feature_set: str = "transition",
+                        index: np.ndarray | slice | None = None) -> np.ndarray:
+    """(N, F) float32 reward-model inputs of the dataset's transitions (rows ``index``)."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {sorted(FEATURE_SETS)}, got {feature_set!r}")
+    rows = slice(None) if index is None else index
+    parts = []
+    for column in FEATURE_SETS[feature_set]:
+        value = getattr(dataset, column)
+        if value is None:
+            raise ValueError(f"feature_set {feature_set!r} needs column {column!r}, which the dataset lacks")
+        parts.append(np.asarray(value[rows], dtype=np.float32).reshape(len(value[rows]), -1))
+    return np.concatenate(parts, axis=1)
+
+
+def feature_dim(obs_dim: int, action_dim: int, num_components: int, feature_set: str = "transition") -> int:
+    """Width of :func:`transition_features` for the given column widths."""
+    widths = {"observations": obs_dim, "actions": action_dim, "reward_components": num_components,
+              "next_observations": obs_dim}
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {sorted(FEATURE_SETS)}, got {feature_set!r}")
+    return sum(widths[c] for c in FEATURE_SETS[feature_set])
+
+
+class _UtilityRecorder:
+    """Delegates to a simulator and appends ``info["true_utility"]`` to the components
+    column, so :func:`collect` carries it through its row selection and reordering."""
+
+    def __init__(self, sim: Any) -> None:
+        self._sim = sim
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sim, name)
+
+    def step(self, action: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        result = self._sim.step(action, *args, **kwargs)
+        info = dict(result.info)
+        info["components"] = np.concatenate(
+            [info["components"], np.asarray(info["true_utility"], np.float64)[:, None]], axis=1)
+        result.info = info
+        return result
+
+
+@dataclass
+class LabelledDataset:
+    """A logged dataset and the true utility of each of its transitions (evaluation only)."""
+
+    dataset: OfflineDataset
+    true_utility: np.ndarray  # (N,) float64
+
+    def split_episodes(self, fraction: float, rng: np.random.Generator) -> tuple[LabelledDataset, LabelledDataset]:
+        """Split by whole episodes (users) into (first ``fraction``, rest): held-out data
+        never shares a user with training data."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        bounds = self.dataset.episode_bounds()
+        if len(bounds) < 2:
+            raise ValueError("need at least 2 episodes to split")
+        order = rng.permutation(len(bounds))
+        cut = min(max(1, int(round(fraction * len(bounds)))), len(bounds) - 1)
+        return self._subset(bounds[np.sort(order[:cut])]), self._subset(bounds[np.sort(order[cut:])])
+
+    def _subset(self, bounds: np.ndarray) -> LabelledDataset:
+        rows = np.concatenate([np.arange(s, e) for s, e in bounds])
+        d = self.dataset
+        take = lambda a: None if a is None else a[rows]  # noqa: E731
+        subset = OfflineDataset(
+            observations=d.observations[rows], actions=d.actions[rows], rewards=d.rewards[rows],
+            next_observations=d.next_observations[rows], terminals=d.terminals[rows],
+            truncations=d.truncations[rows], episode_starts=d.episode_starts[rows],
+            action_spec=d.action_spec, behaviour_log_probs=take(d.behaviour_log_probs),
+            reward_components=take(d.reward_components), component_names=list(d.component_names),
+            metadata=dict(d.metadata))
+        return LabelledDataset(subset, self.true_utility[rows])
+
+
+def collect_with_utility(sim: Any, policy: Callable[[Any, np.ndarray], Any], num_transitions: int,
+                         rng: np.random.Generator, batch_size: int = 1024,
+                         metadata: dict[str, Any] | None = None) -> LabelledDataset:
+    """:func:`marl_rec.data.collect` plus the true utility of every transition, split off
+    into :attr:`LabelledDataset.true_utility` (the dataset's components stay the four
+    logged behaviours)."""
+    names = ("click", "like", "share", "watch", "true_utility")
+    logged = collect(_UtilityRecorder(sim), policy, num_transitions, rng, batch_size,
+                     component_names=names, metadata=metadata)
+    utility = logged.reward_components[:, -1].astype(np.float64)
+    logged.reward_components = np.ascontiguousarray(logged.reward_components[:, :-1])
+    logged.component_names = list(names[:-1])
+    logged.validate()
+    return LabelledDataset(logged, utility)
+
+
+def relabel(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
+    """A copy of ``dataset`` whose ``rewards`` column is ``rewards`` (the other columns are
+    shared, not copied)."""
+    rewards = np.asarray(rewards, dtype=np.float32)
+    if rewards.shape != dataset.rewards.shape:
+        raise ValueError(f"rewards must have shape {dataset.rewards.shape}, got {rewards.shape}")
+    if hasattr(dataset, "with_rewards"):
+        return dataset.with_rewards(rewards)
+    import dataclasses
+
+    return dataclasses.replace(dataset, rewards=rewards)
+
+
+__all__ = ["FEATURE_SETS", "transition_features", "feature_dim", "LabelledDataset",
+           "collect_with_utility", "relabel"]
