@@ -15,8 +15,12 @@ import torch
 from marl_rec.algos.base import ActionSpec, OfflineAlgorithm
 from marl_rec.algos.bc import BC, BCConfig
 from marl_rec.algos.bcq import BCQ, BCQConfig
+from marl_rec.algos.cql import CQL, CQLConfig
 from marl_rec.algos.ddpg import DDPG, DDPGConfig
+from marl_rec.algos.discrete_bcq import DiscreteBCQ, DiscreteBCQConfig
+from marl_rec.algos.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from marl_rec.algos.td3 import TD3, TD3Config
+from marl_rec.algos.uwac import UWAC, UWACConfig
 
 PRESETS = ("paper", "rec")
 
@@ -25,6 +29,10 @@ ALGORITHMS: dict[str, tuple[type[OfflineAlgorithm], type]] = {
     "ddpg": (DDPG, DDPGConfig),
     "td3": (TD3, TD3Config),
     "bcq": (BCQ, BCQConfig),
+    "cql": (CQL, CQLConfig),
+    "uwac": (UWAC, UWACConfig),
+    "discrete_bcq": (DiscreteBCQ, DiscreteBCQConfig),
+    "discrete_cql": (DiscreteCQL, DiscreteCQLConfig),
 }
 
 

@@ -1,0 +1,185 @@
+"""CQL (Kumar, Zhou, Tucker & Levine, 2020): conservative Q-learning on top of SAC.
+
+CQL(H) adds to the critics' TD loss the gap between a soft maximum of Q over actions and Q
+on the logged actions,
+
+    α · ( τ·log Σ_a exp(Q(s, a) / τ) − E_data[Q(s, a)] ),
+
+which pushes Q down on actions the data does not support and up on the ones it does.
+The log-sum-exp over the continuous action box is estimated by importance sampling with
+``num_sampled_actions`` uniform actions and as many policy actions at s and at s' (each
+term divided by its proposal density), as in the authors' code. With ``lagrange=True``
+the weight is tuned by dual gradient descent so that the (α-scaled) gap stays near
+``lagrange_threshold`` (CQL-Lagrange). The actor and the entropy temperature are SAC's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+
+from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.algos.common import (TorchAlgorithm, adam, check_in_range, check_non_negative, check_positive,
+                                   check_positive_int, normalise_hidden)
+from marl_rec.nets import CriticEnsemble, TanhGaussianActor, soft_update
+
+
+@dataclass(frozen=True)
+class CQLConfig:
+    """Defaults: the paper's continuous-control settings (3×256 actor and twin critics, α = 5,
+    10 sampled actions, actor lr 1e-4, critic lr 3e-4, γ = 0.99, τ = 0.005, automatic SAC
+    entropy with target −action_dim, no entropy term in the backup, log-sum-exp temperature
+    1). ``lagrange_threshold`` = 10 is the reference code's τ for CQL-Lagrange.
+    ``bc_warmup_updates``: the first updates train the actor by maximum likelihood on the
+    logged actions (the reference code's ``policy_eval_start``; 0 = off)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256, 256)
+    actor_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    entropy_lr: float = 1e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    cql_alpha: float = 5.0
+    num_sampled_actions: int = 10
+    cql_temperature: float = 1.0
+    lagrange: bool = False
+    lagrange_threshold: float = 10.0
+    lagrange_lr: float = 3e-4
+    initial_entropy_alpha: float = 1.0
+    target_entropy: float | None = None  # None: -action_dim
+    backup_entropy: bool = False
+    bc_warmup_updates: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        normalise_hidden(self, "actor_hidden", "critic_hidden")
+        check_positive(self, "actor_lr", "critic_lr", "entropy_lr", "lagrange_lr", "cql_temperature",
+                       "initial_entropy_alpha")
+        check_non_negative(self, "cql_alpha", "bc_warmup_updates")
+        check_in_range(self, "gamma", 0.0, 1.0)
+        check_in_range(self, "tau", 0.0, 1.0, low_open=True)
+        check_positive_int(self, "num_sampled_actions", "batch_size")
+        if not isinstance(self.bc_warmup_updates, int) or isinstance(self.bc_warmup_updates, bool):
+            raise ValueError(f"CQLConfig.bc_warmup_updates must be an integer >= 0, got {self.bc_warmup_updates!r}")
+        for name in ("lagrange", "backup_entropy"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"CQLConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.lagrange_threshold, (int, float)) or not math.isfinite(self.lagrange_threshold):
+            raise ValueError(f"CQLConfig.lagrange_threshold must be a finite number, got {self.lagrange_threshold!r}")
+        if self.target_entropy is not None and (
+                not isinstance(self.target_entropy, (int, float)) or not math.isfinite(self.target_entropy)):
+            raise ValueError(f"CQLConfig.target_entropy must be a finite number or None, got {self.target_entropy!r}")
+
+    @classmethod
+    def rec(cls) -> CQLConfig:
+        """Recommendation-sized preset (33-dim state, 4-dim action): 2×128 actor and critics,
+        α = 1 and a 1000-update BC warm start; see README "Algorithm presets"."""
+        return cls(actor_hidden=(128, 128), critic_hidden=(128, 128), cql_alpha=1.0,
+                   bc_warmup_updates=1000)
+
+
+class CQL(TorchAlgorithm):
+    """CQL(H) on SAC. ``act(deterministic=True)`` is the squashed mean action; ``q_value``
+    reports min(Q1, Q2), the value the backups use."""
+
+    name = "cql"
+
+    def __init__(self, obs_dim: int, action_spec: ActionSpec, config: CQLConfig | None = None,
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(obs_dim, action_spec, config or CQLConfig(), seed, device)
+        c, k = self.config, action_spec.dim
+        if action_spec.discrete:
+            raise ValueError(f"CQL needs a continuous action space, got {action_spec} (use DiscreteCQL)")
+        self.low, self.high = float(action_spec.low), float(action_spec.high)
+        self.actor = self._build(TanhGaussianActor(obs_dim, k, c.actor_hidden, self.low, self.high))
+        self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=2))
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        # learned log-temperatures: SAC's entropy weight and CQL-Lagrange's multiplier α'
+        self.log_alphas = torch.nn.ParameterDict({
+            "entropy": torch.nn.Parameter(torch.tensor(math.log(c.initial_entropy_alpha), device=self.device)),
+            "cql": torch.nn.Parameter(torch.zeros((), device=self.device))})
+        self.actor_optimizer = adam(self.actor.parameters(), c.actor_lr)
+        self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr)
+        self.entropy_optimizer = adam([self.log_alphas["entropy"]], c.entropy_lr)
+        self.lagrange_optimizer = adam([self.log_alphas["cql"]], c.lagrange_lr)
+        self._unit = torch.ones((), device=self.device)
+        self.target_entropy = -float(k) if c.target_entropy is None else float(c.target_entropy)
+        self.uniform_log_density = -k * math.log(self.high - self.low)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        c, g, n = self.config, self.generator, self.config.num_sampled_actions
+        obs, actions, next_obs = batch.observations, batch.actions, batch.next_observations
+        b, k = actions.shape
+        self.num_updates += 1
+        # 1. SAC actor (maximum likelihood on the logged actions during the warm start) and temperature
+        new_actions, log_pi = self.actor(obs, g)
+        log_entropy_alpha = self.log_alphas["entropy"]
+        entropy_alpha = log_entropy_alpha.exp().detach()
+        self.critic.requires_grad_(False)
+        objective = (self.actor.log_prob(obs, actions) if self.num_updates <= c.bc_warmup_updates
+                     else self.critic(obs, new_actions).min(0).values)
+        actor_loss = (entropy_alpha * log_pi - objective).mean()
+        self.critic.requires_grad_(True)
+        entropy_loss = -(log_entropy_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        self.entropy_optimizer.zero_grad()
+        entropy_loss.backward()
+        self.entropy_optimizer.step()
+
+        # 2. critics: TD target from the policy at s', plus CQL(H) on n uniform + 2n policy actions
+        with torch.no_grad():
+            next_actions, next_log_pi = self.actor(next_obs, g)
+            next_q = self.critic_target(next_obs, next_actions).min(0).values
+            if c.backup_entropy:
+                next_q = next_q - entropy_alpha * next_log_pi
+            target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q
+            obs_rep = obs.repeat_interleave(n, 0)
+            uniform = torch.rand((b * n, k), generator=g, device=self.device) * (self.high - self.low) + self.low
+            pi_actions, pi_log = self.actor(obs_rep, g)
+            next_pi_actions, next_pi_log = self.actor(next_obs.repeat_interleave(n, 0), g)
+            log_density = torch.stack([torch.full_like(pi_log, self.uniform_log_density), pi_log, next_pi_log])
+        q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
+                            torch.cat([actions, uniform, pi_actions, next_pi_actions]))  # (2, B + 3Bn)
+        q, q_sampled = q_all[:, :b], q_all[:, b:].view(2, 3, b, n)
+        scaled = (q_sampled - log_density.view(1, 3, b, n)) / c.cql_temperature
+        soft_max = c.cql_temperature * torch.logsumexp(scaled.permute(0, 2, 1, 3).reshape(2, b, 3 * n), dim=2)
+        gap = soft_max.mean(1) - q.mean(1)  # (2,): one per critic
+        if c.lagrange:
+            cql_alpha = self.log_alphas["cql"].exp().clamp(0.0, 1e6)
+            penalty = cql_alpha.detach() * (c.cql_alpha * gap - c.lagrange_threshold)
+            lagrange_loss = -(cql_alpha * (c.cql_alpha * gap.detach() - c.lagrange_threshold)).mean()
+            self.lagrange_optimizer.zero_grad()
+            lagrange_loss.backward()
+            self.lagrange_optimizer.step()
+        else:
+            cql_alpha = self._unit
+            penalty = c.cql_alpha * gap
+        td_loss = (q - target).pow(2).mean(1).sum()
+        critic_loss = td_loss + penalty.sum()
+        self.critic_optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        soft_update(self.critic_target, self.critic, c.tau)
+        return self._metrics({"critic_loss": critic_loss, "td_loss": td_loss, "actor_loss": actor_loss,
+                              "cql_penalty": gap.mean(), "q_mean": q.mean(), "target_mean": target.mean(),
+                              "alpha": entropy_alpha, "cql_alpha": cql_alpha * c.cql_alpha,
+                              "entropy": -log_pi.mean()})
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.actor(obs, self.generator, deterministic=deterministic)[0]
+
+    def _q_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs, action).min(0).values
+
+    def _parts(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+                "log_alphas": self.log_alphas,
+                "actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer,
+                "entropy_optimizer": self.entropy_optimizer, "lagrange_optimizer": self.lagrange_optimizer}
+
