@@ -1,0 +1,185 @@
+"""CQL (fixed α and Lagrangian) and UWAC: configs, checkpoints, determinism, learning."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.algos.bcq import BCQ, BCQConfig
+from marl_rec.algos.cql import CQL, CQLConfig
+from marl_rec.algos.registry import make_algorithm
+from marl_rec.algos.uwac import UWAC, UWACConfig
+
+torch.set_num_threads(1)
+
+OBS_DIM, SPEC = 33, ActionSpec("continuous", dim=4)
+TINY = {"cql": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4),
+        "cql_lagrange": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4, lagrange=True),
+        "uwac": dict(vae_hidden=(32, 32), actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4,
+                     num_dropout_samples=4)}
+
+
+def make(variant: str, seed: int = 0, **overrides) -> CQL | UWAC:
+    name = "uwac" if variant == "uwac" else "cql"
+    return make_algorithm(name, OBS_DIM, SPEC, "rec", seed=seed, **{**TINY[variant], **overrides})
+
+
+def random_batch(seed: int, size: int = 64) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(observations=torch.rand(size, OBS_DIM, generator=g),
+                 actions=torch.rand(size, 4, generator=g) * 2 - 1,
+                 rewards=torch.rand(size, generator=g) * 3,
+                 next_observations=torch.rand(size, OBS_DIM, generator=g),
+                 dones=(torch.rand(size, generator=g) < 0.1).float())
+
+
+# ----------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("field, value", [("cql_alpha", -1.0), ("num_sampled_actions", 0), ("tau", 0.0),
+                                          ("gamma", 1.5), ("critic_hidden", (0, 32)), ("lagrange", "yes"),
+                                          ("bc_warmup_updates", -1), ("target_entropy", float("nan"))])
+def test_cql_config_rejects_bad_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        CQLConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("dropout", 0.0), ("dropout", 1.0), ("beta", 0.0),
+                                          ("num_dropout_samples", 1), ("weight_clip", -1.0), ("phi", 2.0)])
+def test_uwac_config_rejects_bad_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        UWACConfig(**{field: value})
+
+
+def test_presets_are_paper_and_rec():
+    paper = CQLConfig()
+    assert (paper.critic_hidden, paper.cql_alpha, paper.num_sampled_actions) == ((256, 256, 256), 5.0, 10)
+    assert UWACConfig().dropout == 0.1 and UWACConfig().beta == 0.5
+    assert isinstance(UWACConfig.rec(), UWACConfig) and UWACConfig.rec().critic_hidden == BCQConfig.rec().critic_hidden
+
+
+def test_wrong_action_space_or_config_type():
+    with pytest.raises(ValueError, match="continuous"):
+        CQL(OBS_DIM, ActionSpec("discrete", num_actions=3))
+    with pytest.raises(TypeError, match="UWACConfig"):
+        UWAC(OBS_DIM, SPEC, BCQConfig())
+
+
+# ------------------------------------------------------------------------- behaviour
+@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
+def test_save_load_round_trip(variant, tmp_path):
+    algo = make(variant, seed=1)
+    for i in range(5):
+        algo.update(random_batch(i))
+    path = tmp_path / "algo.pt"
+    torch.save(algo.state_dict(), path)
+    clone = make(variant, seed=99)
+    clone.load_state_dict(torch.load(path, weights_only=True))
+    obs = np.random.default_rng(0).random((16, OBS_DIM), dtype=np.float32)
+    assert np.array_equal(algo.act(obs), clone.act(obs))
+    assert np.array_equal(algo.act(obs, deterministic=False), clone.act(obs, deterministic=False))
+    assert np.array_equal(algo.q_value(obs, algo.act(obs)), clone.q_value(obs, clone.act(obs)))
+    # training continues identically: same generator state, optimiser moments, temperatures
+    assert algo.update(random_batch(7)) == clone.update(random_batch(7))
+
+
+@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
+def test_checkpoint_from_other_algorithm_or_size_is_rejected(variant):
+    algo = make(variant)
+    with pytest.raises(ValueError, match="critic_hidden"):
+        algo.load_state_dict(make(variant, critic_hidden=(64, 64)).state_dict())
+    other = BCQ(OBS_DIM, SPEC, BCQConfig.rec()) if variant == "uwac" else make("uwac")
+    with pytest.raises(ValueError, match="algorithm"):
+        algo.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
+def test_all_randomness_from_the_algorithm_generator(variant):
+    """Same seed -> identical updates and actions, and updating or acting never touches the
+    global torch RNG (sampled actions, proposals and UWAC's dropout masks all come from
+    ``self.generator``; only building nn.Linear layers draws from it, before re-seeding)."""
+    torch.manual_seed(123)
+    expected_global = torch.rand(3)
+    runs = []
+    for _ in range(2):
+        algo = make(variant, seed=5)
+        torch.manual_seed(123)
+        metrics = [algo.update(random_batch(i)) for i in range(3)]
+        obs = np.random.default_rng(1).random((4, OBS_DIM), dtype=np.float32)
+        runs.append((metrics, algo.act(obs, deterministic=False)))
+        assert torch.equal(torch.rand(3), expected_global)
+    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
+def test_critic_loss_decreases_on_a_fixed_batch(variant):
+    """The critic loss falls; its TD part at least halves. (CQL's penalty barely moves on this
+    batch: its logged actions are uniform on the box, just like the penalty's proposals.)"""
+    algo = make(variant, seed=2)
+    batch = random_batch(3)
+    metrics = [algo.update(batch) for _ in range(300)]
+    first, last = metrics[:20], metrics[-20:]
+    td_key = "critic_loss" if variant == "uwac" else "td_loss"
+    assert np.mean([m["critic_loss"] for m in last]) < np.mean([m["critic_loss"] for m in first]) - 1.0
+    assert np.mean([m[td_key] for m in last]) < 0.5 * np.mean([m[td_key] for m in first])
+
+
+def test_lagrange_multiplier_moves_toward_the_threshold():
+    """CQL-Lagrange raises α' while the α-scaled gap exceeds the threshold and lowers it below."""
+    high = make("cql_lagrange", lagrange_threshold=-50.0, lagrange_lr=0.05)  # gap always above
+    low = make("cql_lagrange", lagrange_threshold=1e4, lagrange_lr=0.05)  # gap always below
+    batch = random_batch(0)
+    for _ in range(20):
+        high_metrics, low_metrics = high.update(batch), low.update(batch)
+    base = high.config.cql_alpha
+    assert high_metrics["cql_alpha"] > base > low_metrics["cql_alpha"]
+
+
+def test_uwac_weights_are_clipped_inverse_variances():
+    """Weights are β/Var clipped at weight_clip: a huge β saturates every weight at the clip,
+    a tiny one leaves them far below it; dropout makes the target's MC samples differ."""
+    batch = random_batch(0)
+    small = make("uwac", beta=1e-6, seed=0).update(batch)
+    large = make("uwac", beta=1e6, seed=0).update(batch)
+    assert large["critic_weight"] == pytest.approx(1.0) and large["actor_weight"] == pytest.approx(1.0)
+    assert 0.0 < small["critic_weight"] < 0.1 and 0.0 < small["actor_weight"] < 0.1
+    assert small["target_std"] > 0.0
+
+
+def test_uwac_acts_deterministically_with_dropout_off():
+    algo = make("uwac")
+    algo.update(random_batch(0))
+    obs = np.random.default_rng(0).random((8, OBS_DIM), dtype=np.float32)
+    assert np.array_equal(algo.act(obs), algo.act(obs))
+    assert np.array_equal(algo.q_value(obs, algo.act(obs)), algo.q_value(obs, algo.act(obs)))
+    assert algo.critic.training  # back in training mode after acting
+
+
+def test_bad_inputs_name_the_problem():
+    algo = make("cql")
+    with pytest.raises(ValueError, match="obs"):
+        algo.act(np.zeros((2, OBS_DIM + 1), np.float32))
+    with pytest.raises(ValueError, match="action"):
+        algo.q_value(np.zeros((2, OBS_DIM), np.float32), np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="not a marl-rec algorithm state"):
+        algo.load_state_dict({"weights": 1})
+    single = algo.act(np.zeros(OBS_DIM, np.float32))
+    assert single.shape == (4,) and np.all(np.abs(single) <= 1.0)
+
+
+def test_actor_log_prob_matches_torch_distributions():
+    from torch.distributions import Normal, TransformedDistribution
+    from torch.distributions.transforms import AffineTransform, TanhTransform
+
+    from marl_rec.nets import TanhGaussianActor
+    actor = TanhGaussianActor(5, 3, (16,), low=-2.0, high=1.0)
+    obs = torch.rand(64, 5, generator=torch.Generator().manual_seed(0))
+    action, log_prob = actor(obs, torch.Generator().manual_seed(1))
+    mean, log_std = actor._distribution(obs)
+    reference = TransformedDistribution(Normal(mean, log_std.exp()),
+                                        [TanhTransform(), AffineTransform(actor.center, actor.half_range)])
+    torch.testing.assert_close(log_prob, reference.log_prob(action).sum(-1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(actor.log_prob(obs, action), log_prob, atol=1e-4, rtol=1e-4)
+    assert torch.all(action >= -2.0) and torch.all(action <= 1.0)
