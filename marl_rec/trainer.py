@@ -3,10 +3,11 @@
 One run lives in one folder (``run_dir``): TensorBoard event files, ``checkpoint.pt`` (the
 latest good state, replaced atomically) and ``metrics.json`` (status and final metrics).
 
-Per update the loop only samples a batch (index-gather on preloaded tensors) and calls
-``algorithm.update``. Metrics that come back as tensors are summed as tensors and turned
-into numbers once per ``log_every`` updates (one host sync per interval); plain floats are
-summed as floats. Divergence is checked at those log points, before every checkpoint and
+Per update the loop only samples a batch (index-gather on preloaded tensors), calls
+``algorithm.update`` and appends the returned metrics to per-metric lists. Metrics that come
+back as 0-d tensors are reduced and turned into numbers once per ``log_every`` updates (one
+host sync per interval; return fresh tensors, not views of buffers you later overwrite);
+plain floats are averaged as floats. Divergence is checked at those log points, before every checkpoint and
 after every evaluation, so a checkpoint never holds a diverged state.
 
 Resuming: ``fit(resume=True)`` (or :meth:`Trainer.resume`) restores the algorithm (networks,
@@ -57,6 +58,9 @@ Q_METRIC = re.compile(r"(^|_)q(\d|_|$)")
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss/metric or a Q estimate beyond the bound.
 
+    Checked: every training metric (non-finite), Q-estimate metrics (see ``Q_METRIC``) from
+    training and evaluation against the bound, and the algorithm's state before each
+    checkpoint. Other evaluation values (an OPE estimate that is NaN) do not stop the run.
     The run stops; ``checkpoint`` (if any) still holds the last good state, at update
     ``checkpoint_step``. ``run_dir/metrics.json`` records ``status: "diverged"``."""
 
@@ -131,10 +135,11 @@ class Trainer:
         self.generator = torch.Generator(device=device).manual_seed(config.seed)  # batch sampling
         self.rng = np.random.default_rng(config.seed)  # for hooks that need numpy randomness
         self.step = 0
-        self.eval_history: dict[str, list[float]] = {"step": []}
+        self.eval_history: dict[str, list[tuple[int, float]]] = {}  # tag -> [(update, value), ...]
         self.last_train: dict[str, float] = {}
-        self._sums: dict[str, torch.Tensor | float] = {}  # per-metric sums since the last log point
-        self._counts: dict[str, int] = {}  # (an algorithm may report a metric only on some updates)
+        # every metric value since the last log point, as returned (0-d tensor or float); an
+        # algorithm may report a metric only on some updates (a delayed actor loss)
+        self._pending: dict[str, list[torch.Tensor | float]] = {}
         self._checkpoint_step: int | None = None
         self._logger: TensorBoardLogger | None = None
 
@@ -177,7 +182,8 @@ class Trainer:
             return self._final_metrics()
         self._logger = TensorBoardLogger(self.run_dir, purge_step=self.step + 1)
         bar = self._progress_bar()
-        last_bar_step, started, start_step = self.step, time.perf_counter(), self.step
+        last_bar_step = last_log_step = self.step
+        last_log_time = time.perf_counter()
         try:
             for step in range(self.step + 1, cfg.num_updates + 1):
                 metrics = self.algorithm.update(self.sampler.sample(cfg.batch_size, self.generator))
@@ -185,8 +191,9 @@ class Trainer:
                 self.step = step
                 last = step == cfg.num_updates
                 if step % cfg.log_every == 0 or last:
-                    rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
-                    self._log_train(step, rate)
+                    now = time.perf_counter()  # the interval's rate, evaluation and checkpoints included
+                    self._log_train(step, (step - last_log_step) / max(now - last_log_time, 1e-9))
+                    last_log_step, last_log_time = step, now
                     if bar is not None:
                         bar.update(step - last_bar_step)
                         last_bar_step = step
@@ -206,24 +213,33 @@ class Trainer:
 
     # ----------------------------------------------------------------- metrics
     def _accumulate(self, metrics: Mapping[str, Any]) -> None:
+        """Keep the values (a list append: no tensor op, no sync); reduce them at log points."""
         for key, value in metrics.items():
-            if isinstance(value, torch.Tensor):
-                value = value.detach()
-            previous = self._sums.get(key)
-            self._sums[key] = value if previous is None else previous + value
-            self._counts[key] = self._counts.get(key, 0) + 1
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                value = value.detach()  # do not keep the update's graph alive until the log point
+            self._pending.setdefault(key, []).append(value)
 
     def _interval_means(self) -> dict[str, float]:
         """Means of the metrics since the last log point: one host sync for all tensors."""
-        keys = [k for k, v in self._sums.items() if isinstance(v, torch.Tensor)]
-        values = torch.stack([self._sums[k].float().reshape(()) for k in keys]).tolist() if keys else []
-        means = {k: float(v) / self._counts[k] for k, v in self._sums.items() if not isinstance(v, torch.Tensor)}
-        means.update({k: v / self._counts[k] for k, v in zip(keys, values)})
+        means: dict[str, float] = {}
+        tensor_means: dict[str, torch.Tensor] = {}
+        for key, values in self._pending.items():
+            if any(isinstance(v, torch.Tensor) for v in values):
+                try:  # the usual case, one op: 0-d tensors on one device
+                    stacked = torch.stack(values)
+                except (TypeError, RuntimeError):  # floats mixed in, (1,)-shaped, or restored on the CPU
+                    device = next(v.device for v in reversed(values) if isinstance(v, torch.Tensor))
+                    stacked = torch.stack([torch.as_tensor(v, device=device).reshape(()) for v in values])
+                tensor_means[key] = stacked.float().mean()
+            else:
+                means[key] = math.fsum(values) / len(values)
+        if tensor_means:
+            means.update(zip(tensor_means, torch.stack(list(tensor_means.values())).tolist()))
         return means
 
     def _log_train(self, step: int, updates_per_second: float) -> None:
         means = self._interval_means()
-        self._sums, self._counts = {}, {}
+        self._pending = {}
         prefix = f"train/{self.agent_name}/"
         self.last_train = {prefix + k: v for k, v in means.items()}
         self._logger.log_scalars(self.last_train, step)
@@ -239,9 +255,8 @@ class Trainer:
             return
         self._logger.log_scalars(results, step)
         self._logger.flush()
-        self.eval_history["step"].append(step)
         for key, value in results.items():
-            self.eval_history.setdefault(key, []).append(value)
+            self.eval_history.setdefault(key, []).append((step, value))
         self._check_divergence({k: v for k, v in results.items() if Q_METRIC.search(k.rsplit("/", 1)[-1])}, step)
 
     def _check_divergence(self, metrics: Mapping[str, float], step: int) -> None:
@@ -266,9 +281,7 @@ class Trainer:
     def _final_metrics(self) -> dict[str, float]:
         final: dict[str, float] = {"step": self.step}
         final.update(self.last_train)
-        for key, values in self.eval_history.items():
-            if key != "step" and values:
-                final[key] = values[-1]
+        final.update({key: history[-1][1] for key, history in self.eval_history.items()})
         return final
 
     def _postfix(self) -> dict[str, str]:
@@ -278,7 +291,7 @@ class Trainer:
         if loss is not None:
             postfix["loss"] = f"{self.last_train[loss]:.4g}"
         if self.eval_history.get("eval/return"):
-            postfix["return"] = f"{self.eval_history['eval/return'][-1]:.4g}"
+            postfix["return"] = f"{self.eval_history['eval/return'][-1][1]:.4g}"
         return postfix
 
     def _progress_bar(self) -> Any:
@@ -316,8 +329,10 @@ class Trainer:
                                     if isinstance(algorithm_generator, torch.Generator) else None),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-            "accumulators": {"sums": dict(self._sums), "counts": dict(self._counts)},
-            "eval_history": {k: list(v) for k, v in self.eval_history.items()},
+            "pending_metrics": {k: torch.stack([torch.as_tensor(v).reshape(()) for v in values])
+                                if any(isinstance(v, torch.Tensor) for v in values) else list(values)
+                                for k, values in self._pending.items()},
+            "eval_history": {k: [list(pair) for pair in v] for k, v in self.eval_history.items()},
             "last_train": dict(self.last_train),
         }
 
@@ -355,9 +370,10 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self._sums = dict(state["accumulators"]["sums"])
-        self._counts = {k: int(v) for k, v in state["accumulators"]["counts"].items()}
-        self.eval_history = {k: list(v) for k, v in state["eval_history"].items()}
+        self._pending = {k: list(v.unbind()) if isinstance(v, torch.Tensor) else list(v)
+                         for k, v in state["pending_metrics"].items()}
+        self.eval_history = {k: [(int(step), float(value)) for step, value in v]
+                             for k, v in state["eval_history"].items()}
         self.last_train = dict(state["last_train"])
         self._checkpoint_step = self.step
 
