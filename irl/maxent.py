@@ -39,7 +39,6 @@ from typing import Any, Callable
 import networkx as nx
 import numpy as np
 from scipy.cluster.vq import kmeans2
-from scipy.special import logsumexp
 
 from irl.metrics import pearson, spearman
 
@@ -108,6 +107,13 @@ def estimate_teleport(graph: nx.Graph, sequences: list[np.ndarray]) -> float:
 
 
 # ----------------------------------------------------------------------- soft planning
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """logsumexp over the last axis (rows hold at least one finite entry); scipy's is ~20x
+    slower on these tiny arrays."""
+    top = x.max(-1)
+    return top + np.log(np.exp(x - top[..., None]).sum(-1))
+
+
 def soft_value_iteration(mdp: TopicMDP, reward: np.ndarray, gamma: float, value: np.ndarray | None = None,
                          tol: float = 1e-8, max_iterations: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """Soft Bellman iteration for state rewards ``reward`` (..., T) (a batch of rewards is
@@ -117,7 +123,7 @@ def soft_value_iteration(mdp: TopicMDP, reward: np.ndarray, gamma: float, value:
     for _ in range(max_iterations):
         q = np.where(mdp.action_mask, reward[..., None] + gamma * np.einsum("sat,...t->...sa", mdp.transitions, value),
                      -np.inf)
-        new = logsumexp(q, axis=-1)
+        new = _logsumexp(q)
         converged = np.max(np.abs(new - value)) < tol
         value = new
         if converged:
@@ -162,6 +168,21 @@ def expected_suffix_visitation(chain: np.ndarray, running: np.ndarray, gamma: fl
         total += gamma ** t * flow[..., t, :]
         flow = flow @ chain
     return total
+
+
+def sample_trajectories(mdp: TopicMDP, log_policy: np.ndarray, start: np.ndarray, lengths: np.ndarray,
+                        rng: np.random.Generator) -> list[np.ndarray]:
+    """State sequences of the given ``lengths`` from the policy, first states drawn from
+    ``start`` (T,): synthetic demonstrations with a known reward (tests, sanity checks)."""
+    chain = policy_chain(mdp, log_policy)
+    cdf = np.cumsum(chain, axis=1)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    states = np.empty((len(lengths), int(lengths.max())), dtype=np.int64)
+    states[:, 0] = rng.choice(mdp.num_states, size=len(lengths), p=start)
+    for t in range(1, states.shape[1]):  # all sequences step together
+        u = rng.random(len(lengths))[:, None]
+        states[:, t] = np.minimum((cdf[states[:, t - 1]] <= u).sum(1), mdp.num_states - 1)
+    return [row[:length] for row, length in zip(states, lengths)]
 
 
 @dataclass(frozen=True)
@@ -321,5 +342,5 @@ def recover_segment_rewards(demos: TopicDemonstrations, graph: nx.Graph, labels:
 
 
 __all__ = ["TopicMDP", "estimate_teleport", "soft_value_iteration", "policy_chain", "suffix_visitation",
-           "expected_suffix_visitation", "MaxEntConfig", "MaxEntIRL", "TopicDemonstrations",
+           "expected_suffix_visitation", "sample_trajectories", "MaxEntConfig", "MaxEntIRL", "TopicDemonstrations",
            "collect_topic_demonstrations", "segment_users", "SegmentRewards", "recover_segment_rewards"]

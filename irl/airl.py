@@ -1,0 +1,262 @@
+"""Adversarial IRL (Fu, Luo & Levine 2018) for the continuous fusion-ranking MDP.
+
+Discriminator
+    ``D(s, a, s') = exp(f) / (exp(f) + π(a|s))`` with
+    ``f(s, a, s') = g(s, a) + γ (1 − done) h(s') − h(s)``: a reward network g over the
+    observation and fusion action and a potential h over the observation, so that the
+    shaping part of what separates expert from policy lands in h and g keeps the
+    reward. Trained by logistic regression: expert transitions (from a logged
+    :class:`~marl_rec.data.OfflineDataset`) are 1, the generator's are 0; its logit is
+    ``f − log π(a|s)`` under the current generator.
+
+Generator — trained *in the simulator* (on-policy)
+    A tanh-squashed Gaussian policy, trained with PPO (clipped surrogate, GAE) on whole
+    sessions of a batch of fresh simulated users per iteration, with the AIRL reward
+    ``log D − log(1 − D) = f − log π``. Nothing of the simulator's own reward or utility
+    is used: the simulator only supplies user responses (next observations, who leaves).
+    Session truncation is treated as the end of the episode (sessions are finite).
+
+Output
+    :meth:`AIRL.reward` is g on every transition of a dataset: the reward to relabel it
+    with (:func:`irl.data.relabel`). g sees ``reward_features`` — ``"state_action"``
+    (g(s, a), the AIRL form, default) or ``"transition"`` (also the logged behaviours and
+    the next observation, as the preference model). It is identified up to a constant and
+    a positive scale at best, and only up to what separates the expert from the generator.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from irl.common import seeded_mlp
+from irl.data import FEATURE_SETS, feature_dim, transition_features
+from marl_rec.data import OfflineDataset
+
+
+@dataclass(frozen=True)
+class AIRLConfig:
+    gamma: float = 0.9
+    reward_features: str = "state_action"  # what g sees: a key of irl.data.FEATURE_SETS
+    reward_hidden: tuple[int, ...] = (64, 64)
+    potential_hidden: tuple[int, ...] = (64, 64)
+    policy_hidden: tuple[int, ...] = (64, 64)
+    iterations: int = 60
+    users_per_iteration: int = 128  # fresh simulated users per generator rollout (one session each)
+    discriminator_lr: float = 3e-4
+    discriminator_steps: int = 20  # per iteration
+    discriminator_batch: int = 256
+    discriminator_weight_decay: float = 1e-4
+    policy_lr: float = 3e-4
+    policy_epochs: int = 4
+    policy_minibatch: int = 512
+    clip: float = 0.2
+    gae_lambda: float = 0.95
+    entropy_coef: float = 1e-3
+    initial_log_std: float = -0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"AIRLConfig.gamma must be in (0, 1], got {self.gamma}")
+        if self.reward_features not in FEATURE_SETS:
+            raise ValueError(f"AIRLConfig.reward_features must be one of {sorted(FEATURE_SETS)}, "
+                             f"got {self.reward_features!r}")
+        for name in ("iterations", "users_per_iteration", "discriminator_steps", "discriminator_batch",
+                     "policy_epochs", "policy_minibatch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"AIRLConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class SquashedGaussianPolicy(nn.Module):
+    """a = tanh(u), u ~ N(μ(s), σ²) with a state-independent σ; exact log-density of a."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], initial_log_std: float,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.mean = seeded_mlp(obs_dim, hidden, action_dim, generator)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(initial_log_std)))
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.mean(obs), self.log_std.exp())
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) for actions in [-1, 1] (clamped inside so atanh stays finite)."""
+        action = action.clamp(-1 + 1e-4, 1 - 1e-4)
+        u = torch.atanh(action)
+        return (self.distribution(obs).log_prob(u) - torch.log1p(-action**2)).sum(-1)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        dist = self.distribution(obs)
+        noise = torch.randn(dist.loc.shape, generator=generator)
+        return torch.tanh(dist.loc + dist.scale * noise)
+
+
+class AIRL:
+    """Adversarial IRL with a simulator-trained generator; see the module docstring."""
+
+    def __init__(self, obs_dim: int, action_dim: int, num_components: int = 4, config: AIRLConfig | None = None,
+                 seed: int = 0) -> None:
+        self.config = c = config or AIRLConfig()
+        self.generator = torch.Generator().manual_seed(seed)
+        g = self.generator
+        self.reward_net = seeded_mlp(feature_dim(obs_dim, action_dim, num_components, c.reward_features),
+                                     c.reward_hidden, 1, g)
+        self.potential_net = seeded_mlp(obs_dim, c.potential_hidden, 1, g)
+        self.policy = SquashedGaussianPolicy(obs_dim, action_dim, c.policy_hidden, c.initial_log_std, g)
+        self.value_net = seeded_mlp(obs_dim, c.policy_hidden, 1, g)
+        self.discriminator_optimizer = torch.optim.Adam(
+            [*self.reward_net.parameters(), *self.potential_net.parameters()], lr=c.discriminator_lr,
+            weight_decay=c.discriminator_weight_decay)
+        self.policy_optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value_net.parameters()],
+                                                 lr=c.policy_lr)
+        self.history: list[dict[str, float]] = []
+
+    # ----------------------------------------------------------------- reward
+    def g(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The reward network on the configured columns of a transition batch."""
+        columns = {"observations": "obs", "actions": "action", "reward_components": "components",
+                   "next_observations": "next_obs"}
+        x = torch.cat([data[columns[name]] for name in FEATURE_SETS[self.config.reward_features]], -1)
+        return self.reward_net(x).squeeze(-1)
+
+    def f(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        """g + γ (1 − terminal) h(s') − h(s)."""
+        h = self.potential_net(data["obs"]).squeeze(-1)
+        h_next = self.potential_net(data["next_obs"]).squeeze(-1)
+        return self.g(data) + self.config.gamma * (1.0 - data["terminal"]) * h_next - h
+
+    @torch.no_grad()
+    def reward(self, dataset: OfflineDataset) -> np.ndarray:
+        """(N,) learned reward g of every transition of ``dataset`` (float64), to relabel it."""
+        x = torch.as_tensor(transition_features(dataset, self.config.reward_features))
+        return torch.cat([self.reward_net(x[i:i + 65536]).squeeze(-1)
+                          for i in range(0, len(x), 65536)]).double().numpy()
+
+    # -------------------------------------------------------------- generator
+    @torch.no_grad()
+    def rollout(self, sim: Any, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """One session for each of ``users_per_iteration`` fresh users; (B, T) arrays."""
+        c = self.config
+        obs = torch.as_tensor(sim.reset(c.users_per_iteration, rng))
+        steps: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "log_prob", "next_obs",
+                                                               "components", "terminal", "ended", "active")}
+        while not sim.done.all():
+            action = self.policy.sample(obs, self.generator)
+            result = sim.step(action.double().numpy())
+            next_obs = torch.as_tensor(result.observation)
+            steps["obs"].append(obs)
+            steps["action"].append(action)
+            steps["log_prob"].append(self.policy.log_prob(obs, action))
+            steps["next_obs"].append(next_obs)
+            steps["components"].append(torch.as_tensor(result.info["components"], dtype=torch.float32))
+            steps["terminal"].append(torch.as_tensor(result.terminated, dtype=torch.float32))
+            steps["ended"].append(torch.as_tensor(result.terminated | result.truncated, dtype=torch.float32))
+            steps["active"].append(torch.as_tensor(result.info["active"]))
+            obs = next_obs
+        return {k: torch.stack(v, 1) for k, v in steps.items()}
+
+    def _update_policy(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c = self.config
+        active = batch["active"]
+        with torch.no_grad():
+            reward = self.f(batch) - batch["log_prob"]
+            value = self.value_net(batch["obs"]).squeeze(-1)
+            next_value = self.value_net(batch["next_obs"]).squeeze(-1) * (1.0 - batch["ended"])
+            delta = reward + c.gamma * next_value - value
+            advantage = torch.zeros_like(delta)
+            running = torch.zeros(delta.shape[0])
+            for t in reversed(range(delta.shape[1])):  # GAE, reset at the end of each session
+                running = delta[:, t] + c.gamma * c.gae_lambda * (1.0 - batch["ended"][:, t]) * running
+                advantage[:, t] = running
+            target = advantage + value
+        obs, action = batch["obs"][active], batch["action"][active]
+        old_log_prob, adv, target = batch["log_prob"][active], advantage[active], target[active]
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        n = len(obs)
+        for _ in range(c.policy_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, c.policy_minibatch):
+                i = order[start:start + c.policy_minibatch]
+                ratio = (self.policy.log_prob(obs[i], action[i]) - old_log_prob[i]).exp()
+                surrogate = torch.min(ratio * adv[i], ratio.clamp(1 - c.clip, 1 + c.clip) * adv[i])
+                entropy = self.policy.log_std.sum()  # Gaussian entropy up to constants
+                value_loss = F.mse_loss(self.value_net(obs[i]).squeeze(-1), target[i])
+                loss = -surrogate.mean() + 0.5 * value_loss - c.entropy_coef * entropy
+                self.policy_optimizer.zero_grad()
+                loss.backward()
+                self.policy_optimizer.step()
+        return {"policy_reward": float(reward[active].mean()), "value_loss": value_loss.item()}
+
+    # ---------------------------------------------------------- discriminator
+    def _update_discriminator(self, expert: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c = self.config
+        active = batch["active"]
+        fake = {k: batch[k][active] for k in ("obs", "action", "next_obs", "components", "terminal")}
+        n_expert, n_fake = len(expert["obs"]), len(fake["obs"])
+        for _ in range(c.discriminator_steps):
+            ie = torch.randint(n_expert, (c.discriminator_batch,), generator=self.generator)
+            jf = torch.randint(n_fake, (c.discriminator_batch,), generator=self.generator)
+            logits = []
+            for data, rows in ((expert, ie), (fake, jf)):
+                sample = {k: v[rows] for k, v in data.items()}
+                with torch.no_grad():
+                    log_pi = self.policy.log_prob(sample["obs"], sample["action"])
+                logits.append(self.f(sample) - log_pi)
+            logit = torch.cat(logits)
+            label = torch.cat([torch.ones(c.discriminator_batch), torch.zeros(c.discriminator_batch)])
+            loss = F.binary_cross_entropy_with_logits(logit, label)
+            self.discriminator_optimizer.zero_grad()
+            loss.backward()
+            self.discriminator_optimizer.step()
+        accuracy = float(((logit > 0).float() == label).float().mean())
+        return {"discriminator_loss": loss.item(), "discriminator_accuracy": accuracy}
+
+    def train(self, sim: Any, expert: OfflineDataset, rng: np.random.Generator,
+              evaluate: Callable[[AIRL], dict[str, float]] | None = None, evaluate_every: int = 10,
+              log: Callable[[dict[str, float], int], Any] | None = None) -> list[dict[str, float]]:
+        """Alternate generator rollouts in ``sim``, discriminator steps on ``expert`` vs the
+        rollout, and PPO steps on the AIRL reward, for ``config.iterations`` iterations."""
+        if expert.action_spec.discrete:
+            raise ValueError("AIRL here needs continuous actions; the expert dataset's are discrete")
+        expert_t = {"obs": torch.as_tensor(expert.observations, dtype=torch.float32),
+                    "action": torch.as_tensor(expert.actions, dtype=torch.float32),
+                    "next_obs": torch.as_tensor(expert.next_observations, dtype=torch.float32),
+                    "components": torch.as_tensor(expert.reward_components if expert.reward_components is not None
+                                                  else np.zeros((len(expert), 0)), dtype=torch.float32),
+                    "terminal": torch.as_tensor(expert.terminals, dtype=torch.float32)}
+        started = time.perf_counter()
+        for iteration in range(1, self.config.iterations + 1):
+            batch = self.rollout(sim, rng)
+            entry = {"iteration": float(iteration)}
+            entry.update(self._update_discriminator(expert_t, batch))
+            entry.update(self._update_policy(batch))
+            entry["policy_log_std"] = self.policy.log_std.mean().item()
+            entry["seconds"] = time.perf_counter() - started
+            if evaluate is not None and (iteration % evaluate_every == 0 or iteration == self.config.iterations):
+                entry.update(evaluate(self))
+            if not all(math.isfinite(v) for v in entry.values()):
+                raise FloatingPointError(f"AIRL diverged at iteration {iteration}: {entry}")
+            self.history.append(entry)
+            if log is not None:
+                log(entry, iteration)
+        return self.history
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reward": self.reward_net.state_dict(), "potential": self.potential_net.state_dict(),
+                "policy": self.policy.state_dict(), "value": self.value_net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reward_net.load_state_dict(state["reward"])
+        self.potential_net.load_state_dict(state["potential"])
+        self.policy.load_state_dict(state["policy"])
+        self.value_net.load_state_dict(state["value"])
+
+
+__all__ = ["AIRLConfig", "SquashedGaussianPolicy", "AIRL"]

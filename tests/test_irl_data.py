@@ -1,0 +1,67 @@
+"""Logged data with the true utility beside it, features, episode splits, relabelling."""
+
+import numpy as np
+import pytest
+
+from agents.policies import RandomPolicy
+from envs.simulator import SimulatorConfig, UserSimulator
+from irl.data import collect_with_utility, feature_dim, relabel, transition_features
+
+
+@pytest.fixture(scope="module")
+def logged():
+    sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=12))
+    rng = np.random.default_rng(0)
+    return collect_with_utility(sim, RandomPolicy(rng), 3000, rng, batch_size=128)
+
+
+def test_true_utility_rides_along_and_is_hidden_from_the_dataset(logged):
+    d = logged.dataset
+    assert d.component_names == ["click", "like", "share", "watch"]
+    assert d.reward_components.shape == (len(d), 4)
+    assert logged.true_utility.shape == (len(d),)
+    # utility comes only from clicked items; engagement reward matches the components
+    no_click = d.reward_components[:, 0] == 0
+    assert no_click.any() and np.all(logged.true_utility[no_click] == 0)
+    weights = np.asarray(SimulatorConfig().reward_weights, dtype=np.float32)
+    assert np.allclose(d.rewards, d.reward_components @ weights, atol=1e-4)
+
+
+def test_same_seed_same_data():
+    sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=12))
+    a = collect_with_utility(sim, RandomPolicy(np.random.default_rng(1)), 500, np.random.default_rng(2), 32)
+    b = collect_with_utility(sim, RandomPolicy(np.random.default_rng(1)), 500, np.random.default_rng(2), 32)
+    assert np.array_equal(a.true_utility, b.true_utility)
+    assert np.array_equal(a.dataset.observations, b.dataset.observations)
+
+
+def test_features_and_their_widths(logged):
+    d = logged.dataset
+    for name in ("state_action", "logged", "transition"):
+        x = transition_features(d, name)
+        assert x.dtype == np.float32 and x.shape == (len(d), feature_dim(d.obs_dim, 4, 4, name))
+    x = transition_features(d, "transition", np.arange(3))
+    assert np.array_equal(x[:, -d.obs_dim:], d.next_observations[:3])
+    with pytest.raises(ValueError, match="feature_set"):
+        transition_features(d, "pixels")
+
+
+def test_split_by_episodes_keeps_users_apart(logged):
+    first, rest = logged.split_episodes(0.7, np.random.default_rng(0))
+    assert len(first.dataset) + len(rest.dataset) == len(logged.dataset)
+    assert len(first.dataset.episode_bounds()) + len(rest.dataset.episode_bounds()) == \
+        len(logged.dataset.episode_bounds())
+    assert np.isclose(first.true_utility.sum() + rest.true_utility.sum(), logged.true_utility.sum())
+    with pytest.raises(ValueError, match="fraction"):
+        logged.split_episodes(1.0, np.random.default_rng(0))
+
+
+def test_relabel_replaces_rewards_only(logged):
+    d = logged.dataset
+    original = d.rewards.copy()
+    new = relabel(d, np.arange(len(d), dtype=np.float64))
+    assert new.rewards.dtype == np.float32 and new.rewards[5] == 5.0
+    assert np.array_equal(new.actions, d.actions) and np.array_equal(new.terminals, d.terminals)
+    assert np.array_equal(d.rewards, original)  # the source dataset is untouched
+    with pytest.raises(ValueError, match="shape"):
+        relabel(d, np.zeros(len(d) + 1))
