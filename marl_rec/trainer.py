@@ -1,7 +1,8 @@
 """The offline training loop: updates, TensorBoard, evaluation hooks, divergence, checkpoints.
 
 One run lives in one folder (``run_dir``): TensorBoard event files, ``checkpoint.pt`` (the
-latest good state, replaced atomically) and ``metrics.json`` (status and final metrics).
+latest good state, replaced atomically) and ``trainer_status.json`` (status and final metrics;
+an experiment writes its own ``metrics.json`` beside it).
 
 Per update the loop only samples a batch (index-gather on preloaded tensors), calls
 ``algorithm.update`` and appends the returned metrics to per-metric lists. Metrics that come
@@ -62,7 +63,7 @@ class DivergenceError(RuntimeError):
     training and evaluation against the bound, and the algorithm's state before each
     checkpoint. Other evaluation values (an OPE estimate that is NaN) do not stop the run.
     The run stops; ``checkpoint`` (if any) still holds the last good state, at update
-    ``checkpoint_step``. ``run_dir/metrics.json`` records ``status: "diverged"``."""
+    ``checkpoint_step``. ``run_dir/trainer_status.json`` records ``status: "diverged"``."""
 
     def __init__(self, message: str, step: int, metric: str, value: float,
                  checkpoint: Path | None, checkpoint_step: int | None) -> None:
@@ -111,7 +112,7 @@ class Trainer:
     """
 
     checkpoint_name = "checkpoint.pt"
-    metrics_name = "metrics.json"
+    status_name = "trainer_status.json"
 
     def __init__(self, algorithm: Any, data: OfflineDataset | TensorSampler, config: TrainerConfig,
                  run_dir: str | Path, evaluators: Sequence[Evaluator] = (), agent_name: str = "recommender",
@@ -135,7 +136,8 @@ class Trainer:
         self.generator = torch.Generator(device=device).manual_seed(config.seed)  # batch sampling
         self.rng = np.random.default_rng(config.seed)  # for hooks that need numpy randomness
         self.step = 0
-        self.eval_history: dict[str, list[tuple[int, float]]] = {}  # tag -> [(update, value), ...]
+        # {"step": [updates], tag: [values]}, lists aligned (NaN where an evaluator skipped a tag)
+        self.eval_history: dict[str, list[float]] = {"step": []}
         self.last_train: dict[str, float] = {}
         # every metric value since the last log point, as returned (0-d tensor or float); an
         # algorithm may report a metric only on some updates (a delayed actor loss)
@@ -255,8 +257,13 @@ class Trainer:
             return
         self._logger.log_scalars(results, step)
         self._logger.flush()
+        history, done = self.eval_history, len(self.eval_history["step"])
+        history["step"].append(step)
         for key, value in results.items():
-            self.eval_history.setdefault(key, []).append((step, value))
+            history.setdefault(key, [math.nan] * done).append(value)
+        for values in history.values():
+            if len(values) == done:  # a tag this evaluation did not report
+                values.append(math.nan)
         self._check_divergence({k: v for k, v in results.items() if Q_METRIC.search(k.rsplit("/", 1)[-1])}, step)
 
     def _check_divergence(self, metrics: Mapping[str, float], step: int) -> None:
@@ -281,7 +288,7 @@ class Trainer:
     def _final_metrics(self) -> dict[str, float]:
         final: dict[str, float] = {"step": self.step}
         final.update(self.last_train)
-        final.update({key: history[-1][1] for key, history in self.eval_history.items()})
+        final.update({key: values[-1] for key, values in self.eval_history.items() if key != "step"})
         return final
 
     def _postfix(self) -> dict[str, str]:
@@ -291,7 +298,7 @@ class Trainer:
         if loss is not None:
             postfix["loss"] = f"{self.last_train[loss]:.4g}"
         if self.eval_history.get("eval/return"):
-            postfix["return"] = f"{self.eval_history['eval/return'][-1][1]:.4g}"
+            postfix["return"] = f"{self.eval_history['eval/return'][-1]:.4g}"
         return postfix
 
     def _progress_bar(self) -> Any:
@@ -313,7 +320,7 @@ class Trainer:
         return hparams
 
     def _write_status(self, status: str, metrics: Mapping[str, Any]) -> None:
-        _atomic_write_json(self.run_dir / self.metrics_name, {"status": status, **metrics})
+        _atomic_write_json(self.run_dir / self.status_name, {"status": status, **metrics})
 
     # ------------------------------------------------------------- checkpoints
     def _trainer_state(self) -> dict[str, Any]:
@@ -332,7 +339,7 @@ class Trainer:
             "pending_metrics": {k: torch.stack([torch.as_tensor(v).reshape(()) for v in values])
                                 if any(isinstance(v, torch.Tensor) for v in values) else list(values)
                                 for k, values in self._pending.items()},
-            "eval_history": {k: [list(pair) for pair in v] for k, v in self.eval_history.items()},
+            "eval_history": {k: list(v) for k, v in self.eval_history.items()},
             "last_train": dict(self.last_train),
         }
 
@@ -372,8 +379,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self._pending = {k: list(v.unbind()) if isinstance(v, torch.Tensor) else list(v)
                          for k, v in state["pending_metrics"].items()}
-        self.eval_history = {k: [(int(step), float(value)) for step, value in v]
-                             for k, v in state["eval_history"].items()}
+        self.eval_history = {k: list(v) for k, v in state["eval_history"].items()}
         self.last_train = dict(state["last_train"])
         self._checkpoint_step = self.step
 

@@ -100,8 +100,12 @@ def test_tensorboard_tags_interval_means_hparams_and_final_metrics(tmp_path: Pat
         calls.append(step)
         return {"ope/fqe": 0.5 * step, "custom": 1.0}
 
-    final = Trainer(ScriptedAlgorithm(), ScriptedSampler(), config(), tmp_path, evaluators=[ope],
-                    agent_name="advertiser", hparams={"experiment": {"name": "unit", "sizes": [3, 4]}}).fit()
+    def late(algorithm: Any, step: int) -> dict[str, float]:
+        return {"late": 2.0} if step == 200 else {}  # a tag reported only at some evaluations
+
+    trainer = Trainer(ScriptedAlgorithm(), ScriptedSampler(), config(), tmp_path, evaluators=[ope, late],
+                      agent_name="advertiser", hparams={"experiment": {"name": "unit", "sizes": [3, 4]}})
+    final = trainer.fit()
     events = scalars(tmp_path)
     tags = set(events.Tags()["scalars"])
     assert {"train/advertiser/critic_loss", "train/advertiser/actor_loss", "train/advertiser/q_mean",
@@ -112,12 +116,14 @@ def test_tensorboard_tags_interval_means_hparams_and_final_metrics(tmp_path: Pat
     assert [e.value for e in loss] == pytest.approx([25.5, 75.5, 125.5, 175.5])
     assert events.Scalars("train/advertiser/actor_loss")[0].value == pytest.approx(26.0)
     assert [e.step for e in events.Scalars("ope/fqe")] == [100, 200] and calls == [100, 200]
+    assert trainer.eval_history["step"] == [100, 200] and trainer.eval_history["ope/fqe"] == [50.0, 100.0]
+    assert math.isnan(trainer.eval_history["eval/late"][0]) and trainer.eval_history["eval/late"][1] == 2.0
     assert final["step"] == 200 and final["ope/fqe"] == 100.0 and final["eval/custom"] == 1.0
     assert final["train/advertiser/critic_loss"] == pytest.approx(175.5)
     assert "hparam/ope/fqe" in tags  # add_hparams(..., run_name=".") wrote into this run
     assert events.PluginTagToContent("hparams")  # and the HParams plugin found its summaries
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no timestamped sub-run
-    status = json.loads((tmp_path / "metrics.json").read_text())
+    status = json.loads((tmp_path / "trainer_status.json").read_text())
     assert status["status"] == "completed" and status["ope/fqe"] == 100.0
 
 
@@ -179,7 +185,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Pat
     assert caught.value.metric == "train/recommender/critic_loss"
     checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
     assert checkpoint["trainer"]["step"] == 100 and torch.isfinite(checkpoint["algorithm"]["state"]["weight"]).all()
-    status = json.loads((tmp_path / "metrics.json").read_text())
+    status = json.loads((tmp_path / "trainer_status.json").read_text())
     assert status["status"] == "diverged" and status["step"] == 120
 
 
@@ -283,7 +289,7 @@ def test_sigkilled_subprocess_resumes_bit_identical(tmp_path: Path) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait()
         step = _checkpoint_step(run)
-        assert 0 < step < num_updates and not (run / "metrics.json").exists()
+        assert 0 < step < num_updates and not (run / "trainer_status.json").exists()
         return step
 
     first = worker()
