@@ -21,7 +21,8 @@ Training sees everything; execution does not:
   actor's current policy* (so it learns what is best given what the other agent now does),
   with the TD3+BC regulariser: loss = −α·Q / mean|Q| + (μ(o) − a_data)². The discrete actor
   imitates the critic's best *allowed* action given the continuous actor's action
-  (cross-entropy to argmax_a Q(s, μ_c(o_c), a) over its mask).
+  (cross-entropy to argmax_a min_i Q_i(s, μ_c(o_c), a) over its mask; the minimum over the
+  ensemble keeps an overestimated head from winning).
 
 ``act({agent: obs})`` returns both agents' actions from their own observations only; the
 discrete agent's mask is read from its observation (``mask_columns``).
@@ -204,7 +205,7 @@ class CentralisedLearner(TorchAlgorithm):
             weight = c.actor_q_weight / q_cont.abs().mean().detach().clamp_min(1e-6)
             continuous_loss = -weight * q_cont.mean() + (action - bc.actions).pow(2).mean()
             with torch.no_grad():
-                q_disc = self.critics[self._critic_for(disc)].single(torch.cat([s, action.detach()], 1))
+                q_disc = self.critics[self._critic_for(disc)](torch.cat([s, action.detach()], 1)).min(0).values
                 best = q_disc.masked_fill(~self._mask(bd.observations), -math.inf).argmax(1)
             discrete_loss = F.cross_entropy(self._discrete_logits(self.discrete_actor, bd.observations), best)
             self.actor_optimizer.zero_grad()
