@@ -8,13 +8,13 @@ Per update the loop only samples a batch (index-gather on preloaded tensors), ca
 ``algorithm.update`` and appends the returned metrics to per-metric lists. Metrics that come
 back as 0-d tensors are reduced and turned into numbers once per ``log_every`` updates (one
 host sync per interval; return fresh tensors, not views of buffers you later overwrite);
-plain floats are averaged as floats. Divergence is checked at those log points, before every checkpoint and
-after every evaluation, so a checkpoint never holds a diverged state.
+plain floats are averaged as floats. Divergence is checked at those log points, before every
+checkpoint and after every evaluation, so a checkpoint never holds a diverged state.
 
 Resuming: ``fit(resume=True)`` (or :meth:`Trainer.resume`) restores the algorithm (networks,
 optimisers), the update counter, the batch-sampling ``torch.Generator``, the trainer's numpy
-``Generator``, the algorithm's generator, the global torch RNG (dropout) and the metric
-accumulators and evaluation history. A run killed at any moment and resumed ends with
+``Generator``, the algorithm's generator, the global torch RNG (dropout), the metric values
+pending since the last log point and the evaluation history. A run killed at any moment and resumed ends with
 parameters bit-identical to an uninterrupted run. The trainer never seeds the *global*
 torch RNG itself: an entry point that needs two fresh runs to match (dropout) seeds it.
 """
