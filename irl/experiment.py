@@ -1,0 +1,298 @@
+"""Run the reward-learning methods on one simulator and measure what they recovered.
+
+:func:`run` builds everything from a :class:`RewardLearningConfig` (the Hydra experiment
+instantiates the same dataclasses from ``conf/irl/*.yaml``) and returns a list of result
+rows; :func:`format_table` prints them. TensorBoard scalars go under ``irl/<method>/…``.
+
+What is compared with what
+    - *MaxEnt IRL*: the per-segment topic reward against the segment's mean true long-term
+      interest (Pearson, Spearman over the T topics, averaged over segments).
+    - *Preferences* and *AIRL*: the learned per-step reward against the realised true
+      utility on held-out logged transitions of users never seen in training (Pearson,
+      Spearman), held-out preference accuracy (noiseless oracle on held-out segment pairs),
+      and EPIC distance to the *supervised reference* — an MLP regressed on the true
+      utility from the same transition features, i.e. the best a reward of logged
+      features was measured to reach (EPIC needs a reward defined on any transition,
+      which the realised utility is not). The reference's own Pearson is printed as the
+      ceiling row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+from envs.simulator import SimulatorConfig, UserSimulator
+from irl.airl import AIRL, AIRLConfig
+from irl.common import seeded_mlp
+from irl.data import LabelledDataset, collect_with_utility, feature_dim, transition_features
+from irl.experts import UtilityGreedyPolicy
+from irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
+from irl.metrics import epic_distance, pearson, preference_accuracy, spearman
+from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
+                             RewardModelConfig, SegmentPool, learn_from_preferences, standardisation,
+                             uniform_pairs)
+
+
+@dataclass
+class ReferenceConfig:
+    """The supervised reference: an MLP regressed on the true utility (the ceiling row)."""
+
+    hidden: tuple[int, ...] = (128, 128)
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+
+
+@dataclass
+class RewardLearningConfig:
+    seed: int = 0
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    methods: tuple[str, ...] = ("maxent", "preferences", "airl")
+    # logged data (preferences, evaluation): the noisy engagement expert's logs
+    num_transitions: int = 60_000
+    behaviour_sigma: float = 0.5
+    heldout_fraction: float = 0.3
+    feature_set: str = "transition"
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    # MaxEnt IRL
+    maxent: MaxEntConfig = field(default_factory=MaxEntConfig)
+    maxent_users: int = 2000
+    maxent_sessions: int = 3
+    maxent_segments: int = 10
+    maxent_per_user: bool = False  # also one reward per user (about 5 minutes on 2 CPU cores)
+    # preferences
+    segment_length: int = 3
+    oracle: OracleConfig = field(default_factory=lambda: OracleConfig(beta=1.0, mistake_rate=0.1))
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    selections: tuple[str, ...] = ("uniform", "disagreement")
+    preference_seeds: int = 3
+    # AIRL: demonstrations of the utility-greedy curator with Gaussian noise
+    airl: AIRLConfig = field(default_factory=AIRLConfig)
+    airl_expert_sigma: float = 0.3
+    airl_transitions: int = 30_000
+    # evaluation
+    heldout_pairs: int = 4000
+    epic_transitions: int = 512
+    epic_samples: int = 256
+    epic_gamma: float = 0.99
+    log_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.methods) - {"maxent", "preferences", "airl"}
+        if unknown:
+            raise ValueError(f"RewardLearningConfig.methods has unknown entries {sorted(unknown)}; "
+                             f"choose from maxent, preferences, airl")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ValueError(f"RewardLearningConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+
+
+# ------------------------------------------------------------------------- helpers
+def fit_reference(x: np.ndarray, y: np.ndarray, config: ReferenceConfig, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Supervised MLP of the true utility on features ``x``; returns its predict function."""
+    g = torch.Generator().manual_seed(seed)
+    mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
+    net = seeded_mlp(x.shape[1], config.hidden, 1, g)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    xt = torch.as_tensor((x - mean) / std, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    for _ in range(config.steps):
+        i = torch.randint(len(xt), (config.batch_size,), generator=g)
+        loss = torch.nn.functional.mse_loss(net(xt[i]).squeeze(-1), yt[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def predict(features: np.ndarray) -> np.ndarray:
+        return net(torch.as_tensor((features - mean) / std, dtype=torch.float32)).squeeze(-1).double().numpy()
+
+    return predict
+
+
+class Evaluator:
+    """Held-out metrics of a per-transition reward given as ``predict(features)``.
+
+    Features are held in the ``"transition"`` layout; the other feature sets are its
+    leading columns (observations, actions[, components]), so any reward is scored on
+    the same transitions and segment pairs."""
+
+    def __init__(self, heldout: LabelledDataset, segment_length: int,
+                 reference: Callable[[np.ndarray], np.ndarray], config: RewardLearningConfig,
+                 rng: np.random.Generator) -> None:
+        self.heldout = d = heldout.dataset
+        self.true_utility = heldout.true_utility
+        self.features = transition_features(d, "transition")
+        self.pool = SegmentPool.from_dataset(heldout, segment_length, "transition")
+        self.pairs = uniform_pairs(len(self.pool), config.heldout_pairs, rng)
+        truth = PreferenceOracle(OracleConfig(), rng)
+        self.pair_labels = truth.label(self.pool.true_rewards[self.pairs[:, 0]], self.pool.true_rewards[self.pairs[:, 1]])
+        rows = rng.choice(len(d), min(config.epic_transitions, len(d)), replace=False)
+        samples = rng.choice(len(d), min(config.epic_samples, len(d)), replace=False)
+        # EPIC's "action" slot carries the action and the logged behaviours: with the
+        # observations in front and the next observations behind, that is the transition layout
+        act = np.concatenate([d.actions, d.reward_components], 1).astype(np.float32)
+        self.epic_args = (d.observations[rows], act[rows], d.next_observations[rows],
+                          d.observations[samples], act[samples])
+        self.epic_gamma = config.epic_gamma
+        self.reference = self._transition_reward(reference, self.features.shape[1])
+
+    def _width(self, feature_set: str) -> int:
+        d = self.heldout
+        return feature_dim(d.obs_dim, d.actions.shape[1], d.reward_components.shape[1], feature_set)
+
+    @staticmethod
+    def _transition_reward(predict: Callable[[np.ndarray], np.ndarray], width: int):
+        def reward(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+            return predict(np.concatenate([obs, act, next_obs], 1)[:, :width].astype(np.float32))
+
+        return reward
+
+    def __call__(self, predict: Callable[[np.ndarray], np.ndarray], feature_set: str = "transition",
+                 epic: bool = True) -> dict[str, float]:
+        width = self._width(feature_set)
+        r = predict(self.features[:, :width])
+        out = {"pearson": pearson(r, self.true_utility), "spearman": spearman(r, self.true_utility)}
+        seg = self.pool.features[..., :width]
+        seg_returns = predict(seg.reshape(-1, width)).reshape(len(self.pool), -1).sum(1)
+        out["preference_accuracy"] = preference_accuracy(seg_returns[self.pairs], self.pair_labels)
+        if epic:
+            out["epic_to_reference"] = epic_distance(self._transition_reward(predict, width), self.reference,
+                                                     *self.epic_args, gamma=self.epic_gamma)
+        return out
+
+
+class _Logger:
+    def __init__(self, log_dir: str | None) -> None:
+        self.writer = None
+        if log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=log_dir)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---------------------------------------------------------------------------- run
+def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
+    """Every configured method on one simulator; one result row per method variant."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(config.seed)
+    logger = _Logger(config.log_dir)
+    rows: list[dict[str, Any]] = []
+    sim = UserSimulator(config.simulator)
+
+    if "maxent" in config.methods:
+        started = time.perf_counter()
+        demos = collect_topic_demonstrations(sim, GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma,
+                                                                      rng), config.maxent_users, rng,
+                                             config.maxent_sessions)
+        variants = [(f"maxent/{config.maxent_segments}_segments",
+                     segment_users(demos.profile, config.maxent_segments, rng))]
+        if config.maxent_per_user:
+            variants.append(("maxent/per_user", np.arange(demos.num_users)))
+        for name, labels in variants:
+            result = recover_segment_rewards(demos, sim.world.graph, labels, config.maxent)
+            metrics = result.correlations()
+            metrics["teleport"] = result.teleport
+            metrics["seconds"] = time.perf_counter() - started
+            logger.scalars(f"irl/{name}", metrics, 0)
+            rows.append({"method": name, "pearson": metrics["segment_pearson"],
+                         "spearman": metrics["segment_spearman"], "seconds": metrics["seconds"],
+                         "note": f"vs segment mean long-term interest, {int(metrics['segments'])} segments"})
+
+    needs_logs = {"preferences", "airl"} & set(config.methods)
+    if needs_logs:
+        behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma, rng)
+        logged = collect_with_utility(sim, behaviour, config.num_transitions, rng)
+        train, heldout = logged.split_episodes(1.0 - config.heldout_fraction, rng)
+        started = time.perf_counter()
+        reference = fit_reference(transition_features(train.dataset, "transition"), train.true_utility,
+                                  config.reference, config.seed)
+        evaluate = Evaluator(heldout, config.segment_length, reference, config, rng)
+        ref_metrics = evaluate(reference, epic=False)
+        rows.append({"method": "reference/supervised", "seconds": time.perf_counter() - started,
+                     "note": f"MLP regressed on the true utility of {len(train.dataset)} transitions (ceiling)",
+                     **ref_metrics})
+        logger.scalars("irl/reference", ref_metrics, 0)
+
+    if "preferences" in config.methods:
+        pool = SegmentPool.from_dataset(train, config.segment_length, config.feature_set)
+        mean, std = standardisation(pool.features)
+        for selection in config.selections:
+            per_seed = []
+            for seed in range(config.preference_seeds):
+                model = BradleyTerryRewardModel(pool.features.shape[-1], config.reward_model, mean, std,
+                                                seed=config.seed * 1000 + seed)
+                oracle = PreferenceOracle(config.oracle, np.random.default_rng([config.seed, seed, 1]))
+                pconfig = PreferenceConfig(**{**asdict(config.preference), "selection": selection})
+                tag = f"irl/preferences/{selection}/seed{seed}"
+                run_ = learn_from_preferences(
+                    pool, oracle, model, pconfig, np.random.default_rng([config.seed, seed, 2]),
+                    evaluate=lambda m: evaluate(m.predict, config.feature_set, epic=False),
+                    log=lambda entry, q, tag=tag: logger.scalars(tag, entry, q))
+                metrics = evaluate(run_.model.predict, config.feature_set)
+                metrics["seconds"] = run_.history[-1]["seconds"]
+                per_seed.append(metrics)
+            summary = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
+            logger.scalars(f"irl/preferences/{selection}", summary, config.preference.budget)
+            rows.append({"method": f"preferences/{selection}", **summary,
+                         "pearson_per_seed": [round(m["pearson"], 3) for m in per_seed],
+                         "note": f"{config.preference.budget} queries, beta={config.oracle.beta}, "
+                                 f"mistakes={config.oracle.mistake_rate}, mean of {config.preference_seeds} seeds"})
+
+    if "airl" in config.methods:
+        expert_policy = GaussianNoisePolicy(UtilityGreedyPolicy(), config.airl_expert_sigma, rng)
+        expert = collect_with_utility(sim, expert_policy, config.airl_transitions, rng)
+        airl = AIRL(sim.obs_dim, expert.dataset.actions.shape[1], expert.dataset.reward_components.shape[1],
+                    config.airl, seed=config.seed)
+        started = time.perf_counter()
+        g_features = config.airl.reward_features
+
+        def airl_predict(features: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return airl.reward_net(torch.as_tensor(features)).squeeze(-1).double().numpy()
+
+        airl.train(sim, expert.dataset, rng,
+                   evaluate=lambda m: evaluate(airl_predict, g_features, epic=False),
+                   log=lambda entry, i: logger.scalars("irl/airl", entry, i))
+        metrics = evaluate(airl_predict, g_features)
+        metrics["seconds"] = time.perf_counter() - started
+        metrics["pearson_on_expert_data"] = pearson(airl.reward(expert.dataset), expert.true_utility)
+        logger.scalars("irl/airl", metrics, config.airl.iterations)
+        rows.append({"method": "airl", **metrics,
+                     "note": f"g({g_features}), generator trained in the simulator, "
+                             f"{config.airl.iterations} iterations"})
+    logger.close()
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of the result rows."""
+    columns = ["method", "pearson", "spearman", "epic_to_reference", "preference_accuracy", "seconds"]
+    lines = ["  ".join(f"{c:>22}" if i else f"{c:<28}" for i, c in enumerate(columns))]
+    for row in rows:
+        cells = []
+        for i, c in enumerate(columns):
+            value = row.get(c, "")
+            text = f"{value:.3f}" if isinstance(value, float) else str(value)
+            cells.append(f"{text:>22}" if i else f"{text:<28}")
+        lines.append("  ".join(cells) + (f"  # {row['note']}" if row.get("note") else ""))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(format_table(run(RewardLearningConfig())))
