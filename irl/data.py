@@ -13,8 +13,9 @@ What makes the true utility recoverable from logs
     ``[observation, action, reward components, next observation]`` — every entry of which
     is a column of an :class:`~marl_rec.data.OfflineDataset`, so any dataset can be
     relabelled. The user's sensitivity stays hidden, which caps what any reward of logged
-    features can reach (see ``irl/README`` section in the report: a supervised regression on
-    the true utility with the same features is the ceiling the experiment prints).
+    features can reach: :mod:`irl.experiment` prints, as the ceiling, a supervised MLP
+    regressed on the true utility from the same features (held-out Pearson about 0.78 on
+    the default simulator; from observation and action alone about 0.42, linear).
 
 Ground truth
     :func:`collect_with_utility` runs :func:`marl_rec.data.collect` and records the true
