@@ -65,9 +65,11 @@ QUALITY_FRACTION = 0.95
 TARGET_SPEEDUP = 3.0
 
 
-def load_final_buffer(cache_dir: str) -> tuple[OfflineDataset, Callable[[], Any], dict[str, Any]]:
-    """The ``final_buffer`` dataset (built once, then reused from the cache like the CLI does),
-    a simulator factory and the evaluation settings, from the project's Hydra configs."""
+def load_pipeline_dataset(cache_dir: str, data: str = "final_buffer",
+                          ) -> tuple[OfflineDataset, Callable[[], Any], dict[str, Any]]:
+    """The dataset of pipeline ``conf/data/<data>.yaml`` (built once, then reused from the cache
+    exactly as the CLI does), a simulator factory and the evaluation settings, from the
+    project's Hydra configs."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
@@ -76,13 +78,28 @@ def load_final_buffer(cache_dir: str) -> tuple[OfflineDataset, Callable[[], Any]
 
     register_schemas()
     with initialize_config_module(config_module="marl_rec.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["data=final_buffer", f"cache_dir={cache_dir}"])
+        cfg = compose("config", overrides=[f"data={data}", f"cache_dir={cache_dir}"])
     dataset, info = load_dataset(cfg)
     info["evaluation"] = OmegaConf.to_container(cfg.evaluation)
+    info["behaviour_return"] = dataset.metadata.get("online_final_return")  # online pipelines record it
     return dataset, simulator_factory(cfg), info
 
 
 # ------------------------------------------------------------------ learners
+
+
+class ConstantAction:
+    """The same action for every user and request (action 0: equal fusion weights, w = 10**0),
+    evaluated as a yardstick next to the learners."""
+
+    def __init__(self, action: np.ndarray) -> None:
+        self.action = np.asarray(action, dtype=np.float32)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return np.tile(self.action, (len(obs), 1))
+
+    def q_value(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        return np.full(len(obs), np.nan)
 
 
 @dataclass
@@ -90,6 +107,7 @@ class Learner:
     """One algorithm implementation under training; ``step()`` is one update incl. sampling."""
 
     label: str
+    settings: str  # the sizes and rates it trains with, for the report
     step: Callable[[], None]
     policy: Any  # act(obs, deterministic) / q_value(obs, action)
     eval_points: list[float]  # training seconds at which to evaluate
@@ -128,16 +146,27 @@ class Learner:
 def ours(name: str, dataset: OfflineDataset, seed: int, points: list[float], budget: float) -> Learner:
     algorithm = make_algorithm(name, dataset.obs_dim, dataset.action_spec, preset="rec", seed=seed)
     sampler, generator = TensorSampler(dataset), torch.Generator().manual_seed(seed)
-    return Learner(f"ours {name} (rec)", lambda: algorithm.update(sampler.sample(BATCH_SIZE, generator)),
-                   algorithm, list(points), budget)
+    return Learner(f"ours {name} (rec)", _settings(algorithm.config),
+                   lambda: algorithm.update(sampler.sample(BATCH_SIZE, generator)), algorithm, list(points), budget)
 
 
 def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float], budget: float) -> Learner:
     from d3rlpy_adapters import D3rlpyPolicy, make_d3rlpy
 
-    algo = make_d3rlpy(name, make_config(name, "paper"), dataset.obs_dim, dataset.action_spec.dim)
-    return Learner(f"d3rlpy {name} (paper)", lambda: algo.update(buffer.sample_transition_batch(BATCH_SIZE)),
-                   D3rlpyPolicy(algo), list(points), budget)
+    # d3rlpy's CQL has no BC warm start: its paper config is ours without one
+    overrides = {"bc_warmup_updates": 0} if name == "cql" else {}
+    config = make_config(name, "paper", **overrides)
+    algo = make_d3rlpy(name, config, dataset.obs_dim, dataset.action_spec.dim)
+    return Learner(f"d3rlpy {name} (paper)", _settings(config),
+                   lambda: algo.update(buffer.sample_transition_batch(BATCH_SIZE)), D3rlpyPolicy(algo),
+                   list(points), budget)
+
+
+def _settings(config: Any) -> str:
+    """The fields of an algorithm config that set its cost and learning speed, as one line."""
+    keys = ("vae_hidden", "actor_hidden", "critic_hidden", "actor_lr", "critic_lr", "vae_lr", "tau", "cql_alpha",
+            "num_sampled_actions", "bc_warmup_updates")
+    return ", ".join(f"{k}={getattr(config, k)}" for k in keys if hasattr(config, k))
 
 
 def evaluation_points(budget: float, first: float) -> list[float]:
@@ -194,8 +223,9 @@ def compare(name: str, pair: tuple[Learner, Learner]) -> Result:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algos", nargs="+", choices=("bcq", "cql"), default=["bcq", "cql"])
-    parser.add_argument("--budget", type=float, default=110.0,
-                        help="training wall seconds per learner (default 110: about 10 minutes in all)")
+    parser.add_argument("--data", default="final_buffer", help="pipeline in conf/data/ (default final_buffer)")
+    parser.add_argument("--budget", type=float, default=100.0,
+                        help="training wall seconds per learner (default 100: about 10 minutes in all)")
     parser.add_argument("--slice", type=float, default=1.0, help="seconds per alternating training slice")
     parser.add_argument("--first-eval", type=float, default=2.0, help="first evaluation point, seconds")
     parser.add_argument("--eval-users", type=int, default=500, help="seeded simulator users per evaluation")
@@ -213,19 +243,23 @@ def main() -> None:
     d3rlpy.seed(args.seed)  # d3rlpy samples from the global torch/numpy RNGs
     run_started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    dataset, sim_factory, info = load_final_buffer(args.cache_dir)
+    dataset, sim_factory, info = load_pipeline_dataset(args.cache_dir, args.data)
     buffer = to_d3rlpy(dataset)
     evaluation = info["evaluation"]
     evaluator = SimulatorEvaluator(sim_factory, args.eval_users, int(evaluation["seed"]), float(evaluation["gamma"]))
+    equal_weights = evaluator(ConstantAction(np.zeros(dataset.action_spec.dim)), 0)["eval/return"]
     points = evaluation_points(args.budget, args.first_eval)
     reference = Reference()
 
     pairs: dict[str, tuple[Learner, Learner]] = {}
     eval_seconds = 0.0
     for name in args.algos:
-        pair = (ours(name, dataset, args.seed, points, args.budget), theirs(name, dataset, buffer, points, args.budget))
-        for learner in pair:  # the starting point (untrained), not counted as training
+        pair = (ours(name, dataset, args.seed, points, args.budget),
+                theirs(name, dataset, buffer, points, args.budget))
+        started = time.perf_counter()
+        for learner in pair:  # the untrained starting point: reported, never counted as reaching quality
             learner.history.append({"wall": 0.0, "cpu": 0.0, "updates": 0, **_evaluate(evaluator, learner)})
+        eval_seconds += time.perf_counter() - started
         turn = 0
         while not all(learner.done for learner in pair):
             learner = pair[turn % 2] if not pair[turn % 2].done else pair[(turn + 1) % 2]
@@ -239,19 +273,23 @@ def main() -> None:
     results = [compare(name, pair) for name, pair in pairs.items()]
     total = time.perf_counter() - run_started
 
-    print(f"time to quality on final_buffer ({len(dataset):,} transitions, {dataset.num_episodes:,} episodes; "
+    behaviour = info.get("behaviour_return")
+    print(f"time to quality on {args.data} ({len(dataset):,} transitions, {dataset.num_episodes:,} episodes; "
           f"dataset {'reused' if info['dataset_reused'] else 'built'} in {info['dataset_seconds']:.0f} s): "
           f"d3rlpy {d3rlpy.__version__}, torch {torch.__version__}, 1 thread, batch {BATCH_SIZE}, {os.cpu_count()} "
           f"CPUs, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"budget {args.budget:.0f} s training wall time per learner; evaluation: true return over "
-          f"{args.eval_users} seeded users (seed {evaluation['seed']}) at {len(points) + 1} points; reference "
-          f"workload median {statistics.median(reference.rates):.0f} calls/CPU s")
+          f"{args.eval_users} seeded users (seed {evaluation['seed']}) at {len(points) + 2} points incl. the "
+          f"untrained start; reference workload median {statistics.median(reference.rates):.0f} calls/CPU s")
+    print(f"yardsticks on the same users: equal fusion weights (constant action 0) {equal_weights:.2f}; logged "
+          f"episodes' mean return {float(np.mean(dataset.episode_returns())):.2f}"
+          + ("" if behaviour is None else f"; behaviour agent's last online episodes {behaviour:.2f}"))
     header = (f"{'learner':22s} {'updates':>8s} {'upd/s':>7s} {'t->95% wall':>11s} {'(CPU)':>7s} {'updates':>8s} "
               f"{'start':>7s} {'best':>7s} {'final':>7s}")
     for result, (mine, other) in zip(results, pairs.values()):
         print()
         print(f"{result.algorithm}: threshold {result.threshold:.2f} = {QUALITY_FRACTION:.0%} of d3rlpy's best "
-              f"{result.d3rlpy_best:.2f}")
+              f"{result.d3rlpy_best:.2f} (after its start)")
         print(header)
         print("-" * len(header))
         for learner, time_wall, time_cpu, count in ((mine, result.ours_time, result.ours_cpu, result.ours_updates),
@@ -261,7 +299,12 @@ def main() -> None:
             reached = (f"{time_wall:10.1f}s {time_cpu:6.1f}s {count:8d}" if time_wall is not None
                        else f"{'not reached':>11s} {'':7s} {'':8s}")
             print(f"{learner.label:22s} {learner.updates:8d} {learner.updates / learner.wall:7.1f} {reached} "
-                  f"{returns[0]:7.2f} {max(returns):7.2f} {returns[-1]:7.2f}")
+                  f"{returns[0]:7.2f} {max(returns[1:]):7.2f} {returns[-1]:7.2f}")
+        for learner in (mine, other):
+            print(f"  {learner.label}: {learner.settings}")
+        for learner in (mine, other):
+            print(f"  curve {learner.label}: " + " ".join(
+                f"{h['wall']:.0f}s:{h['return']:.1f}" for h in learner.history))
         speedup = "n/a" if result.speedup is None else f"{result.speedup:.1f}x"
         verdict = ("met" if result.speedup is not None and result.speedup >= TARGET_SPEEDUP
                    and result.ours_final >= result.d3rlpy_final else "NOT met")
@@ -271,12 +314,13 @@ def main() -> None:
     print("summary: " + "; ".join(
         f"{r.algorithm} {'n/a' if r.speedup is None else f'{r.speedup:.1f}x'} faster to 95% of d3rlpy's best, "
         f"final {r.ours_final:.1f} vs {r.d3rlpy_final:.1f}" for r in results)
-        + f" (budget {args.budget:.0f} s per learner)")
+        + f" (budget {args.budget:.0f} s per learner; equal weights {equal_weights:.1f})")
     if args.json:
-        write_json(args.json, {"results": [asdict(r) for r in results], "budget_s": args.budget,
+        write_json(args.json, {"results": [asdict(r) for r in results], "data": args.data, "budget_s": args.budget,
                                "eval_users": args.eval_users, "load_average": load_before, "total_s": total,
-                               "reference_rates": reference.rates, "dataset": {k: v for k, v in info.items()
-                                                                                if k != "evaluation"}})
+                               "eval_s": eval_seconds, "equal_weights_return": equal_weights,
+                               "reference_rates": reference.rates,
+                               "dataset": {k: v for k, v in info.items() if k != "evaluation"}})
 
 
 def _evaluate(evaluator: SimulatorEvaluator, learner: Learner) -> dict[str, float]:
