@@ -212,7 +212,9 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
             logger.scalars(f"irl/{name}", metrics, 0)
             rows.append({"method": name, "pearson": metrics["segment_pearson"],
                          "spearman": metrics["segment_spearman"], "seconds": metrics["seconds"],
-                         "note": f"vs segment mean long-term interest, {int(metrics['segments'])} segments"})
+                         "user_pearson": metrics["user_pearson"],
+                         "note": f"vs segment mean long-term interest, {int(metrics['segments'])} segments; "
+                                 f"vs each user's own: {metrics['user_pearson']:.3f}"})
 
     needs_logs = {"preferences", "airl"} & set(config.methods)
     if needs_logs:
@@ -228,6 +230,14 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
                      "note": f"MLP regressed on the true utility of {len(train.dataset)} transitions (ceiling)",
                      **ref_metrics})
         logger.scalars("irl/reference", ref_metrics, 0)
+        # what the observation and action alone allow (no logged behaviours, no next observation)
+        started = time.perf_counter()
+        state_action = fit_reference(transition_features(train.dataset, "state_action"), train.true_utility,
+                                     config.reference, config.seed)
+        sa_metrics = evaluate(state_action, "state_action", epic=False)
+        rows.append({"method": "reference/state_action", "seconds": time.perf_counter() - started,
+                     "note": "same regression from observation and action only", **sa_metrics})
+        logger.scalars("irl/reference_state_action", sa_metrics, 0)
 
     if "preferences" in config.methods:
         pool = SegmentPool.from_dataset(train, config.segment_length, config.feature_set)

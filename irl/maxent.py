@@ -18,17 +18,23 @@ Demonstrations
 The algorithm (:class:`MaxEntIRL`)
     A state reward r(s). Discounted soft value iteration gives the maximum-causal-entropy
     policy ``π(a|s) = exp(Q(s, a) − V(s))``, ``Q = r + γ P V``, ``V = logsumexp_a Q``.
-    Its expected discounted state visitation, from the demonstrations' empirical start
-    distribution and over the same session lengths (each step t weighted by the number of
-    demonstrations still running), is matched to the demonstrations' discounted visitation
-    by gradient ascent on the (concave) dual — the gradient is the difference of the two.
-    r is identified up to a constant: it is returned centred.
+    The policy is stationary, so every suffix of a session is itself a demonstration from
+    its first click: the demonstrations' discounted visitation summed over all suffixes
+    (:func:`suffix_visitation`; with γ = 0.5 a visit counts mostly for the next few
+    clicks, and every click is used) is matched by the model's expectation from the same
+    start states over the same remaining lengths, by Adam on the dual — its gradient is
+    the difference of the two. r is identified up to a constant: it is returned centred.
+    All segments are fitted at once (:meth:`MaxEntIRL.fit_many`, batched over segments).
+
+Measured (``python -m irl.experiment``, default simulator, 2,000 users × up to 3 sessions,
+noisy engagement expert): Pearson 0.953 (Spearman 0.845) between a segment's reward and
+its mean true interest with 10 k-means segments; 0.930 (0.712) with one reward per user.
 
 Segments
     One reward per user segment: :func:`segment_users` clusters users by the platform's
     *observed* profile (k-means), or pass one segment per user (``np.arange(num_users)``)
-    when each user has enough sessions. :func:`interest_correlation` compares a segment's
-    reward with its users' mean true long-term interest (``sim.state["long_term"]``).
+    when each user has enough sessions. :meth:`SegmentRewards.correlations` compares a
+    segment's reward with its users' mean true long-term interest (``sim.state["long_term"]``).
 """
 
 from __future__ import annotations
@@ -310,18 +316,24 @@ def segment_users(profile: np.ndarray, num_segments: int, rng: np.random.Generat
 class SegmentRewards:
     """Per-segment topic rewards and how they compare with the users' true interest."""
 
-    rewards: np.ndarray  # (S, T) centred topic rewards
+    rewards: np.ndarray  # (S, T) centred topic rewards, one row per segment in `segment_ids`
+    segment_ids: np.ndarray  # (S,) the segment label of each row
     segment_interest: np.ndarray  # (S, T) mean true long-term interest of the segment's users
     labels: np.ndarray  # (U,) segment of each user
+    user_interest: np.ndarray  # (U, T) each user's true long-term interest
     teleport: float
 
     def correlations(self) -> dict[str, float]:
-        """Mean over segments of Pearson / Spearman between reward and mean true interest,
-        and the same per user against the user's own interest (users with demonstrations)."""
+        """Mean over segments of Pearson / Spearman between the segment's reward and its
+        mean true interest; and mean over users (in a fitted segment) of Pearson between
+        their segment's reward and their own interest."""
         seg_p = [pearson(r, i) for r, i in zip(self.rewards, self.segment_interest)]
         seg_s = [spearman(r, i) for r, i in zip(self.rewards, self.segment_interest)]
+        row_of = {int(seg): row for row, seg in enumerate(self.segment_ids)}
+        users = [u for u in range(len(self.labels)) if int(self.labels[u]) in row_of]
+        user_p = [pearson(self.rewards[row_of[int(self.labels[u])]], self.user_interest[u]) for u in users]
         return {"segment_pearson": float(np.mean(seg_p)), "segment_spearman": float(np.mean(seg_s)),
-                "segments": float(len(self.rewards))}
+                "user_pearson": float(np.mean(user_p)), "segments": float(len(self.rewards))}
 
 
 def recover_segment_rewards(demos: TopicDemonstrations, graph: nx.Graph, labels: np.ndarray,
@@ -338,7 +350,7 @@ def recover_segment_rewards(demos: TopicDemonstrations, graph: nx.Graph, labels:
     groups = [[s for s, u in zip(demos.sequences, demos.user) if labels[u] == seg] for seg in segments]
     rewards = MaxEntIRL(mdp, config).fit_many(groups)
     interest = [demos.long_term[labels == seg].mean(0) for seg in segments]
-    return SegmentRewards(rewards, np.array(interest), labels, teleport)
+    return SegmentRewards(rewards, np.array(segments), np.array(interest), labels, demos.long_term, teleport)
 
 
 __all__ = ["TopicMDP", "estimate_teleport", "soft_value_iteration", "policy_chain", "suffix_visitation",

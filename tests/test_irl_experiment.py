@@ -46,11 +46,11 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
         epic_transitions=64, epic_samples=32, log_dir=str(tmp_path))
     rows = run(config)
     methods = [r["method"] for r in rows]
-    assert methods == ["maxent/3_segments", "reference/supervised", "preferences/uniform",
+    assert methods == ["maxent/3_segments", "reference/supervised", "reference/state_action", "preferences/uniform",
                        "preferences/disagreement", "airl"]
     for row in rows:
         assert -1.0 <= row["pearson"] <= 1.0 and np.isfinite(row["seconds"])
-    for row in rows[2:]:
+    for row in rows[3:]:
         assert 0.0 <= row["epic_to_reference"] <= 1.0 and 0.0 <= row["preference_accuracy"] <= 1.0
     # the supervised reference, trained on the truth, must beat chance clearly
     assert rows[1]["pearson"] > 0.4
