@@ -29,30 +29,31 @@ from marl_rec.nets import CriticEnsemble, TanhGaussianActor, soft_update
 
 @dataclass(frozen=True)
 class CQLConfig:
-    """Defaults: the paper's continuous-control settings (3×256 actor and twin critics, α = 5,
-    10 sampled actions, actor lr 1e-4, critic lr 3e-4, γ = 0.99, τ = 0.005, automatic SAC
-    entropy with target −action_dim, no entropy term in the backup, log-sum-exp temperature
-    1). ``lagrange_threshold`` = 10 is the reference code's τ for CQL-Lagrange.
-    ``bc_warmup_updates``: the first updates train the actor by maximum likelihood on the
-    logged actions (the reference code's ``policy_eval_start``; 0 = off)."""
+    """Defaults: the paper's continuous-control settings and the authors' code (3×256 actor and
+    twin critics, α = 5, 10 sampled actions, policy and entropy-temperature lr 3e-5, critic
+    and Lagrange-multiplier lr 3e-4, γ = 0.99, τ = 0.005, automatic SAC entropy with target
+    −action_dim, no entropy term in the backup ("deterministic backup"), log-sum-exp
+    temperature 1, CQL-Lagrange threshold τ = 5). ``bc_warmup_updates``: the first updates
+    train the actor by maximum likelihood on the logged actions (the code's
+    ``policy_eval_start`` = 40,000; 0 = off)."""
 
     actor_hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
-    actor_lr: float = 1e-4
+    actor_lr: float = 3e-5
     critic_lr: float = 3e-4
-    entropy_lr: float = 1e-4
+    entropy_lr: float = 3e-5
     gamma: float = 0.99
     tau: float = 0.005
     cql_alpha: float = 5.0
     num_sampled_actions: int = 10
     cql_temperature: float = 1.0
     lagrange: bool = False
-    lagrange_threshold: float = 10.0
+    lagrange_threshold: float = 5.0
     lagrange_lr: float = 3e-4
     initial_entropy_alpha: float = 1.0
     target_entropy: float | None = None  # None: -action_dim
     backup_entropy: bool = False
-    bc_warmup_updates: int = 0
+    bc_warmup_updates: int = 40_000
     batch_size: int = 256
 
     def __post_init__(self) -> None:

@@ -113,8 +113,14 @@ class DiscreteBCQConfig:
     @classmethod
     def rec(cls) -> DiscreteBCQConfig:
         """Recommendation-sized preset (33-dim state, a handful of presets or ad slots): 128-128
-        networks, Adam 1e-3, batch 256; see README "Algorithm presets"."""
-        return cls(q_hidden=(128, 128), imitation_hidden=(128, 128), lr=1e-3, batch_size=256)
+        networks, Adam 1e-3, batch 256, squared TD error and Polyak τ = 0.02. Measured on the
+        15-preset view (20k transitions of an ε = 0.8 expert, behaviour return 98): with τ =
+        0.005 the Q-values were still at half their fixed point after 3,000 updates (34 vs ~60)
+        and the greedy policy myopic; with τ = 0.02 they converge within ~2,000 updates and the
+        policy returns 104-110 (2 seeds); Huber instead of squared error lets Q drift to ~3x
+        the true return (see :func:`td_loss`)."""
+        return cls(q_hidden=(128, 128), imitation_hidden=(128, 128), lr=1e-3, tau=0.02, td_loss="mse",
+                   batch_size=256)
 
 
 class DiscreteBCQ(DiscreteQAlgorithm):

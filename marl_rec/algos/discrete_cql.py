@@ -54,9 +54,12 @@ class DiscreteCQLConfig:
 
     @classmethod
     def rec(cls) -> DiscreteCQLConfig:
-        """Recommendation-sized preset: 128-128, Adam 1e-3, batch 256, Polyak τ = 0.005 every
-        update instead of rare hard copies; see README "Algorithm presets"."""
-        return cls(hidden=(128, 128), lr=1e-3, tau=0.005, target_update_interval=1, batch_size=256)
+        """Recommendation-sized preset: 128-128, Adam 1e-3, batch 256, squared TD error, Polyak
+        τ = 0.02 every update instead of rare hard copies (measured as for
+        :meth:`DiscreteBCQConfig.rec`: τ = 0.005 leaves Q half-converged after 3,000 updates,
+        τ = 0.02 converges and returns 104-106 against the behaviour's 98)."""
+        return cls(hidden=(128, 128), lr=1e-3, tau=0.02, target_update_interval=1, td_loss="mse",
+                   batch_size=256)
 
 
 class DiscreteCQL(DiscreteQAlgorithm):

@@ -19,6 +19,7 @@ Acting and ``q_value`` use the dropout-free critics (the MC mean's usual approxi
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -52,10 +53,9 @@ class UWACConfig(BCQConfig):
 
     @classmethod
     def rec(cls) -> UWACConfig:
-        """BCQ's recommendation-sized networks (VAE 256-256, actor and critics 128-128) and 10
-        dropout samples per variance estimate; see README "Algorithm presets"."""
-        return cls(vae_hidden=(256, 256), actor_hidden=(128, 128), critic_hidden=(128, 128),
-                   num_dropout_samples=10)
+        """BCQ's recommendation-sized preset (:meth:`BCQConfig.rec`: networks, τ) with 10 dropout
+        samples per variance estimate instead of 100 (the variance only sets relative weights)."""
+        return cls(**dataclasses.asdict(BCQConfig.rec()), num_dropout_samples=10)
 
 
 class UWAC(BCQ):
