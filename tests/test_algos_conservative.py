@@ -17,10 +17,11 @@ from marl_rec.algos.uwac import UWAC, UWACConfig
 torch.set_num_threads(1)
 
 OBS_DIM, SPEC = 33, ActionSpec("continuous", dim=4)
-TINY = {"cql": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4),
-        "cql_lagrange": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4, lagrange=True),
+TINY = {"cql": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4, tau=0.005),
+        "cql_lagrange": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4, tau=0.005,
+                             lagrange=True),
         "uwac": dict(vae_hidden=(32, 32), actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4,
-                     num_dropout_samples=4)}
+                     num_dropout_samples=4, tau=0.005)}
 
 
 def make(variant: str, seed: int = 0, **overrides) -> CQL | UWAC:
