@@ -2,6 +2,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: test demo bench clean
 
@@ -19,7 +20,7 @@ test: $(STAMP)
 # and where to look at it.
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(VENV)/bin/marl-rec -m +experiment=demo
+	$(VENV)/bin/marl-rec -m +experiment=demo hydra/launcher=joblib hydra.launcher.n_jobs=2
 	$(VENV)/bin/marl-rec-report runs/demo
 	@echo
 	@echo "Runs, report.md and plots: runs/demo"
