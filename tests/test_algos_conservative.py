@@ -184,3 +184,58 @@ def test_actor_log_prob_matches_torch_distributions():
     torch.testing.assert_close(log_prob, reference.log_prob(action).sum(-1), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(actor.log_prob(obs, action), log_prob, atol=1e-4, rtol=1e-4)
     assert torch.all(action >= -2.0) and torch.all(action <= 1.0)
+
+
+# ------------------------------------------------------------------ learning in the simulator
+#
+# The behaviour is the noisy expert that acts on the observation, built as in
+# tests/test_algos_continuous.py: behaviour cloning of HeuristicExpertPolicy (which reads the
+# hidden user state, so no observation-based learner can match it: BC of it earns ~112
+# against its ~124), plus truncated Gaussian noise σ = 0.3. Its true return is ~106; CQL
+# (rec preset: BC warm start while the critics converge, then CQL(H) with α = 5) reaches
+# ~110-113 after 2,000 updates.
+
+LEARN_UPDATES, EVAL_USERS, EVAL_SEED = 2000, 2000, 999
+
+
+def session_end_is_terminal(data):
+    """A session that reaches max_requests is over (the request index is in the observation),
+    so it is terminal for the session return the learners maximise: no bootstrapping past it."""
+    return dataclasses.replace(data, terminals=data.terminals | data.truncations,
+                               truncations=np.zeros_like(data.truncations))
+
+
+@pytest.fixture(scope="module")
+def noisy_expert():
+    from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+    from envs.rollout import run_sessions
+    from envs.simulator import UserSimulator
+    from marl_rec.algos.online import ExplorationPolicy
+    from marl_rec.data import TensorSampler, collect
+
+    sim = UserSimulator()
+    rng = np.random.default_rng(0)
+    heuristic = collect(sim, GaussianNoisePolicy(HeuristicExpertPolicy(), 0.3, rng), 10_000, rng, batch_size=512)
+    expert = make_algorithm("bc", sim.obs_dim, SPEC, "rec", seed=0, evaluate_critic=False)
+    sampler = TensorSampler(heuristic)
+    for _ in range(600):
+        expert.update(sampler.sample(256, expert.generator))
+    data = collect(sim, ExplorationPolicy(expert, 0.3, np.random.default_rng(1)), 20_000, np.random.default_rng(2),
+                   batch_size=512)
+    behaviour_return = run_sessions(ExplorationPolicy(expert, 0.3, np.random.default_rng(3)), EVAL_USERS,
+                                    np.random.default_rng(EVAL_SEED), sim=sim).returns.mean()
+    return sim, session_end_is_terminal(data), behaviour_return
+
+
+def test_cql_reaches_the_behaviour_policys_true_return(noisy_expert):
+    from envs.rollout import run_sessions
+    from marl_rec.data import TensorSampler
+
+    sim, data, behaviour_return = noisy_expert
+    cql = make_algorithm("cql", sim.obs_dim, SPEC, "rec", seed=0)
+    sampler = TensorSampler(data)
+    for _ in range(LEARN_UPDATES):
+        cql.update(sampler.sample(cql.config.batch_size, cql.generator))
+    learned = run_sessions(lambda sim, obs: cql.act(obs), EVAL_USERS, np.random.default_rng(EVAL_SEED),
+                           sim=sim).returns.mean()
+    assert learned >= behaviour_return, (learned, behaviour_return)

@@ -77,10 +77,17 @@ class CQLConfig:
 
     @classmethod
     def rec(cls) -> CQLConfig:
-        """Recommendation-sized preset (33-dim state, 4-dim action): 2×128 actor and critics,
-        α = 1 and a 1000-update BC warm start; see README "Algorithm presets"."""
-        return cls(actor_hidden=(128, 128), critic_hidden=(128, 128), cql_alpha=1.0,
-                   bc_warmup_updates=1000)
+        """Recommendation-sized preset (33-dim state, 4-dim action, sessions of ~35 requests with
+        rewards ~3 each), measured on the observation-based noisy expert of the tests (true
+        return 106.5, greedy expert 114): 64-64 networks, 4 sampled actions, batch 128; τ = 0.05
+        so the critics converge during a 1,000-update BC warm start (with τ = 0.005 they are
+        at a quarter of their fixed point after 2,000 updates and the actor follows a myopic
+        Q); SAC entropy weight starting at 0.01 with lr 1e-3 (at the paper's 1.0 the policy
+        stays wide for thousands of updates and its mean action, drifting with Q, fell to
+        105-107); actor lr 1e-4. Result after 2,000 updates: 109.7 and 113.3 (seeds 0, 1)."""
+        return cls(actor_hidden=(64, 64), critic_hidden=(64, 64), num_sampled_actions=4, batch_size=128,
+                   tau=0.05, bc_warmup_updates=1000, actor_lr=1e-4, initial_entropy_alpha=0.01,
+                   entropy_lr=1e-3)
 
 
 class CQL(TorchAlgorithm):
