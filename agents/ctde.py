@@ -21,8 +21,10 @@ Training sees everything; execution does not:
   actor's current policy* (so it learns what is best given what the other agent now does),
   with the TD3+BC regulariser: loss = −α·Q / mean|Q| + (μ(o) − a_data)². The discrete actor
   imitates the critic's best *allowed* action given the continuous actor's action
-  (cross-entropy to argmax_a min_i Q_i(s, μ_c(o_c), a) over its mask; the minimum over the
-  ensemble keeps an overestimated head from winning).
+  (cross-entropy to argmax_a min_i Q'_i(s, μ_c(o_c), a) over its mask). The target critic Q'
+  (Polyak-averaged) gives a stable target — the online critic's ranking of nearly equal
+  heads flips from one update to the next — and the minimum over the ensemble keeps an
+  overestimated head from winning.
 
 ``act({agent: obs})`` returns both agents' actions from their own observations only; the
 discrete agent's mask is read from its observation (``mask_columns``).
@@ -137,10 +139,16 @@ class CentralisedLearner(TorchAlgorithm):
     @classmethod
     def for_dataset(cls, dataset: MultiAgentDataset, config: CentralisedConfig | None = None, seed: int = 0,
                     device: str | torch.device = "cpu") -> CentralisedLearner:
-        """Sized for ``dataset`` (agents in table order: the continuous one first)."""
+        """Sized for ``dataset`` (the continuous agent first). A shared team critic needs one
+        reward for both agents (cooperative mode): other data raises a ValueError."""
         tables = dataset.tables
         discrete = [a for a, t in tables.items() if t.action_spec.discrete]
         ordered = [a for a in tables if a not in discrete] + discrete
+        config = config or CentralisedConfig()
+        if config.shared_critic and len(ordered) == 2 and not np.array_equal(
+                tables[ordered[0]].rewards, tables[ordered[1]].rewards):
+            raise ValueError(f"shared_critic=True trains one team critic, but the agents' rewards differ "
+                             f"({ordered[0]!r} vs {ordered[1]!r}: mixed mode?); use shared_critic=False")
         return cls(dataset.state_dim, {a: tables[a].obs_dim for a in ordered},
                    {a: tables[a].action_spec for a in ordered}, config,
                    dataset.action_mask_columns.get(discrete[0]) if discrete else None, seed, device)
@@ -205,7 +213,7 @@ class CentralisedLearner(TorchAlgorithm):
             weight = c.actor_q_weight / q_cont.abs().mean().detach().clamp_min(1e-6)
             continuous_loss = -weight * q_cont.mean() + (action - bc.actions).pow(2).mean()
             with torch.no_grad():
-                q_disc = self.critics[self._critic_for(disc)](torch.cat([s, action.detach()], 1)).min(0).values
+                q_disc = self.critic_targets[self._critic_for(disc)](torch.cat([s, action.detach()], 1)).min(0).values
                 best = q_disc.masked_fill(~self._mask(bd.observations), -math.inf).argmax(1)
             discrete_loss = F.cross_entropy(self._discrete_logits(self.discrete_actor, bd.observations), best)
             self.actor_optimizer.zero_grad()

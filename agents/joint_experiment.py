@@ -159,7 +159,9 @@ class JointExperimentConfig:
             make_config(specs[agent].algorithm, specs[agent].preset, **overrides)  # validates early
         return specs
 
-    def centralised_config(self) -> CentralisedConfig:
+    def centralised_config(self, mode: str = "cooperative") -> CentralisedConfig:
+        """The CTDE config; ``shared_critic`` follows ``mode`` (one team critic when cooperative,
+        a critic per agent when mixed) unless the overrides set it."""
         spec = dict(self.centralised or {})
         bad = sorted(set(spec) - {"preset", "overrides"})
         if bad:
@@ -167,7 +169,7 @@ class JointExperimentConfig:
         preset = spec.get("preset", "rec")
         if preset not in ("paper", "rec"):
             raise ValueError(f"agent.centralised.preset must be 'paper' or 'rec', got {preset!r}")
-        overrides = {"gamma": self.gamma, **dict(spec.get("overrides") or {})}
+        overrides = {"gamma": self.gamma, "shared_critic": mode == "cooperative", **dict(spec.get("overrides") or {})}
         base = CentralisedConfig() if preset == "paper" else CentralisedConfig.rec()
         _check_keys("agent.centralised.overrides", overrides, CentralisedConfig)
         values = {**{f.name: getattr(base, f.name) for f in fields(CentralisedConfig)}, **overrides}
@@ -248,7 +250,8 @@ def train_learners(cfg: DictConfig, settings: JointExperimentConfig, dataset: Mu
         independent.fit(dataset, trainer, run_dir / "independent")
         out["independent"] = independent
     if "centralised" in learners:
-        centralised = CentralisedLearner.for_dataset(dataset, settings.centralised_config(), seed, str(cfg.device))
+        centralised = CentralisedLearner.for_dataset(dataset, settings.centralised_config(joint_config.mode), seed,
+                                                     str(cfg.device))
         evaluator = JointEvaluator(sim_config, joint_config, int(cfg.evaluation.num_users), int(cfg.evaluation.seed))
         Trainer(centralised, JointSampler(dataset, str(cfg.device)), trainer, run_dir / "centralised",
                 [evaluator], agent_name="centralised",

@@ -46,6 +46,7 @@ def test_experiment_config_composes_and_parses():
     assert settings.learner_specs()["advertiser"].algorithm == "discrete_bcq"
     assert settings.learner_specs()["recommender"].overrides["gamma"] == settings.gamma
     assert settings.centralised_config().shared_critic
+    assert not settings.centralised_config("mixed").shared_critic  # one critic per agent, own rewards
     assert 4.0 in settings.frontier.revenue_weights
     mixed = compose_config(["+experiment=joint_rec_ads", "env.mode=mixed", "env.revenue_weight=8"])
     assert mixed.env.mode == "mixed" and mixed.env.revenue_weight == 8

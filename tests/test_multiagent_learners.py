@@ -12,7 +12,7 @@ import torch
 
 from agents.ctde import CentralisedConfig, CentralisedLearner
 from agents.independent import IndependentLearners, LearnerSpec, masked_act
-from agents.multiagent_data import JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint
+from agents.multiagent_data import JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint, relabel
 from agents.policies import ConstantPolicy, GaussianNoisePolicy
 from envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig
 from envs.simulator import SimulatorConfig, UserSimulator
@@ -71,10 +71,13 @@ def test_update_trains_the_joint_critic_and_both_actors(dataset: MultiAgentDatas
 
 
 def test_mixed_mode_has_one_critic_per_agent_on_its_own_reward(dataset: MultiAgentDataset):
+    mixed = relabel(dataset, "mixed", 4.0)
+    with pytest.raises(ValueError, match="rewards differ"):
+        CentralisedLearner.for_dataset(mixed, TINY)  # a team critic needs one reward
     config = dataclasses.replace(TINY, shared_critic=False)
-    learner = CentralisedLearner.for_dataset(dataset, config, seed=0)
+    learner = CentralisedLearner.for_dataset(mixed, config, seed=0)
     assert learner.critic_names == [RECOMMENDER, ADVERTISER]
-    metrics = learner.update(JointSampler(dataset).sample(64, torch.Generator().manual_seed(0)))
+    metrics = learner.update(JointSampler(mixed).sample(64, torch.Generator().manual_seed(0)))
     assert {"recommender_td_loss", "advertiser_td_loss", "critic_loss"} <= set(metrics)
     states = dataset.states[:5]
     actions = {RECOMMENDER: np.zeros((5, 4), np.float32), ADVERTISER: np.zeros(5, np.int64)}
