@@ -241,7 +241,8 @@ class CentralisedLearner(TorchAlgorithm):
         with torch.no_grad():
             obs_c, obs_d = (self._checked(agent, observations[agent]) for agent in (cont, disc))
             logits = self._discrete_logits(self.discrete_actor, obs_d)
-            discrete = logits.argmax(1) if deterministic else torch.multinomial(logits.softmax(1), 1, generator=self.generator)[:, 0]
+            discrete = (logits.argmax(1) if deterministic
+                        else torch.multinomial(logits.softmax(1), 1, generator=self.generator)[:, 0])
             return {cont: self.continuous_actor(obs_c).cpu().numpy(), disc: discrete.cpu().numpy()}
 
     def q_value(self, states: np.ndarray, actions: Mapping[str, np.ndarray], critic: str | None = None) -> np.ndarray:

@@ -4,12 +4,19 @@ for the recommender and the advertiser (``marl-rec +experiment=joint_rec_ads``; 
 
 Per seed: log a :class:`~marl_rec.data.multiagent.MultiAgentDataset` with the behaviour pair
 (hand-tuned constant fusion weights with truncated-Gaussian noise, random ad insertion within
-the cap; ``collection``) on the batched simulator, train the independent learners (one registered algorithm per agent, each on
-its own table) and the centralised learner (:class:`agents.ctde.CentralisedLearner`: team critic
-over the global state and the joint action, CQL penalty on the joint action, per-agent actors),
-and simulate the sessions of the same ``evaluation.ab_users_per_group`` users under each policy
-pair (common random numbers). The table gives mean ± std (ddof=1) over the seeds of the team
-return (engagement + λ·revenue per session), engagement, ad revenue, session length and ad load.
+the cap; ``collection``) on the batched simulator, train the independent learners (one
+registered algorithm per agent, each on its own table) and the centralised learner
+(:class:`agents.ctde.CentralisedLearner`: team critic over the global state and the joint
+action, CQL penalty on the joint action, per-agent actors), and simulate the sessions of the
+same ``evaluation.ab_users_per_group`` users under each policy pair (common random numbers).
+The table gives mean ± std (ddof=1) over the seeds of the team return (engagement + λ·revenue
+per session), engagement, ad revenue, session length and ad load.
+
+The default behaviour recommender uses constant weights rather than the heuristic expert: the
+expert picks actions from the true (hidden) user state, so in its data the logged action and
+the return are confounded through state the learners never observe; Q(s, a) learned from it
+rewarded myopic, click-heavy actions and both learners fell below the behaviour pair (measured
+while building this experiment; ``collection.recommender_base: heuristic`` reproduces it).
 
 Then the λ sweep: the first seed's data relabelled with every ``frontier.revenue_weights`` value
 (the components are stored, nothing is collected again), the chosen learners trained on each,
@@ -82,7 +89,8 @@ class CollectionConfig:
             raise ValueError(f"agent.collection.recommender_base must be 'constant' or 'heuristic', got "
                              f"{self.recommender_base!r}")
         if len(self.constant_action) != 4 or any(abs(v) > 1 for v in self.constant_action):
-            raise ValueError(f"agent.collection.constant_action must be 4 values in [-1, 1], got {self.constant_action}")
+            raise ValueError(f"agent.collection.constant_action must be 4 values in [-1, 1], "
+                             f"got {self.constant_action}")
         if not self.recommender_sigma > 0:
             raise ValueError(f"agent.collection.recommender_sigma must be > 0, got {self.recommender_sigma!r}")
         if not 0.0 <= self.ad_probability <= 1.0:
@@ -427,7 +435,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     print(format_table(table, settings.num_seeds, joint_config.revenue_weight), flush=True)
     print(f"centralised - independent: {comparison['centralised_minus_independent']:+.3f} team return (seed-to-seed "
           f"spread {comparison['spread']:.3f}); vs behaviour: centralised "
-          f"{comparison['centralised_minus_behaviour']:+.3f}, independent {comparison['independent_minus_behaviour']:+.3f};"
+          f"{comparison['centralised_minus_behaviour']:+.3f}, independent "
+          f"{comparison['independent_minus_behaviour']:+.3f};"
           f" target met: {comparison['target_met']}", flush=True)
     with TensorBoardLogger(run_dir) as logger:
         for result in per_seed:
