@@ -43,10 +43,11 @@ class DDPGConfig:
 
     @classmethod
     def rec(cls) -> DDPGConfig:
-        """Recommendation-sized preset: 128-128 networks, Fujimoto's re-tuned DDPG optimiser
-        (Adam 3e-4 for both, no weight decay); see README "Algorithm presets"."""
-        return cls(actor_hidden=(128, 128), critic_hidden=(128, 128), actor_lr=3e-4,
-                   critic_lr=3e-4, critic_weight_decay=0.0)
+        """Recommendation-sized preset: 128-128 networks, the paper's optimiser settings and τ.
+        Measured online (see :mod:`marl_rec.algos.registry`): with τ = 0.05 (TD3's rec value)
+        DDPG's critic ran away and its return fell after ~500 updates; with Fujimoto's re-tuned
+        optimiser (Adam 3e-4, no weight decay) it stalled at a poor saturated action."""
+        return cls(actor_hidden=(128, 128), critic_hidden=(128, 128))
 
 
 class DDPG(TorchAlgorithm):

@@ -99,6 +99,9 @@ class ReplayBuffer:
     episodes. This is the ``buffer_view`` handed to ``on_update`` hooks.
     """
 
+    COLUMNS = ("observations", "actions", "rewards", "next_observations", "dones", "truncations",
+               "log_probs", "components", "episodes")
+
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, num_components: int) -> None:
         self.capacity, self.size = capacity, 0
         self.observations = np.zeros((capacity, obs_dim), np.float32)
@@ -118,6 +121,9 @@ class ReplayBuffer:
 
     def add(self, **columns: np.ndarray) -> None:
         """Append rows; every column of the buffer must be given, with equal lengths."""
+        if set(columns) != set(self.COLUMNS):
+            raise ValueError(f"ReplayBuffer.add needs exactly the columns {sorted(self.COLUMNS)}, got "
+                             f"{sorted(columns)}")
         n = len(columns["rewards"])
         if self.size + n > self.capacity:
             raise ValueError(f"replay buffer capacity {self.capacity} exceeded")
@@ -128,10 +134,12 @@ class ReplayBuffer:
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        index = torch.randint(self.size, (batch_size,), generator=generator)
+        # the index comes from the learner's generator; the batch goes to where that lives
+        device = generator.device
+        index = torch.randint(self.size, (batch_size,), generator=generator, device=device).cpu()
         t = self._torch
-        return Batch(t["observations"][index], t["actions"][index], t["rewards"][index],
-                     t["next_observations"][index], t["dones"][index], t["log_probs"][index])
+        return Batch(*(t[name][index].to(device) for name in (
+            "observations", "actions", "rewards", "next_observations", "dones", "log_probs")))
 
     def to_dataset(self, action_spec: ActionSpec, has_log_probs: bool = True,
                    component_names: tuple[str, ...] = (), metadata: dict[str, Any] | None = None,
