@@ -291,6 +291,16 @@ def discounted_session_returns(log: LifetimeLog, gamma: float) -> np.ndarray:
     return returns + log.config.return_bonus * log.returned * gamma ** (log.length - 1)
 
 
+def discounted_lifetime_returns(log: LifetimeLog, gamma: float) -> np.ndarray:
+    """(users,) ``Σ_t γ^t r_t`` over each user's whole lifetime (t counts requests across
+    sessions): the quantity the flat and the long-term learners' Q-values estimate."""
+    _check_gamma(gamma)
+    first = np.flatnonzero(_episode_starts(log.user))
+    t = np.arange(log.num_requests) - np.repeat(first, np.diff(np.append(first, log.num_requests)))
+    return np.bincount(np.repeat(np.arange(first.size), np.diff(np.append(first, log.num_requests))),
+                       log.engagement.astype(np.float64) * gamma ** t)
+
+
 def session_level_dataset(log: LifetimeLog, gamma: float) -> OfflineDataset:
     """The long-term controller's semi-MDP transitions, one per session (see module doc);
     pair it with :class:`SemiMDPSampler` (``durations = log.length``)."""
@@ -314,7 +324,7 @@ class RelabelConfig:
     relabelled copy; ``strategy`` ``"episode"`` (an achieved goal of a random request of the
     session) or ``"mean"`` (the session's mean achieved goal)."""
 
-    fraction: float = 0.5
+    fraction: float = 1.0
     strategy: str = "episode"
     tolerance: float = 0.05
 
@@ -345,25 +355,21 @@ def goal_conditioned_dataset(log: LifetimeLog, relabel: RelabelConfig | None = N
     """The short-term controller's transitions: the logged sessions with their goals, plus
     (``relabel``) hindsight copies with achieved goals. Behaviour log-probabilities are kept
     only without copies (the behaviour's density under a goal it did not see is unknown)."""
-    rows = np.arange(log.num_requests)
-    goals = log.goal.astype(np.float64)
+    rows, goals, episode = np.arange(log.num_requests), log.goal.astype(np.float64), log.session
     copies = 0
     if relabel is not None and relabel.fraction > 0:
         if rng is None:
             raise ValueError("goal relabelling needs an rng (numpy.random.Generator)")
         chosen, new_goals = relabelled_goals(log, relabel, rng)
-        copies = chosen.size
-        if copies:
-            lengths = log.length[chosen]
-            copy_rows = np.repeat(log.first_row[chosen], lengths) + (
-                np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-            rows = np.concatenate([rows, copy_rows])
-            goals = np.concatenate([goals, np.repeat(new_goals, lengths, axis=0)])
+        copies, lengths = chosen.size, log.length[chosen]
+        # each copy: the session's rows again, under its new goal, as a new episode
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = np.concatenate([rows, np.repeat(log.first_row[chosen], lengths) + offsets])
+        goals = np.concatenate([goals, np.repeat(new_goals, lengths, axis=0)])
+        episode = np.concatenate([episode, np.repeat(log.num_sessions + np.arange(copies), lengths)])
     w = log.config.goal_reward_weight
     rewards = log.engagement[rows] + w * goal_reward(log.achieved_goal[rows], goals)
     goal32 = goals.astype(np.float32)
-    episode = np.concatenate([log.session, np.repeat(log.num_sessions + np.arange(copies),
-                                                     log.length[chosen])]) if copies else log.session
     return OfflineDataset(
         observations=np.concatenate([log.observation[rows], goal32], axis=1),
         actions=log.action[rows], rewards=rewards.astype(np.float32),
@@ -535,7 +541,7 @@ def lifetime_metrics(stats: LifetimeStats) -> dict[str, float]:
 
 
 __all__ = ["UniformGoalPolicy", "GoalFollowingPolicy", "LifetimeLog", "collect_lifetimes",
-           "discounted_session_returns", "session_level_dataset", "RelabelConfig", "relabelled_goals",
+           "discounted_session_returns", "discounted_lifetime_returns", "session_level_dataset", "RelabelConfig", "relabelled_goals",
            "goal_conditioned_dataset", "flat_dataset", "SemiMDPSampler", "LevelConfig", "make_learner",
            "train_short_term", "train_long_term", "train_flat", "HierarchicalAgent", "greedy",
            "LifetimeEvaluator", "lifetime_metrics", "LONG_TERM_AGENT", "SHORT_TERM_AGENT", "FLAT_AGENT"]

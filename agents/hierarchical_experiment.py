@@ -32,11 +32,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, GoalFollowingPolicy,
                                  HierarchicalAgent, LevelConfig, LifetimeEvaluator, RelabelConfig,
-                                 UniformGoalPolicy, collect_lifetimes, flat_dataset, goal_conditioned_dataset,
+                                 UniformGoalPolicy, collect_lifetimes, discounted_lifetime_returns, flat_dataset,
+                                 goal_conditioned_dataset,
                                  greedy, lifetime_metrics, session_level_dataset, train_flat, train_long_term,
                                  train_short_term)
 from agents.policies import ConstantPolicy, GaussianNoisePolicy
-from envs.hierarchical import HierarchicalInterestEnv, goal_from_action, run_lifetimes
+from envs.hierarchical import GOAL_DIM, HierarchicalInterestEnv, goal_from_action, run_lifetimes
 from envs.simulator import UserSimulator
 from marl_rec.experiment import write_json
 from marl_rec.logging import TensorBoardLogger
@@ -210,9 +211,26 @@ def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: Hiera
                          "engagement_se": summary["engagement_se"], "churn_rate": summary["churn_rate"]}
     timings["evaluation_seconds"] = time.perf_counter() - started
 
-    # diagnostics: what the long-term learner asks for, at the data's session starts
+    # diagnostics: each learner's value estimate at the start of the evaluation users'
+    # lifetimes against the discounted lifetime return its policy really earns there (both
+    # Σ_t γ^t r_t, t counting requests), and what the long-term learner asks for
+    gamma = levels[LONG_TERM_AGENT].gamma
+    zero_goal = lambda sim_, obs: np.zeros((obs.shape[0], GOAL_DIM))  # noqa: E731 (the flat policy has none)
+    flat_log = collect_lifetimes(sim, zero_goal, lambda sim_, obs: flat.act(obs[:, :-GOAL_DIM]), eval_users,
+                                 np.random.default_rng(eval_seed), config)
+    hier_log = collect_lifetimes(sim, agent.goal_policy, agent.short_term_policy, eval_users,
+                                 np.random.default_rng(eval_seed), config)
+    flat_first = np.flatnonzero(np.append(True, flat_log.user[1:] != flat_log.user[:-1]))
+    hier_first = np.flatnonzero(np.append(True, hier_log.session_user[1:] != hier_log.session_user[:-1]))
+    value_check = {
+        "flat_q_estimate": float(flat.q_value(flat_log.observation[flat_first], flat_log.action[flat_first]).mean()),
+        "flat_true_discounted_return": float(discounted_lifetime_returns(flat_log, levels[FLAT_AGENT].gamma).mean()),
+        "long_term_q_estimate": float(long_term.q_value(hier_log.long_observation[hier_first],
+                                                        hier_log.goal_action[hier_first]).mean()),
+        "hierarchical_true_discounted_return": float(discounted_lifetime_returns(hier_log, gamma).mean()),
+    }
     chosen = goal_from_action(long_term.act(log.long_observation, deterministic=True))
-    diagnostics = {
+    diagnostics = {**value_check,
         "requests_logged": log.num_requests, "sessions_logged": log.num_sessions,
         "behaviour_sessions_per_user": log.num_sessions / collection.num_users,
         "short_term_transitions": len(short_data),
@@ -235,11 +253,11 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, f
 
 
 def format_table(table: dict[str, dict[str, dict[str, float]]], num_seeds: int) -> str:
-    header = f"{'policy':<20}" + "".join(f"{METRIC_TITLES[m]:>24}" for m in METRICS)
+    header = f"{'policy':<24}" + "".join(f"{METRIC_TITLES[m]:>24}" for m in METRICS)
     lines = [f"hierarchical experiment: mean ± std over {num_seeds} seed(s)", header, "-" * len(header)]
     for policy, row in table.items():
         cells = "".join(f"{row[m]['mean']:>15.2f} ± {row[m]['std']:<6.2f}" for m in METRICS)
-        lines.append(f"{policy:<20}{cells}")
+        lines.append(f"{policy:<24}{cells}")
     return "\n".join(lines)
 
 

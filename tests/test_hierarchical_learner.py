@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from agents.hierarchical import (GoalFollowingPolicy, LevelConfig, LifetimeLog, RelabelConfig, SemiMDPSampler,
-                                 UniformGoalPolicy, collect_lifetimes, discounted_session_returns, flat_dataset,
+                                 UniformGoalPolicy, collect_lifetimes, discounted_lifetime_returns,
+                                 discounted_session_returns, flat_dataset,
                                  goal_conditioned_dataset, relabelled_goals, session_level_dataset, train_long_term,
                                  train_short_term)
 from agents.hierarchical_experiment import HierarchicalExperimentConfig
@@ -90,6 +91,9 @@ def test_flat_dataset_crosses_sessions_until_churn():
     np.testing.assert_array_equal(data.next_observations[1], log.observation[2])  # into the next session
     np.testing.assert_array_equal(data.next_observations[[0, 2, 3, 4, 5]], log.next_observation[[0, 2, 3, 4, 5]])
     np.testing.assert_allclose(data.episode_returns(1.0), [15.0, 6.0])  # lifetime engagement per user
+    # what the flat and long-term Q-values estimate: γ per request across the lifetime
+    np.testing.assert_allclose(discounted_lifetime_returns(log, 0.5), [1 + .5 * 2 + .25 * 3 + .125 * 4 + .0625 * 5, 6])
+    np.testing.assert_allclose(data.episode_returns(0.5), discounted_lifetime_returns(log, 0.5))
     assert data.behaviour_log_probs is None  # the behaviour acted on a goal the flat state lacks
 
 
