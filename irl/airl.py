@@ -22,6 +22,13 @@ Output
     (g(s, a), the AIRL form, default) or ``"transition"`` (also the logged behaviours and
     the next observation, as the preference model). It is identified up to a constant and
     a positive scale at best, and only up to what separates the expert from the generator.
+
+Measured (``python -m irl.experiment``, default simulator, 60 iterations, demonstrations of
+the utility-greedy curator with noise 0.3): the generator imitates (in
+``tests/test_irl_airl.py`` its fusion weights close 85% of the gap to a constant expert),
+but g's held-out Pearson with the realised true utility is −0.004: at equilibrium g marks
+what is expert-like in (s, a), and per request that says almost nothing about which
+clicked items the user valued.
 """
 
 from __future__ import annotations
