@@ -306,3 +306,23 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 if __name__ == "__main__":
     print(format_table(run(RewardLearningConfig())))
+
+
+def hydra_task(cfg: Any, run_dir: Any) -> dict[str, Any]:
+    """The ``marl-rec +experiment=reward_learning`` task: build the config from ``cfg.irl``,
+    log TensorBoard events and ``metrics.json`` into the run folder, print the table."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+
+    config = dataclasses.replace(instantiate(cfg.irl), log_dir=str(Path(run_dir)), seed=int(cfg.seed))
+    rows = run(config)
+    table = format_table(rows)
+    print(table, flush=True)
+    (Path(run_dir) / "reward_learning.md").write_text(table + "\n")
+    tmp = Path(run_dir) / ".metrics.json.tmp"
+    tmp.write_text(json.dumps({"task": "reward_learning", "rows": rows}, indent=2, default=float))
+    tmp.replace(Path(run_dir) / "metrics.json")
+    return {"data": "reward_learning", "algo": "irl", "seed": int(cfg.seed)}
