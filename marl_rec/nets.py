@@ -205,6 +205,16 @@ class TanhGaussianActor(nn.Module):
         u = mean + log_std.exp() * noise
         return self.center + self.half_range * torch.tanh(u), self._squash_log_prob(noise, log_std, u)
 
+    def sample(self, obs: torch.Tensor, num_samples: int, generator: torch.Generator | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``num_samples`` actions per state from one network pass: (B·n, action_dim) actions
+        and (B·n,) log-densities, in ``obs.repeat_interleave(n, 0)`` order (CQL's proposals;
+        n times cheaper than running the network on the repeated observations)."""
+        mean, log_std = (t.repeat_interleave(num_samples, 0) for t in self._distribution(obs))
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = mean + log_std.exp() * noise
+        return self.center + self.half_range * torch.tanh(u), self._squash_log_prob(noise, log_std, u)
+
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
         """(B,) log-density of given actions (e.g. the logged ones, for a BC warm start)."""
         mean, log_std = self._distribution(obs)

@@ -239,3 +239,13 @@ def test_cql_reaches_the_behaviour_policys_true_return(noisy_expert):
     learned = run_sessions(lambda sim, obs: cql.act(obs), EVAL_USERS, np.random.default_rng(EVAL_SEED),
                            sim=sim).returns.mean()
     assert learned >= behaviour_return, (learned, behaviour_return)
+
+
+def test_actor_sample_matches_sampling_repeated_states():
+    """``sample(obs, n)`` draws exactly what the actor draws on obs.repeat_interleave(n, 0)."""
+    from marl_rec.nets import TanhGaussianActor
+    actor = TanhGaussianActor(5, 3, (16,))
+    obs = torch.rand(8, 5, generator=torch.Generator().manual_seed(0))
+    once = actor.sample(obs, 4, torch.Generator().manual_seed(1))
+    repeated = actor(obs.repeat_interleave(4, 0), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(once, repeated)

@@ -149,8 +149,8 @@ class CQL(TorchAlgorithm):
             target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q
             obs_rep = obs.repeat_interleave(n, 0)
             uniform = torch.rand((b * n, k), generator=g, device=self.device) * (self.high - self.low) + self.low
-            pi_actions, pi_log = self._sample_per_state(obs, n)
-            next_pi_actions, next_pi_log = self._sample_per_state(next_obs, n)
+            pi_actions, pi_log = self.actor.sample(obs, n, g)
+            next_pi_actions, next_pi_log = self.actor.sample(next_obs, n, g)
             log_density = torch.stack([torch.full_like(pi_log, self.uniform_log_density), pi_log, next_pi_log])
         q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
                             torch.cat([actions, uniform, pi_actions, next_pi_actions]))  # (2, B + 3Bn)
@@ -178,17 +178,6 @@ class CQL(TorchAlgorithm):
                               "cql_penalty": gap.mean(), "q_mean": q.mean(), "target_mean": target.mean(),
                               "alpha": entropy_alpha, "cql_alpha": cql_alpha * c.cql_alpha,
                               "entropy": -log_pi.mean()})
-
-    def _sample_per_state(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n actions per state from π(·|s) (rows in ``repeat_interleave`` order) and their
-        log-densities: the same draws as ``self.actor(obs.repeat_interleave(n, 0), g)``, with one
-        actor pass per state instead of one per copy (that pass was ~8% of a paper-size update,
-        bench/updates.py)."""
-        actor = self.actor
-        mean, log_std = (t.repeat_interleave(n, 0) for t in actor._distribution(obs))
-        noise = torch.randn(mean.shape, generator=self.generator, device=mean.device, dtype=mean.dtype)
-        u = mean + log_std.exp() * noise
-        return actor.center + actor.half_range * torch.tanh(u), actor._squash_log_prob(noise, log_std, u)
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor(obs, self.generator, deterministic=deterministic)[0]
