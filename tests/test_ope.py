@@ -110,6 +110,20 @@ def test_conservative_fqe_is_a_lower_bound(discrete_context, continuous_context)
     assert FQEEstimator(config).estimate(discrete_context, GREEDY).value < GREEDY.true_value(GAMMA)
 
 
+def test_conservative_fqe_is_bounded_where_the_policy_leaves_the_data():
+    """Narrow behaviour (σ = 0.05), target far away: the penalty alone would drive Q(s, π(s)) to
+    -∞; it stops at the floor min(0, r_min) / (1 - γ), and the estimate stays a finite lower bound."""
+    narrow = rollout(GaussianBehaviour([0.0, 0.2, -0.2], 0.05, seed=4), 500, np.random.default_rng(2),
+                     continuous=True, gamma=GAMMA).dataset
+    far = DeterministicContinuous([-0.9, 0.9, -0.9])
+    config = FQEConfig(**{**SMALL_FQE.__dict__, "conservative_weight": 1.0})
+    estimate = FQEEstimator(config).estimate(OPEContext(narrow, GAMMA), far)
+    floor = min(0.0, float(narrow.rewards.min())) / (1 - GAMMA)
+    assert floor <= estimate.value < far.true_value(GAMMA), (estimate.value, floor)
+    assert estimate.value < floor + 0.25 * abs(floor)  # no data support: pushed (almost) down to the floor
+    assert estimate.diagnostics["fraction_at_floor"] > 0
+
+
 # ---------------------------------------------------------------- unbiasedness
 def test_is_estimators_are_unbiased_over_repeated_datasets():
     """IS, PDIS and DR (with a deliberately wrong model) average to the exact value."""

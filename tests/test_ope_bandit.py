@@ -84,7 +84,7 @@ def test_estimators_on_bandit_feedback(bandit_csv):
     context = OPEContext(load_bandit_log(bandit_csv, SCHEMA).dataset, gamma=0.9)
     target = TablePolicy(np.array([[0.1, 0.8, 0.1], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]]))
     truth = target.value()
-    fqe = FQEConfig(hidden=(32,), learning_rate=3e-3, batch_size=256, num_updates=600, tau=0.05, num_bootstrap=200)
+    fqe = FQEConfig(hidden=(32, 32), learning_rate=3e-3, batch_size=256, num_updates=600, tau=0.05, num_bootstrap=200)
     estimators = [ImportanceSamplingEstimator(ImportanceConfig(kind="is", num_bootstrap=200)),
                   ImportanceSamplingEstimator(ImportanceConfig(kind="wis", num_bootstrap=200)),
                   DoublyRobustEstimator(DoublyRobustConfig(fqe=fqe, num_bootstrap=200)), FQEEstimator(fqe)]
