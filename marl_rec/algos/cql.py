@@ -92,7 +92,10 @@ class CQLConfig:
 
 class CQL(TorchAlgorithm):
     """CQL(H) on SAC. ``act(deterministic=True)`` is the squashed mean action; ``q_value``
-    reports min(Q1, Q2), the value the backups use."""
+    reports min(Q1, Q2), the value the backups use. ``update`` metrics: ``critic_loss`` (TD +
+    penalty), ``td_loss``, ``cql_penalty`` (the soft-max gap, before weighting), ``cql_alpha``
+    (its weight α, or α·α' with the Lagrangian), ``alpha`` (SAC entropy weight), ``entropy``,
+    ``actor_loss``, ``q_mean`` (Q on the logged actions), ``target_mean``."""
 
     name = "cql"
 
