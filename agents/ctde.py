@@ -85,8 +85,13 @@ class CentralisedConfig:
 
     @classmethod
     def rec(cls) -> CentralisedConfig:
-        """Recommendation-sized preset: 128-128 actors and critics, Adam 1e-3 for the critics."""
-        return cls(critic_hidden=(128, 128), actor_hidden=(128, 128), critic_lr=1e-3)
+        """Recommendation-sized preset, like the core's rec presets: 64-64 actors and critics,
+        Adam 1e-3 for the critics, 4 sampled actions, τ = 0.05. Measured on JointRecAds (λ = 4,
+        60k logged transitions, 3,000 updates, one seed each, contended 2-core host): 64-64 with
+        4 samples took 47 ms per update vs 101 ms for 128-128 with 10; τ = 0.05 gave a team
+        return of 110.9 vs 109.2 with τ = 0.005, whose critics were still far below their
+        fixed point (mean Q 31 vs a mean discounted return-to-go of 50 in the data)."""
+        return cls(critic_hidden=(64, 64), actor_hidden=(64, 64), critic_lr=1e-3, num_sampled_actions=4, tau=0.05)
 
 
 class CentralisedLearner(TorchAlgorithm):
