@@ -22,12 +22,12 @@ TINY = ["agent.num_seeds=2", "agent.collection.num_transitions=600", "agent.coll
         "train.num_updates=20", "train.eval_every=10", "train.log_every=10", "train.checkpoint_every=10",
         "train.batch_size=32", "evaluation.num_users=16", "evaluation.ab_users_per_group=48",
         "agent.frontier.revenue_weights=[0.0,4.0]",
-        "agent.centralised.overrides.critic_hidden=[16,16]", "agent.centralised.overrides.actor_hidden=[16,16]",
-        "agent.independent.recommender.overrides.vae_hidden=[16,16]",
-        "agent.independent.recommender.overrides.actor_hidden=[16,16]",
-        "agent.independent.recommender.overrides.critic_hidden=[16,16]",
-        "agent.independent.advertiser.overrides.q_hidden=[16,16]",
-        "agent.independent.advertiser.overrides.imitation_hidden=[16,16]"]
+        "+agent.centralised.overrides.critic_hidden=[16,16]", "+agent.centralised.overrides.actor_hidden=[16,16]",
+        "+agent.independent.recommender.overrides.vae_hidden=[16,16]",
+        "+agent.independent.recommender.overrides.actor_hidden=[16,16]",
+        "+agent.independent.recommender.overrides.critic_hidden=[16,16]",
+        "+agent.independent.advertiser.overrides.q_hidden=[16,16]",
+        "+agent.independent.advertiser.overrides.imitation_hidden=[16,16]"]
 
 
 def compose_config(overrides: list[str]):
