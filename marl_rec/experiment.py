@@ -161,7 +161,7 @@ def run_offline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def final_evaluation(cfg: DictConfig, algorithm: Any, dataset: OfflineDataset, factory: Any,
                      gamma: float) -> dict[str, float]:
     """OPE estimates of the final policy from the logged data, and its simulated A/B truth."""
-    from marl_rec.ope import OPEContext, simulated_ab_test
+    from marl_rec.ope import DeterministicView, OPEContext, simulated_ab_test
 
     out: dict[str, float] = {}
     users = int(cfg.evaluation.ab_users_per_group)
@@ -177,7 +177,7 @@ def final_evaluation(cfg: DictConfig, algorithm: Any, dataset: OfflineDataset, f
         for name, node in cfg.ope.estimators.items():
             estimator = instantiate(node)
             try:
-                estimate = estimator.estimate(context, algorithm)
+                estimate = estimator.estimate(context, DeterministicView(algorithm))
             except ValueError as error:  # e.g. IS on a dataset without behaviour log-probs
                 out[f"ope_{name}_error"] = str(error)  # type: ignore[assignment]
                 continue
