@@ -80,7 +80,7 @@ def test_behaviour_log_probs_are_the_exact_exploration_densities(sim):
     expected = truncated_normal_log_prob(data.actions.astype(np.float64), mean, 0.3, -1.0, 1.0)
     uniform = np.isclose(data.behaviour_log_probs, -4 * np.log(2.0))
     assert 0 < uniform.sum() < len(data)  # the start steps acted uniformly
-    np.testing.assert_allclose(data.behaviour_log_probs[~uniform], expected[~uniform], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(data.behaviour_log_probs[~uniform], expected[~uniform], rtol=1e-6, atol=1e-5)
     assert result.num_updates == 0
 
 
@@ -119,7 +119,7 @@ def test_greedy_run_records_no_log_probs_and_exploration_policy_works_with_colle
                    batch_size=16)
     expected = truncated_normal_log_prob(data.actions.astype(np.float64), algo.act(data.observations), 0.2,
                                          -1.0, 1.0)
-    np.testing.assert_allclose(data.behaviour_log_probs, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(data.behaviour_log_probs, expected, rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [

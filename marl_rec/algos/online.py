@@ -82,9 +82,11 @@ class ExplorationPolicy:
     def __call__(self, sim: Any, obs: np.ndarray) -> PolicyOutput:
         mean = np.asarray(self.algorithm.act(obs, deterministic=True), dtype=np.float64)
         if self.scale == 0:
-            return PolicyOutput(np.clip(mean, self.low, self.high), None)
-        action = truncated_normal_sample(mean, self.scale, self.low, self.high, self.rng)
-        return PolicyOutput(action, truncated_normal_log_prob(action, mean, self.scale, self.low, self.high))
+            return PolicyOutput(np.clip(mean, self.low, self.high).astype(np.float32), None)
+        # the density is evaluated at the float32 action that is stored and served, exactly
+        action = truncated_normal_sample(mean, self.scale, self.low, self.high, self.rng).astype(np.float32)
+        return PolicyOutput(action, truncated_normal_log_prob(action.astype(np.float64), mean, self.scale,
+                                                              self.low, self.high))
 
 
 # ------------------------------------------------------------------ replay buffer
@@ -216,7 +218,7 @@ def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.
     num_updates = 0
     for step in range(num_steps):
         if step < start_steps:
-            action = rng.uniform(spec.low, spec.high, (batch_users, spec.dim))
+            action = rng.uniform(spec.low, spec.high, (batch_users, spec.dim)).astype(np.float32)
             log_prob = np.full(batch_users, uniform_log_prob)
         else:
             out = policy(sim, obs)
