@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, GoalFollowingPolicy,
-                                 HierarchicalAgent, LevelConfig, LifetimeEvaluator, RelabelConfig,
+                                 HierarchicalAgent, LevelConfig, LifetimeEvaluator, LifetimeLog, RelabelConfig,
                                  UniformGoalPolicy, collect_lifetimes, discounted_lifetime_returns, flat_dataset,
-                                 goal_conditioned_dataset,
-                                 greedy, lifetime_metrics, session_level_dataset, train_flat, train_long_term,
-                                 train_short_term)
+                                 goal_conditioned_dataset, greedy, lifetime_metrics, session_level_dataset,
+                                 train_flat, train_long_term, train_short_term)
 from agents.policies import ConstantPolicy, GaussianNoisePolicy
-from envs.hierarchical import GOAL_DIM, HierarchicalInterestEnv, goal_from_action, run_lifetimes
+from envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
 from envs.simulator import UserSimulator
 from marl_rec.experiment import write_json
 from marl_rec.logging import TensorBoardLogger
@@ -138,20 +138,17 @@ def trainer_config(cfg: DictConfig, seed: int) -> TrainerConfig:
                          seed=seed, progress=bool(cfg.progress), device=str(cfg.device))
 
 
-def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: HierarchicalInterestEnv, seed: int,
-             run_dir: Path) -> dict[str, Any]:
-    """One seed: collect, build the datasets, train the three learners, evaluate every policy."""
-    started = time.perf_counter()
-    config, sim_config = env.config, env.sim_config
-    rng = np.random.default_rng(seed)
-    sim = UserSimulator(sim_config, env.sim.world)
-    collection = settings.collection
-    goal_behaviour = UniformGoalPolicy(rng)
-    short_behaviour = GaussianNoisePolicy(GoalFollowingPolicy(collection.follower_weight, collection.follower_values),
-                                          collection.behaviour_sigma, rng)
-    log = collect_lifetimes(sim, goal_behaviour, short_behaviour, collection.num_users, rng, config)
-    timings = {"collect_seconds": time.perf_counter() - started}
+def behaviour_pair(collection: CollectionConfig, rng: np.random.Generator) -> tuple[UniformGoalPolicy, Any]:
+    """The logging pair: uniform random goals, a goal follower with truncated-Gaussian noise."""
+    follower = GoalFollowingPolicy(collection.follower_weight, collection.follower_values)
+    return UniformGoalPolicy(rng), GaussianNoisePolicy(follower, collection.behaviour_sigma, rng)
 
+
+def train_learners(cfg: DictConfig, settings: HierarchicalExperimentConfig, log: LifetimeLog, sim: UserSimulator,
+                   config: HierarchicalConfig, seed: int, run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """The short-term (goal-conditioned, relabelled), long-term (semi-MDP) and flat learners,
+    each with a :class:`LifetimeEvaluator` hook (``eval/retention``, ...). Returns them by
+    agent name, with the seconds each took."""
     trainer = trainer_config(cfg, seed)
     eval_users, eval_seed = int(cfg.evaluation.num_users), int(cfg.evaluation.seed)
     levels = settings.levels(int(cfg.train.num_updates))
@@ -159,44 +156,74 @@ def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: Hiera
                "levels": {name: {k: (str(v) if isinstance(v, (dict, tuple)) else v) for k, v in vars(level).items()}
                           for name, level in levels.items()}}
 
-    # short term: goal-conditioned, with hindsight relabelling; evaluated under the behaviour's
-    # random goals (fresh from the evaluation seed at every call)
-    started = time.perf_counter()
-    short_data = goal_conditioned_dataset(log, settings.relabel, np.random.default_rng(seed + 10_000))
-    short_eval = LifetimeEvaluator(sim, config, eval_users, eval_seed, lambda algo: (
-        UniformGoalPolicy(np.random.default_rng(eval_seed + 1)), greedy(algo)))
-    short_term, _ = train_short_term(short_data, levels[SHORT_TERM_AGENT], trainer, run_dir / SHORT_TERM_AGENT,
-                                     [short_eval], hparams)
-    timings["short_term_seconds"] = time.perf_counter() - started
+    def evaluator(policies: Callable[[Any], tuple[Any, Any]]) -> LifetimeEvaluator:
+        return LifetimeEvaluator(sim, config, eval_users, eval_seed, policies)
 
-    # long term: semi-MDP on the sessions, evaluated with the trained short-term learner under it
+    learners, seconds = {}, {}
+    started = time.perf_counter()  # short term first: the long-term hook runs it under its goals
+    data = goal_conditioned_dataset(log, settings.relabel, np.random.default_rng(seed + 10_000))
+    learners[SHORT_TERM_AGENT], _ = train_short_term(
+        data, levels[SHORT_TERM_AGENT], trainer, run_dir / SHORT_TERM_AGENT,
+        [evaluator(lambda algo: (UniformGoalPolicy(np.random.default_rng(eval_seed + 1)), greedy(algo)))], hparams)
+    seconds[SHORT_TERM_AGENT] = time.perf_counter() - started
     started = time.perf_counter()
-    session_data = session_level_dataset(log, levels[LONG_TERM_AGENT].gamma)
-    long_eval = LifetimeEvaluator(sim, config, eval_users, eval_seed,
-                                  lambda algo: (greedy(algo), greedy(short_term)))
-    long_term, _ = train_long_term(session_data, log.length, levels[LONG_TERM_AGENT], trainer,
-                                   run_dir / LONG_TERM_AGENT, [long_eval], hparams)
-    timings["long_term_seconds"] = time.perf_counter() - started
+    learners[LONG_TERM_AGENT], _ = train_long_term(
+        session_level_dataset(log, levels[LONG_TERM_AGENT].gamma), log.length, levels[LONG_TERM_AGENT], trainer,
+        run_dir / LONG_TERM_AGENT, [evaluator(lambda algo: (greedy(algo), greedy(learners[SHORT_TERM_AGENT])))],
+        hparams)
+    seconds[LONG_TERM_AGENT] = time.perf_counter() - started
+    started = time.perf_counter()
+    learners[FLAT_AGENT], _ = train_flat(flat_dataset(log), levels[FLAT_AGENT], trainer, run_dir / FLAT_AGENT,
+                                         [evaluator(lambda algo: (None, greedy(algo)))], hparams)
+    seconds[FLAT_AGENT] = time.perf_counter() - started
+    learners["relabelled_sessions"] = int(data.metadata["relabelled_sessions"])
+    learners["short_term_transitions"] = len(data)
+    return learners, seconds
 
-    # flat baseline: one policy on the request-level data, γ per request across sessions
-    started = time.perf_counter()
-    flat_data = flat_dataset(log)
-    flat_eval = LifetimeEvaluator(sim, config, eval_users, eval_seed, lambda algo: (None, greedy(algo)))
-    flat, _ = train_flat(flat_data, levels[FLAT_AGENT], trainer, run_dir / FLAT_AGENT, [flat_eval], hparams)
-    timings["flat_seconds"] = time.perf_counter() - started
 
-    # the final comparison: the same users and draws for every policy
-    started = time.perf_counter()
-    users = int(cfg.evaluation.ab_users_per_group)
-    agent = HierarchicalAgent(long_term, short_term)
-    behaviour_rng = np.random.default_rng(eval_seed + 1)  # the behaviour pair's own noise
-    pairs = {
-        "behaviour": (UniformGoalPolicy(behaviour_rng),
-                      GaussianNoisePolicy(GoalFollowingPolicy(collection.follower_weight, collection.follower_values),
-                                          collection.behaviour_sigma, behaviour_rng)),
-        "flat": (None, greedy(flat)),
-        "hierarchical": (agent.goal_policy, agent.short_term_policy),
+def value_check(learners: dict[str, Any], sim: UserSimulator, config: HierarchicalConfig, num_users: int,
+                seed: int, levels: dict[str, LevelConfig]) -> dict[str, float]:
+    """Each learner's value estimate at the start of ``num_users`` lifetimes against the
+    discounted lifetime return ``Σ_t γ^t r_t`` (t counting requests) its policy really earns
+    there: the flat Q and the long-term (semi-MDP) Q estimate the same quantity."""
+    flat, long_term = learners[FLAT_AGENT], learners[LONG_TERM_AGENT]
+    agent = HierarchicalAgent(long_term, learners[SHORT_TERM_AGENT])
+    no_goal = lambda sim_, obs: np.zeros((obs.shape[0], GOAL_DIM))  # noqa: E731 (the flat policy has none)
+    flat_log = collect_lifetimes(sim, no_goal, lambda sim_, obs: flat.act(obs[:, :-GOAL_DIM]), num_users,
+                                 np.random.default_rng(seed), config)
+    hier_log = collect_lifetimes(sim, agent.goal_policy, agent.short_term_policy, num_users,
+                                 np.random.default_rng(seed), config)
+    flat_first = np.flatnonzero(np.append(True, flat_log.user[1:] != flat_log.user[:-1]))
+    hier_first = np.flatnonzero(np.append(True, hier_log.session_user[1:] != hier_log.session_user[:-1]))
+    return {
+        "flat_q_estimate": float(flat.q_value(flat_log.observation[flat_first], flat_log.action[flat_first]).mean()),
+        "flat_true_discounted_return": float(discounted_lifetime_returns(flat_log, levels[FLAT_AGENT].gamma).mean()),
+        "long_term_q_estimate": float(long_term.q_value(hier_log.long_observation[hier_first],
+                                                        hier_log.goal_action[hier_first]).mean()),
+        "hierarchical_true_discounted_return": float(
+            discounted_lifetime_returns(hier_log, levels[LONG_TERM_AGENT].gamma).mean()),
     }
+
+
+def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: HierarchicalInterestEnv, seed: int,
+             run_dir: Path) -> dict[str, Any]:
+    """One seed: log lifetimes, train the three learners, simulate every policy's lifetimes."""
+    started = time.perf_counter()
+    config, collection = env.config, settings.collection
+    sim = UserSimulator(env.sim_config, env.sim.world)
+    rng = np.random.default_rng(seed)
+    log = collect_lifetimes(sim, *behaviour_pair(collection, rng), collection.num_users, rng, config)
+    timings = {"collect_seconds": time.perf_counter() - started}
+    learners, seconds = train_learners(cfg, settings, log, sim, config, seed, run_dir)
+    timings.update({f"{name}_seconds": value for name, value in seconds.items()})
+
+    # the comparison: the same users and draws (evaluation.seed) for every policy
+    started = time.perf_counter()
+    eval_seed = int(cfg.evaluation.seed)
+    agent = HierarchicalAgent(learners[LONG_TERM_AGENT], learners[SHORT_TERM_AGENT])
+    pairs = {"behaviour": behaviour_pair(collection, np.random.default_rng(eval_seed + 1)),
+             "flat": (None, greedy(learners[FLAT_AGENT])),
+             "hierarchical": (agent.goal_policy, agent.short_term_policy)}
     if settings.references:
         # context: a fixed fusion action, and the learned goals followed by the reference
         # (noise-free) goal follower instead of the learned short-term controller
@@ -205,36 +232,22 @@ def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: Hiera
                                                                                    collection.follower_values))
     results: dict[str, dict[str, float]] = {}
     for name, (goal_policy, short_policy) in pairs.items():
-        stats = run_lifetimes(short_policy, users, np.random.default_rng(eval_seed), goal_policy, config, sim=sim)
+        stats = run_lifetimes(short_policy, int(cfg.evaluation.ab_users_per_group), np.random.default_rng(eval_seed),
+                              goal_policy, config, sim=sim)
         summary = stats.summary()
         results[name] = {**lifetime_metrics(stats), "retention_se": summary["sessions_se"],
                          "engagement_se": summary["engagement_se"], "churn_rate": summary["churn_rate"]}
     timings["evaluation_seconds"] = time.perf_counter() - started
 
-    # diagnostics: each learner's value estimate at the start of the evaluation users'
-    # lifetimes against the discounted lifetime return its policy really earns there (both
-    # Σ_t γ^t r_t, t counting requests), and what the long-term learner asks for
-    gamma = levels[LONG_TERM_AGENT].gamma
-    zero_goal = lambda sim_, obs: np.zeros((obs.shape[0], GOAL_DIM))  # noqa: E731 (the flat policy has none)
-    flat_log = collect_lifetimes(sim, zero_goal, lambda sim_, obs: flat.act(obs[:, :-GOAL_DIM]), eval_users,
-                                 np.random.default_rng(eval_seed), config)
-    hier_log = collect_lifetimes(sim, agent.goal_policy, agent.short_term_policy, eval_users,
-                                 np.random.default_rng(eval_seed), config)
-    flat_first = np.flatnonzero(np.append(True, flat_log.user[1:] != flat_log.user[:-1]))
-    hier_first = np.flatnonzero(np.append(True, hier_log.session_user[1:] != hier_log.session_user[:-1]))
-    value_check = {
-        "flat_q_estimate": float(flat.q_value(flat_log.observation[flat_first], flat_log.action[flat_first]).mean()),
-        "flat_true_discounted_return": float(discounted_lifetime_returns(flat_log, levels[FLAT_AGENT].gamma).mean()),
-        "long_term_q_estimate": float(long_term.q_value(hier_log.long_observation[hier_first],
-                                                        hier_log.goal_action[hier_first]).mean()),
-        "hierarchical_true_discounted_return": float(discounted_lifetime_returns(hier_log, gamma).mean()),
-    }
-    chosen = goal_from_action(long_term.act(log.long_observation, deterministic=True))
-    diagnostics = {**value_check,
+    chosen = goal_from_action(learners[LONG_TERM_AGENT].act(log.long_observation, deterministic=True))
+    diagnostics = {
+        **value_check(learners, sim, config, int(cfg.evaluation.num_users), eval_seed,
+                      settings.levels(int(cfg.train.num_updates))),
         "requests_logged": log.num_requests, "sessions_logged": log.num_sessions,
         "behaviour_sessions_per_user": log.num_sessions / collection.num_users,
-        "short_term_transitions": len(short_data),
-        "relabelled_sessions": int(short_data.metadata["relabelled_sessions"]),
+        "short_term_transitions": learners["short_term_transitions"],
+        "relabelled_sessions": learners["relabelled_sessions"],
+        # the goals the long-term learner sets at the logged session starts
         "long_term_goal_mean": chosen.mean(0).tolist(), "long_term_goal_std": chosen.std(0).tolist(),
     }
     return {"seed": seed, "results": results, "diagnostics": diagnostics, "timings": timings}
