@@ -26,8 +26,13 @@ demo: $(STAMP)
 	@echo "Runs, report.md and plots: runs/demo"
 	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir runs/demo"
 
+# Benchmarks: the simulator, then our algorithms side by side with d3rlpy (installed only
+# in .venv-bench, never in .venv).
 bench: $(STAMP)
 	$(PY) bench/simulator.py
+	bash bench/setup_bench_venv.sh
+	.venv-bench/bin/python bench/updates.py
+	.venv-bench/bin/python bench/time_to_quality.py
 
 clean:
 	rm -rf $(VENV)
