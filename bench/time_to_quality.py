@@ -11,7 +11,7 @@ exactly as the ``marl-rec`` CLI caches it (``--cache-dir``, default ``data_cache
 converted for d3rlpy with ``marl_rec.data.d3rlpy_interop.to_d3rlpy`` (same transitions).
 
 Each learner trains for ``--budget`` seconds of wall-clock *training* time (updates with
-their batch sampling, batch 256, one torch thread); at points of its own training clock it
+their batch sampling, at its config's batch size, one torch thread); at points of its own training clock it
 is evaluated on the true return in the simulator (``marl_rec.trainer.SimulatorEvaluator``:
 the same seeded users every time, one whole session each; d3rlpy's ``predict`` /
 ``predict_value`` are wrapped by ``bench/d3rlpy_adapters.D3rlpyPolicy``). Evaluation time is
@@ -23,11 +23,11 @@ and the final returns (last evaluation). CPU time is printed beside the wall tim
 fixed reference workload (as in ``bench/updates.py``) is timed between slices so that runs
 on differently loaded hosts can be compared.
 
-Our learners use the ``rec`` preset (``make_algorithm(name, ..., preset="rec")``: BCQ with a
-256-256 VAE and 128-128 actor/critics; CQL 2×128, α = 1, 1000 BC warm-start updates).
-d3rlpy's use the paper sizes and defaults with the settings matched as
+Our learners use whatever the ``rec`` preset is (``make_algorithm(name, ..., preset="rec")``;
+the output lists the sizes, rates and batch size each learner trained with). d3rlpy's use
+the paper sizes and defaults of our ``paper`` configs with the settings matched as
 ``bench/d3rlpy_adapters.py`` documents (BCQ: 10 sampled actions, tanh decoder, batch 256;
-CQL: 3×256, fixed α = 5).
+CQL: 3×256, fixed α = 5, no BC warm start, which d3rlpy's CQL does not have).
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ from marl_rec.data.dataset import OfflineDataset, TensorSampler  # noqa: E402
 from marl_rec.trainer import SimulatorEvaluator  # noqa: E402
 from updates import Reference, write_json  # noqa: E402
 
-BATCH_SIZE = 256
 QUALITY_FRACTION = 0.95
 TARGET_SPEEDUP = 3.0
 
@@ -146,8 +145,9 @@ class Learner:
 def ours(name: str, dataset: OfflineDataset, seed: int, points: list[float], budget: float) -> Learner:
     algorithm = make_algorithm(name, dataset.obs_dim, dataset.action_spec, preset="rec", seed=seed)
     sampler, generator = TensorSampler(dataset), torch.Generator().manual_seed(seed)
+    batch_size = algorithm.config.batch_size  # the preset's (a rec preset may choose its own)
     return Learner(f"ours {name} (rec)", _settings(algorithm.config),
-                   lambda: algorithm.update(sampler.sample(BATCH_SIZE, generator)), algorithm, list(points), budget)
+                   lambda: algorithm.update(sampler.sample(batch_size, generator)), algorithm, list(points), budget)
 
 
 def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float], budget: float) -> Learner:
@@ -158,14 +158,14 @@ def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float],
     config = make_config(name, "paper", **overrides)
     algo = make_d3rlpy(name, config, dataset.obs_dim, dataset.action_spec.dim)
     return Learner(f"d3rlpy {name} (paper)", _settings(config),
-                   lambda: algo.update(buffer.sample_transition_batch(BATCH_SIZE)), D3rlpyPolicy(algo),
+                   lambda: algo.update(buffer.sample_transition_batch(config.batch_size)), D3rlpyPolicy(algo),
                    list(points), budget)
 
 
 def _settings(config: Any) -> str:
     """The fields of an algorithm config that set its cost and learning speed, as one line."""
     keys = ("vae_hidden", "actor_hidden", "critic_hidden", "actor_lr", "critic_lr", "vae_lr", "tau", "cql_alpha",
-            "num_sampled_actions", "bc_warmup_updates")
+            "num_sampled_actions", "bc_warmup_updates", "batch_size")
     return ", ".join(f"{k}={getattr(config, k)}" for k in keys if hasattr(config, k))
 
 
@@ -276,7 +276,7 @@ def main() -> None:
     behaviour = info.get("behaviour_return")
     print(f"time to quality on {args.data} ({len(dataset):,} transitions, {dataset.num_episodes:,} episodes; "
           f"dataset {'reused' if info['dataset_reused'] else 'built'} in {info['dataset_seconds']:.0f} s): "
-          f"d3rlpy {d3rlpy.__version__}, torch {torch.__version__}, 1 thread, batch {BATCH_SIZE}, {os.cpu_count()} "
+          f"d3rlpy {d3rlpy.__version__}, torch {torch.__version__}, 1 thread, {os.cpu_count()} "
           f"CPUs, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"budget {args.budget:.0f} s training wall time per learner; evaluation: true return over "
           f"{args.eval_users} seeded users (seed {evaluation['seed']}) at {len(points) + 2} points incl. the "
