@@ -19,7 +19,8 @@ not counted. Ours and d3rlpy's learner of one algorithm train in alternating sli
 ``--slice`` seconds, so both see the same host load. The threshold is 95% of the best return
 d3rlpy's learner reached within its budget; the table gives the training time each needed
 to first reach it (at the resolution of the evaluation points), the speed-up d3rlpy/ours,
-and the final returns (last evaluation). CPU time is printed beside the wall time, and a
+the time from which each stays at or above it to the end of its budget, and the final
+returns (last evaluation). CPU time is printed beside the wall time, and a
 fixed reference workload (as in ``bench/updates.py``) is timed between slices so that runs
 on differently loaded hosts can be compared.
 
@@ -180,7 +181,17 @@ def evaluation_points(budget: float, first: float) -> list[float]:
 
 
 def first_reaching(history: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
+    """The first evaluation at or above ``threshold``."""
     return next((h for h in history if h["return"] >= threshold), None)
+
+
+def first_sustained(history: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
+    """The first evaluation from which every later one (to the end of the budget) stays at or
+    above ``threshold``: quality reached and kept, not touched once on the way elsewhere."""
+    for index, entry in enumerate(history):
+        if all(later["return"] >= threshold for later in history[index:]):
+            return entry
+    return None
 
 
 @dataclass
@@ -188,36 +199,36 @@ class Result:
     algorithm: str
     threshold: float
     d3rlpy_best: float
-    ours_time: float | None  # training wall seconds to reach the threshold (None: not reached)
+    ours_time: float | None  # training wall seconds to first reach the threshold (None: never)
     d3rlpy_time: float | None
     ours_cpu: float | None
     d3rlpy_cpu: float | None
     ours_updates: int | None
     d3rlpy_updates: int | None
     speedup: float | None  # d3rlpy_time / ours_time
+    ours_sustained: float | None  # training wall seconds from which it stays above the threshold
+    d3rlpy_sustained: float | None
     ours_final: float
     d3rlpy_final: float
-    ours_total_updates: int
-    d3rlpy_total_updates: int
     ours_history: list[dict[str, float]]
     d3rlpy_history: list[dict[str, float]]
 
 
-def compare(name: str, pair: tuple[Learner, Learner]) -> Result:
-    """Threshold and first-reaching times over the evaluations *after* training started (the
-    untrained starting point, ``history[0]``, is reported but never counts as reached)."""
-    mine, other = pair
-    best = max(h["return"] for h in other.history[1:])
+def compare(name: str, ours_history: list[dict[str, float]], d3rlpy_history: list[dict[str, float]]) -> Result:
+    """Threshold, first-reaching and sustained times over the evaluations *after* training
+    started (the untrained starting point, ``history[0]``, is reported but never counts)."""
+    best = max(h["return"] for h in d3rlpy_history[1:])
     threshold = QUALITY_FRACTION * best
-    hit_mine = first_reaching(mine.history[1:], threshold)
-    hit_other = first_reaching(other.history[1:], threshold)
+    hit_mine, hit_other = first_reaching(ours_history[1:], threshold), first_reaching(d3rlpy_history[1:], threshold)
+    kept_mine, kept_other = (first_sustained(ours_history[1:], threshold),
+                             first_sustained(d3rlpy_history[1:], threshold))
     speedup = (hit_other["wall"] / hit_mine["wall"]) if hit_mine and hit_other else None
     return Result(name, threshold, best,
                   hit_mine and hit_mine["wall"], hit_other and hit_other["wall"],
                   hit_mine and hit_mine["cpu"], hit_other and hit_other["cpu"],
                   hit_mine and int(hit_mine["updates"]), hit_other and int(hit_other["updates"]), speedup,
-                  mine.history[-1]["return"], other.history[-1]["return"], mine.updates, other.updates,
-                  mine.history, other.history)
+                  kept_mine and kept_mine["wall"], kept_other and kept_other["wall"],
+                  ours_history[-1]["return"], d3rlpy_history[-1]["return"], ours_history, d3rlpy_history)
 
 
 def main() -> None:
@@ -270,7 +281,7 @@ def main() -> None:
             eval_seconds += time.perf_counter() - started
             turn += 1
         pairs[name] = pair
-    results = [compare(name, pair) for name, pair in pairs.items()]
+    results = [compare(name, mine.history, other.history) for name, (mine, other) in pairs.items()]
     total = time.perf_counter() - run_started
 
     behaviour = info.get("behaviour_return")
@@ -310,6 +321,8 @@ def main() -> None:
             print(f"  note: d3rlpy's best {result.d3rlpy_best:.2f} is no better than an untrained learner or equal "
                   f"weights ({start:.2f}): training moves these policies towards the logged behaviour, and the "
                   f"threshold measures how soon a learner leaves its initialisation, not learning")
+        print(f"  stays >= threshold from (to the end of the budget): ours {_seconds(result.ours_sustained)}, "
+              f"d3rlpy {_seconds(result.d3rlpy_sustained)}")
         speedup = "n/a" if result.speedup is None else f"{result.speedup:.1f}x"
         verdict = ("met" if result.speedup is not None and result.speedup >= TARGET_SPEEDUP
                    and result.ours_final >= result.d3rlpy_final else "NOT met")
@@ -317,8 +330,9 @@ def main() -> None:
               f"d3rlpy {result.d3rlpy_final:.2f}; target (>= {TARGET_SPEEDUP:.0f}x, final no worse): {verdict}")
     print(f"\nrun: {total:.0f} s wall in all ({eval_seconds:.0f} s of it evaluating)")
     print("summary: " + "; ".join(
-        f"{r.algorithm} {'n/a' if r.speedup is None else f'{r.speedup:.1f}x'} faster to 95% of d3rlpy's best, "
-        f"final {r.ours_final:.1f} vs {r.d3rlpy_final:.1f}" for r in results)
+        f"{r.algorithm} {'n/a' if r.speedup is None else f'{r.speedup:.1f}x'} faster to 95% of d3rlpy's best "
+        f"(kept from {_seconds(r.ours_sustained)} vs {_seconds(r.d3rlpy_sustained)}), final {r.ours_final:.1f} vs "
+        f"{r.d3rlpy_final:.1f}" for r in results)
         + f" (budget {args.budget:.0f} s per learner; equal weights {equal_weights:.1f})")
     if args.json:
         write_json(args.json, {"results": [asdict(r) for r in results], "data": args.data, "budget_s": args.budget,
@@ -326,6 +340,10 @@ def main() -> None:
                                "eval_s": eval_seconds, "equal_weights_return": equal_weights,
                                "reference_rates": reference.rates,
                                "dataset": {k: v for k, v in info.items() if k != "evaluation"}})
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
 
 
 def _evaluate(evaluator: SimulatorEvaluator, learner: Learner) -> dict[str, float]:
