@@ -10,7 +10,9 @@ the same ``evaluation.ab_users_per_group`` users (common random numbers: the sam
 draws for every policy and seed) under each policy. The table reports, over the seeds,
 mean ± std (ddof=1) of lifetime engagement, sessions per user (retention) and mean session
 length; ``metrics.json`` holds it with every seed's figures and diagnostics (the learned
-goals, the short-term goal error, dataset sizes, timings).
+goals, the short-term goal error, each learner's Q at the lifetime start against the
+discounted return its policy earns, dataset sizes, timings). Rows that learn nothing
+(behaviour, the references) are the same policy on the same users for every seed: std 0.
 
 Folders: ``seed<k>/{short_term,long_term,flat}/`` hold each learner's TensorBoard events
 (``train/<agent>/...``, ``eval/retention``, ``eval/lifetime_engagement``, ...) and checkpoint;
