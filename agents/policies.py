@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.special import ndtr, ndtri
-
 from envs.simulator import NUM_TASKS, UserSimulator
+from marl_rec.algos.online import truncated_normal_log_prob as _truncated_normal_log_prob
+from marl_rec.algos.online import truncated_normal_sample
+
 
 
 @dataclass
@@ -144,19 +145,14 @@ class GaussianNoisePolicy:
 
 
 def sample_truncated_normal(mean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Samples of N(mean, sigma²) truncated to [-1, 1], by inverse-CDF (exact, vectorised)."""
-
-    lo, hi = ndtr((-1.0 - mean) / sigma), ndtr((1.0 - mean) / sigma)
-    u = lo + rng.random(mean.shape) * (hi - lo)
-    return np.clip(mean + sigma * ndtri(np.clip(u, 1e-12, 1 - 1e-12)), -1.0, 1.0)
+    """Samples of N(mean, sigma²) truncated to [-1, 1] (the one implementation lives in
+    ``marl_rec.algos.online``)."""
+    return truncated_normal_sample(mean, sigma, -1.0, 1.0, rng)
 
 
 def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float) -> np.ndarray:
     """Sum over dimensions of the log-density of N(mean, sigma²) truncated to [-1, 1]."""
-    z = (action - mean) / sigma
-    log_norm = np.log(np.maximum(ndtr((1.0 - mean) / sigma) - ndtr((-1.0 - mean) / sigma), 1e-300))
-    log_density = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - log_norm
-    return log_density.sum(-1)
+    return _truncated_normal_log_prob(action, mean, sigma, -1.0, 1.0)
 
 
 __all__ = ["PolicyOutput", "Policy", "action_grid", "distinct_action_grid", "RandomPolicy", "ConstantPolicy",
