@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policies import PolicyOutput, _grid_slates, action_grid
+from agents.policies import PolicyOutput, action_grid, grid_slates
 from envs.hierarchical import (GOAL_DIM, HierarchicalConfig, LifetimeStats, LifetimeTracker, goal_reward,
                                run_lifetimes, slate_goal_statistics)
 from envs.simulator import NUM_TASKS, TASKS, UserSimulator
@@ -103,7 +103,7 @@ class GoalFollowingPolicy:
         self.grid = action_grid(tuple(float(v) for v in values))
 
     def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
-        slates = _grid_slates(sim, self.grid)  # (B, G, K)
+        slates = grid_slates(sim, self.grid)  # (B, G, K)
         score = sim.slate_expectations(slates, use_true=False)["reward"] + self.weight * goal_reward(
             slate_goal_statistics(sim, slates), obs[:, None, -GOAL_DIM:])
         return PolicyOutput(self.grid[np.argmax(score, axis=1)], None)

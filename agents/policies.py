@@ -71,7 +71,7 @@ class ConstantPolicy:
         return PolicyOutput(np.broadcast_to(self.action, (obs.shape[0], NUM_TASKS)).copy(), None)
 
 
-def _grid_slates(sim: UserSimulator, grid: np.ndarray) -> np.ndarray:
+def grid_slates(sim: UserSimulator, grid: np.ndarray) -> np.ndarray:
     """(B, G, K) slates that each of the G grid actions would show each user (as ``sim.rank``)."""
     k = sim.config.slate_size
     negative_weights = -sim.fusion_weights(grid).astype(np.float32)  # (G, 4)
@@ -86,7 +86,7 @@ class MyopicGreedyPolicy:
         self.grid = action_grid() if grid is None else np.asarray(grid, dtype=np.float64)
 
     def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
-        expected = sim.slate_expectations(_grid_slates(sim, self.grid), use_true=False)
+        expected = sim.slate_expectations(grid_slates(sim, self.grid), use_true=False)
         return PolicyOutput(self.grid[np.argmax(expected["reward"], axis=1)], None)
 
 
@@ -114,7 +114,7 @@ class HeuristicExpertPolicy:
 
     def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
         c, s = sim.config, sim.state
-        expected = sim.slate_expectations(_grid_slates(sim, self.grid), use_true=True)
+        expected = sim.slate_expectations(grid_slates(sim, self.grid), use_true=True)
         delta = (c.satisfaction_gain * expected["utility"] - c.no_click_penalty * expected["no_click"]
                  - c.satisfaction_decay)
         sat = s["satisfaction"][:, None]
@@ -155,6 +155,6 @@ def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float
     return _truncated_normal_log_prob(action, mean, sigma, -1.0, 1.0)
 
 
-__all__ = ["PolicyOutput", "Policy", "action_grid", "distinct_action_grid", "RandomPolicy", "ConstantPolicy",
-           "MyopicGreedyPolicy", "HeuristicExpertPolicy", "GaussianNoisePolicy",
+__all__ = ["PolicyOutput", "Policy", "action_grid", "distinct_action_grid", "grid_slates", "RandomPolicy",
+           "ConstantPolicy", "MyopicGreedyPolicy", "HeuristicExpertPolicy", "GaussianNoisePolicy",
            "sample_truncated_normal", "truncated_normal_log_prob"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policies import PolicyOutput, _grid_slates, action_grid
+from agents.policies import PolicyOutput, action_grid, grid_slates
 
 
 class UtilityGreedyPolicy:
@@ -22,7 +22,7 @@ class UtilityGreedyPolicy:
         self.grid = action_grid() if grid is None else np.asarray(grid, dtype=np.float64)
 
     def __call__(self, sim, obs: np.ndarray) -> PolicyOutput:
-        expected = sim.slate_expectations(_grid_slates(sim, self.grid), use_true=True)
+        expected = sim.slate_expectations(grid_slates(sim, self.grid), use_true=True)
         return PolicyOutput(self.grid[np.argmax(expected["utility"], axis=1)], None)
 
 
