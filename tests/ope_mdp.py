@@ -18,7 +18,7 @@ from scipy.stats import truncnorm
 
 from marl_rec.algos.base import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
-from marl_rec.ope.policy import sample_truncated_normal, truncated_normal_log_prob
+from marl_rec.algos.online import truncated_normal_log_prob, truncated_normal_sample
 
 S = 3
 D0 = np.array([0.5, 0.3, 0.2])
@@ -93,7 +93,7 @@ class GaussianBehaviour:
         mean = self.mean[state_of(obs)][:, None]
         if deterministic:
             return mean
-        return sample_truncated_normal(mean, self.sigma, -1.0, 1.0, self.rng, 1)[0]
+        return truncated_normal_sample(mean, self.sigma, -1.0, 1.0, self.rng)
 
     def log_prob(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return truncated_normal_log_prob(np.asarray(actions, np.float64).reshape(-1, 1),

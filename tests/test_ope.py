@@ -272,6 +272,12 @@ def test_gaussian_smoothing_density_is_exact():
         obs = np.repeat(np.eye(3, dtype=np.float32)[[state]], len(mid), axis=0)
         density = np.exp(smoothed.log_prob(obs, mid[:, None]))
         assert density.sum() * (grid[1] - grid[0]) == pytest.approx(1.0, abs=1e-4)
+    obs = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    actions = np.array([[0.5], [-0.9], [1.0], [1.0 + 1e-9]])  # the last is just outside the box
+    means = np.array([0.95, -0.3, 0.0, 0.95])
+    reference = truncnorm.logpdf(actions[:, 0], (-1 - means) / 0.2, (1 - means) / 0.2, loc=means, scale=0.2)
+    np.testing.assert_allclose(smoothed.log_prob(obs, actions)[:3], reference[:3], rtol=1e-10)
+    assert smoothed.log_prob(obs, actions)[3] == -np.inf  # no density outside the box: IS weight 0
     samples = smoothed.sample(np.eye(3, dtype=np.float32), 4000, np.random.default_rng(0))
     assert samples.shape == (4000, 3, 1) and samples.min() >= -1 and samples.max() <= 1
     truncated_mean = truncnorm.mean(-1.95 / 0.2, 0.05 / 0.2, loc=0.95, scale=0.2)  # ≈ 0.82: pulled inside

@@ -26,9 +26,9 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri
 
 from marl_rec.algos.base import ActionSpec
+from marl_rec.algos.online import truncated_normal_log_prob, truncated_normal_sample
 
 _ACT_CHUNK = 16384  # rows per act() call: keeps a policy's forward pass small in memory
 
@@ -101,33 +101,6 @@ class StochasticTarget(ABC):
         return self.policy.act(obs, deterministic=True)
 
 
-def _log_normal_mass(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """log(Φ(upper) - Φ(lower)) for lower < upper, accurate in both tails."""
-    flip = lower > 0  # use the upper tail where both ends are positive: Φ(-l) - Φ(-u)
-    lo = np.where(flip, -upper, lower)
-    hi = np.where(flip, -lower, upper)
-    log_hi, log_lo = log_ndtr(hi), log_ndtr(lo)
-    return log_hi + np.log1p(-np.exp(np.minimum(log_lo - log_hi, -1e-300)))
-
-
-def truncated_normal_log_prob(actions: np.ndarray, mean: np.ndarray, std: float | np.ndarray,
-                              low: float, high: float) -> np.ndarray:
-    """Σ over the last axis of log TN(a; mean, std², [low, high]); -inf outside the box."""
-    z = (actions - mean) / std
-    log_density = (-0.5 * z**2 - np.log(std) - 0.5 * np.log(2.0 * np.pi)
-                   - _log_normal_mass((low - mean) / std, (high - mean) / std))
-    inside = (actions >= low) & (actions <= high)
-    return np.where(inside, log_density, -np.inf).sum(-1)
-
-
-def sample_truncated_normal(mean: np.ndarray, std: float, low: float, high: float,
-                            rng: np.random.Generator, num_samples: int) -> np.ndarray:
-    """(M, *mean.shape) draws of TN(mean, std², [low, high]) by inverse CDF (exact, vectorised)."""
-    lo, hi = ndtr((low - mean) / std), ndtr((high - mean) / std)
-    u = lo + rng.random((num_samples, *mean.shape)) * (hi - lo)
-    return np.clip(mean + std * ndtri(np.clip(u, 1e-15, 1 - 1e-15)), low, high)
-
-
 class GaussianSmoothedPolicy(StochasticTarget):
     """π_h(a|s): a Gaussian of std ``bandwidth`` around ``policy.act(s)``, truncated to the box."""
 
@@ -142,14 +115,16 @@ class GaussianSmoothedPolicy(StochasticTarget):
         return act_batched(self.policy, obs, self.action_spec, deterministic=True)
 
     def log_prob(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        spec = self.action_spec
-        return truncated_normal_log_prob(np.asarray(actions, np.float64), self.mean_action(obs),
-                                         self.bandwidth, spec.low, spec.high)
+        spec, actions = self.action_spec, np.asarray(actions, np.float64)
+        log_prob = truncated_normal_log_prob(actions, self.mean_action(obs), self.bandwidth, spec.low, spec.high)
+        inside = ((actions >= spec.low) & (actions <= spec.high)).all(-1)
+        return np.where(inside, log_prob, -np.inf)  # no density outside the box: weight 0
 
     def sample(self, obs: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-        spec = self.action_spec
-        return sample_truncated_normal(self.mean_action(obs), self.bandwidth, spec.low, spec.high,
-                                       rng, num_samples)
+        """(M, N, dim) draws; one ``rng.random`` call for all M, as one batch of N·M states."""
+        spec, mean = self.action_spec, self.mean_action(obs)
+        return truncated_normal_sample(np.broadcast_to(mean, (num_samples, *mean.shape)), self.bandwidth,
+                                       spec.low, spec.high, rng)
 
 
 class EpsilonGreedyPolicy(StochasticTarget):
@@ -247,4 +222,4 @@ def action_table(policy: Any, obs: np.ndarray, action_spec: ActionSpec, num_samp
 
 __all__ = ["Policy", "StochasticTarget", "GaussianSmoothedPolicy", "EpsilonGreedyPolicy",
            "NativeStochasticPolicy", "DeterministicView", "as_stochastic_target", "action_table",
-           "act_batched", "is_stochastic", "truncated_normal_log_prob", "sample_truncated_normal"]
+           "act_batched", "is_stochastic"]
