@@ -15,7 +15,7 @@ from agents.multiagent_data import (COMPONENT_NAMES, EpsilonGreedyAdPolicy, Join
 from agents.policies import ConstantPolicy, RandomPolicy
 from envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv
 from envs.simulator import SimulatorConfig, UserSimulator
-from marl_rec.data import multiagent as multiagent_module
+from marl_rec.data import storage
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 
 SMALL = SimulatorConfig(max_requests=12, items_per_topic=40, ads_per_topic=6)
@@ -264,16 +264,14 @@ def test_save_is_atomic_and_refuses_foreign_folders(dataset: MultiAgentDataset, 
     with pytest.raises(FileExistsError, match="already exists"):
         dataset.save(path, overwrite=False)
 
-    calls = {"n": 0}
-    real_write = multiagent_module._write_column
+    real_write = storage._write_column
 
-    def failing_write(file, array):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def failing_write(file, array):  # every agent table is written, then the state columns fail
+        if file.name == "next_states.npy":
             raise OSError("disk full")
         return real_write(file, array)
 
-    monkeypatch.setattr(multiagent_module, "_write_column", failing_write)
+    monkeypatch.setattr(storage, "_write_column", failing_write)
     changed = relabel(dataset, "mixed", 4.0)
     with pytest.raises(OSError, match="disk full"):
         changed.save(path)

@@ -21,18 +21,15 @@ On disk (:meth:`MultiAgentDataset.save` / :meth:`MultiAgentDataset.load`)::
     states.npy, next_states.npy
     agents/<agent>/          each table saved by OfflineDataset.save (its own metadata + checksums)
 
-The whole folder is written to a hidden sibling and renamed into place (an existing
-dataset is renamed aside first and deleted last), as :mod:`marl_rec.data.storage` does for
-one table: an interrupted save never leaves half a dataset at ``path``.
+The whole folder is written by :func:`marl_rec.data.storage.save_folder_atomically`, the
+same code that saves one table: written to a hidden sibling and renamed into place (an
+existing dataset is renamed aside first and deleted last), so an interrupted save never
+leaves half a dataset at ``path``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +40,8 @@ import torch
 
 from marl_rec.algos.base import Batch
 from marl_rec.data.dataset import OfflineDataset, TensorSampler, first_non_finite_row
-from marl_rec.data.storage import METADATA_FILE, _file_sha256, _fsync_dir, _write_column, load_dataset, save_dataset
+from marl_rec.data.storage import (METADATA_FILE, column_file, json_copy, load_column, load_dataset, read_metadata,
+                                   save_dataset, save_folder_atomically, write_columns)
 
 FORMAT_NAME = "marl_rec.multiagent_dataset"
 FORMAT_VERSION = 1
@@ -167,53 +165,19 @@ class MultiAgentDataset:
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
         """Write the dataset atomically (module docstring). An existing folder is replaced only
         if it is a saved multi-agent dataset and ``overwrite`` is True."""
-        path = Path(path)
         self.validate()
-        try:
-            user_metadata = json.loads(json.dumps(self.metadata, allow_nan=False))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"metadata must be JSON-serialisable (no NaN/inf): {error}") from error
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
-            if not _is_saved_multiagent(path):
-                raise FileExistsError(f"{path} exists and is not a saved multi-agent dataset: refusing to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex[:12]
-        tmp = path.parent / f".{path.name}.tmp-{token}"
-        tmp.mkdir()
-        try:
+        user_metadata = json_copy(self.metadata, "metadata")
+
+        def fill(folder: Path) -> dict[str, Any]:
             for agent, table in self.tables.items():
-                save_dataset(table, tmp / "agents" / agent)
-            columns = {}
-            for name in STATE_COLUMNS:
-                file = tmp / f"{name}.npy"
-                array = getattr(self, name)
-                _write_column(file, array)
-                columns[name] = {"file": file.name, "dtype": array.dtype.str, "shape": list(array.shape),
-                                 "sha256": _file_sha256(file)}
-            meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "agents": self.agents,
+                save_dataset(table, folder / "agents" / agent)
+            columns = write_columns(folder, {name: getattr(self, name) for name in STATE_COLUMNS})
+            return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "agents": self.agents,
                     "num_transitions": len(self),
                     "action_mask_columns": {a: list(c) for a, c in self.action_mask_columns.items()},
                     "metadata": user_metadata, "columns": columns}
-            with open(tmp / METADATA_FILE, "w") as f:
-                json.dump(meta, f, indent=2, allow_nan=False)
-                f.flush()
-                os.fsync(f.fileno())
-            _fsync_dir(tmp)
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{token}"
-                os.rename(path, old)
-                os.rename(tmp, path)
-                _fsync_dir(path.parent)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, path)
-                _fsync_dir(path.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+
+        return save_folder_atomically(path, fill, FORMAT_NAME, "multi-agent dataset", overwrite)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool | None = None, verify_checksums: bool = True) -> MultiAgentDataset:
@@ -222,63 +186,29 @@ class MultiAgentDataset:
         Raises FileNotFoundError for a missing folder or file, ValueError naming the agent or
         column for anything inconsistent (a table of another length, a corrupted file, ...)."""
         path = Path(path)
-        meta_file = path / METADATA_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"no saved multi-agent dataset at {path} ({meta_file} is missing)")
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{meta_file} is corrupted (not valid JSON): {error}") from error
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{meta_file} is not multi-agent dataset metadata (field 'format' is not {FORMAT_NAME!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_file}: unsupported format_version {meta.get('format_version')!r}")
-        for key in ("agents", "num_transitions", "action_mask_columns", "metadata", "columns"):
-            if key not in meta:
-                raise ValueError(f"{meta_file} is missing the field {key!r}")
+        meta = read_metadata(path, FORMAT_NAME, FORMAT_VERSION, "multi-agent dataset",
+                             ("agents", "num_transitions", "action_mask_columns", "metadata", "columns"))
         agents = meta["agents"]
         if not isinstance(agents, list) or not agents or not all(
                 isinstance(a, str) and _AGENT_NAME.match(a) for a in agents):
-            raise ValueError(f"{meta_file}: field 'agents' must be a non-empty list of agent names, got {agents!r}")
+            raise ValueError(f"{path / METADATA_FILE}: field 'agents' must be a non-empty list of agent names, "
+                             f"got {agents!r}")
         n = meta["num_transitions"]
         tables = {}
         for agent in agents:
             table = load_dataset(path / "agents" / agent, mmap=mmap, verify_checksums=verify_checksums)
             if len(table) != n:
-                raise ValueError(f"agent table {agent!r} has {len(table)} transitions, {meta_file} says "
-                                 f"num_transitions={n}: the agent tables disagree in length")
+                raise ValueError(f"agent table {agent!r} has {len(table)} transitions, {path / METADATA_FILE} "
+                                 f"says num_transitions={n}: the agent tables disagree in length")
             tables[agent] = table
-        arrays = {}
-        for name in STATE_COLUMNS:
-            column = meta["columns"].get(name) if isinstance(meta["columns"], dict) else None
-            file = path / f"{name}.npy"
-            if not isinstance(column, dict) or column.get("file") != file.name:
-                raise ValueError(f"{meta_file}: column {name!r} must be described and stored in {file.name!r}")
-            if not file.is_file():
-                raise FileNotFoundError(f"column {name!r}: file {file} is missing")
-            if verify_checksums and _file_sha256(file) != column.get("sha256"):
-                raise ValueError(f"column {name!r}: file {file} is corrupted (sha256 differs from the one "
-                                 f"recorded when the dataset was saved)")
-            try:
-                array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as error:
-                raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: {error}") from error
-            if array.dtype.str != column.get("dtype") or list(array.shape) != column.get("shape"):
-                raise ValueError(f"column {name!r}: file {file} has {array.dtype.str} {list(array.shape)}, "
-                                 f"metadata says {column.get('dtype')!r} {column.get('shape')!r}")
-            arrays[name] = array
+        columns = meta["columns"] if isinstance(meta["columns"], dict) else {}
+        arrays = {name: load_column(column_file(path, name, columns.get(name)), name, columns[name], bool(mmap),
+                                    verify_checksums) for name in STATE_COLUMNS}
         try:
             return cls(tables, arrays["states"], arrays["next_states"],
                        {a: tuple(c) for a, c in dict(meta["action_mask_columns"]).items()}, dict(meta["metadata"]))
         except (TypeError, ValueError) as error:
             raise ValueError(f"multi-agent dataset at {path} is invalid: {error}") from error
-
-
-def _is_saved_multiagent(path: Path) -> bool:
-    try:
-        return json.loads((path / METADATA_FILE).read_text()).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 # ------------------------------------------------------------------- sampling

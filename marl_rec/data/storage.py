@@ -19,6 +19,11 @@ then renamed into place. Replacing an existing dataset renames the old one aside
 interrupted save never leaves a half-written dataset at ``path`` and never destroys the
 previous one before the new one is complete. (A crash exactly between the two renames
 leaves the previous dataset in the ``.old-`` sibling; :func:`load_dataset` says so.)
+
+The pieces are shared with every other folder format of ``marl_rec.data`` (the multi-agent
+dataset): :func:`save_folder_atomically` (the atomic write), :func:`write_columns` and
+:func:`load_column` (checksummed ``.npy`` columns), :func:`read_metadata` (the checked
+``metadata.json``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,52 +77,54 @@ def _write_column(file: Path, array: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
-def _is_saved_dataset(path: Path) -> bool:
+def write_columns(folder: Path, arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Each array as ``folder/<name>.npy`` (fsynced); returns each column's metadata entry
+    (file, dtype, shape, sha256), what :func:`load_column` checks on load."""
+    columns: dict[str, dict[str, Any]] = {}
+    for name, array in arrays.items():
+        file = folder / f"{name}.npy"
+        _write_column(file, array)
+        columns[name] = {"file": file.name, "dtype": array.dtype.str, "shape": list(array.shape),
+                         "sha256": _file_sha256(file)}
+    return columns
+
+
+def json_copy(value: Any, field: str) -> Any:
+    """``value`` round-tripped through strict JSON; ValueError naming ``field`` if it is not JSON."""
     try:
-        return json.loads((path / METADATA_FILE).read_text()).get("format") == FORMAT_NAME
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{field} must be JSON-serialisable (no NaN/inf): {error}") from error
+
+
+def _has_format(path: Path, format_name: str) -> bool:
+    try:
+        return json.loads((path / METADATA_FILE).read_text()).get("format") == format_name
     except (OSError, ValueError, AttributeError):
         return False
 
 
-def save_dataset(dataset: OfflineDataset, path: str | Path, overwrite: bool = True) -> Path:
-    """Write ``dataset`` to the folder ``path`` atomically (see the module docstring).
+def save_folder_atomically(path: str | Path, fill: Callable[[Path], dict[str, Any]], format_name: str,
+                           what: str, overwrite: bool = True) -> Path:
+    """Write a saved folder at ``path`` atomically (see the module docstring).
 
-    An existing folder at ``path`` is replaced only if it is a saved dataset and
-    ``overwrite`` is True; anything else there raises ``FileExistsError`` untouched.
-    ``dataset.metadata`` must be JSON-serialisable. Returns the path.
-    """
+    ``fill(tmp)`` writes the content into the hidden sibling ``tmp`` and returns its metadata,
+    which is written last as ``metadata.json`` (so a folder without it is never taken for a
+    saved one); the folder is then fsynced and renamed into place. An existing folder at
+    ``path`` is replaced only if its metadata names ``format_name`` and ``overwrite`` is True;
+    anything else there raises ``FileExistsError`` (naming ``what`` it is not) untouched."""
     path = Path(path)
-    dataset.validate()  # columns are mutable arrays: never write a dataset that no longer validates
-    try:
-        user_metadata = json.loads(json.dumps(dataset.metadata, allow_nan=False))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"dataset.metadata must be JSON-serialisable (no NaN/inf): {error}") from error
     if path.exists():
         if not overwrite:
             raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
-        if not _is_saved_dataset(path):
-            raise FileExistsError(f"{path} exists and is not a saved dataset: refusing to replace it")
+        if not _has_format(path, format_name):
+            raise FileExistsError(f"{path} exists and is not a saved {what}: refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     tmp = path.parent / f".{path.name}.tmp-{token}"
     tmp.mkdir()
     try:
-        columns: dict[str, Any] = {}
-        for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
-            array = getattr(dataset, name)
-            if array is None:
-                continue
-            file = tmp / f"{name}.npy"
-            _write_column(file, array)
-            columns[name] = {"file": file.name, "dtype": array.dtype.str, "shape": list(array.shape),
-                             "sha256": _file_sha256(file)}
-        metadata = {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-            "num_transitions": len(dataset), "num_episodes": dataset.num_episodes,
-            "action_spec": dataset.action_spec.to_dict(),
-            "component_names": list(dataset.component_names),
-            "metadata": user_metadata, "columns": columns,
-        }
+        metadata = fill(tmp)
         with open(tmp / METADATA_FILE, "w") as f:
             json.dump(metadata, f, indent=2, allow_nan=False)
             f.flush()
@@ -135,6 +143,84 @@ def save_dataset(dataset: OfflineDataset, path: str | Path, overwrite: bool = Tr
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def save_dataset(dataset: OfflineDataset, path: str | Path, overwrite: bool = True) -> Path:
+    """Write ``dataset`` to the folder ``path`` atomically (see the module docstring).
+
+    An existing folder at ``path`` is replaced only if it is a saved dataset and
+    ``overwrite`` is True; anything else there raises ``FileExistsError`` untouched.
+    ``dataset.metadata`` must be JSON-serialisable. Returns the path.
+    """
+    dataset.validate()  # columns are mutable arrays: never write a dataset that no longer validates
+    user_metadata = json_copy(dataset.metadata, "dataset.metadata")
+
+    def fill(folder: Path) -> dict[str, Any]:
+        arrays = {name: getattr(dataset, name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+        columns = write_columns(folder, {name: array for name, array in arrays.items() if array is not None})
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "num_transitions": len(dataset), "num_episodes": dataset.num_episodes,
+                "action_spec": dataset.action_spec.to_dict(),
+                "component_names": list(dataset.component_names),
+                "metadata": user_metadata, "columns": columns}
+
+    return save_folder_atomically(path, fill, FORMAT_NAME, "dataset", overwrite)
+
+
+def read_metadata(path: Path, format_name: str, format_version: int, what: str,
+                  fields: tuple[str, ...]) -> dict[str, Any]:
+    """``path/metadata.json`` of a saved ``what`` (a dataset, a multi-agent dataset), checked:
+    FileNotFoundError when it is missing, ValueError when it is not valid JSON, names another
+    format or version, or lacks one of ``fields``."""
+    meta_file = path / METADATA_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{meta_file} is missing: {path} is not a saved {what} "
+                                f"(or its save did not finish)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{meta_file} is corrupted (not valid JSON): {error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        raise ValueError(f"{meta_file} is not saved {what} metadata (field 'format' is not {format_name!r})")
+    if meta.get("format_version") != format_version:
+        raise ValueError(f"{meta_file}: unsupported format_version {meta.get('format_version')!r} "
+                         f"(this version of marl_rec reads {format_version})")
+    for key in fields:
+        if key not in meta:
+            raise ValueError(f"{meta_file} is missing the field {key!r}")
+    return meta
+
+
+def column_file(path: Path, name: str, column: Any) -> Path:
+    """The file of column ``name`` (``path/<name>.npy``), as its metadata entry must say;
+    FileNotFoundError when it is missing."""
+    file = path / f"{name}.npy"
+    recorded = column.get("file") if isinstance(column, dict) else None
+    if recorded != file.name:
+        raise ValueError(f"{path / METADATA_FILE}: column {name!r} must be described and stored in "
+                         f"{file.name!r}, metadata says {recorded!r}")
+    if not file.is_file():
+        raise FileNotFoundError(f"column {name!r}: file {file} is missing")
+    return file
+
+
+def load_column(file: Path, name: str, column: dict[str, Any], mmap: bool, verify_checksums: bool) -> np.ndarray:
+    """One column file (``allow_pickle=False``; copy-on-write memory map when ``mmap``), checked
+    against its metadata entry: the recorded sha256 (when ``verify_checksums``), dtype and shape."""
+    if verify_checksums and "sha256" in column and _file_sha256(file) != column["sha256"]:
+        raise ValueError(f"column {name!r}: file {file} is corrupted (sha256 differs from the one "
+                         f"recorded when it was saved)")
+    try:
+        array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: {error}") from error
+    if array.dtype.str != column.get("dtype"):
+        raise ValueError(f"column {name!r}: file {file} has dtype {array.dtype.str}, metadata says "
+                         f"{column.get('dtype')!r}")
+    if list(array.shape) != column.get("shape"):
+        raise ValueError(f"column {name!r}: file {file} has shape {list(array.shape)}, metadata says "
+                         f"{column.get('shape')!r}")
+    return array
 
 
 def _missing_dataset_message(path: Path) -> str:
@@ -160,22 +246,9 @@ def load_dataset(path: str | Path, mmap: bool | None = None, verify_checksums: b
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(_missing_dataset_message(path))
+    meta = read_metadata(path, FORMAT_NAME, FORMAT_VERSION, "dataset",
+                         ("num_transitions", "action_spec", "component_names", "metadata", "columns"))
     meta_file = path / METADATA_FILE
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{meta_file} is missing: {path} is not a saved dataset "
-                                f"(or its save did not finish)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{meta_file} is corrupted (not valid JSON): {error}") from error
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{meta_file} is not marl_rec dataset metadata (field 'format' is not {FORMAT_NAME!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_file}: unsupported format_version {meta.get('format_version')!r} "
-                         f"(this version of marl_rec reads {FORMAT_VERSION})")
-    for key in ("num_transitions", "action_spec", "component_names", "metadata", "columns"):
-        if key not in meta:
-            raise ValueError(f"{meta_file} is missing the field {key!r}")
     try:
         action_spec = ActionSpec(**meta["action_spec"])
     except (TypeError, ValueError) as error:
@@ -189,33 +262,14 @@ def load_dataset(path: str | Path, mmap: bool | None = None, verify_checksums: b
     unknown = set(columns_meta) - set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
     if unknown:
         raise ValueError(f"{meta_file} lists unknown columns {sorted(unknown)}")
-    files = {name: path / f"{name}.npy" for name in columns_meta}
-    for name, file in files.items():
-        if columns_meta[name].get("file") != file.name:
-            raise ValueError(f"{meta_file}: column {name!r} must be stored in {file.name!r}, "
-                             f"metadata says {columns_meta[name].get('file')!r}")
-        if not file.is_file():
-            raise FileNotFoundError(f"column {name!r}: file {file} is missing")
+    files = {name: column_file(path, name, column) for name, column in columns_meta.items()}
     if mmap is None:
         mmap = sum(f.stat().st_size for f in files.values()) > mmap_threshold_bytes
 
     num_rows = meta["num_transitions"]
     arrays: dict[str, np.ndarray] = {}
     for name, file in files.items():
-        column = columns_meta[name]
-        if verify_checksums and "sha256" in column and _file_sha256(file) != column["sha256"]:
-            raise ValueError(f"column {name!r}: file {file} is corrupted (sha256 differs from the one "
-                             f"recorded when the dataset was saved)")
-        try:
-            array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: {error}") from error
-        if array.dtype.str != column.get("dtype"):
-            raise ValueError(f"column {name!r}: file {file} has dtype {array.dtype.str}, metadata says "
-                             f"{column.get('dtype')!r}")
-        if list(array.shape) != column.get("shape"):
-            raise ValueError(f"column {name!r}: file {file} has shape {list(array.shape)}, metadata says "
-                             f"{column.get('shape')!r}")
+        array = load_column(file, name, columns_meta[name], mmap, verify_checksums)
         if len(array) != num_rows:
             raise ValueError(f"column {name!r} has {len(array)} rows, metadata says num_transitions={num_rows}")
         arrays[name] = array
