@@ -115,6 +115,7 @@ def run_offline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                               checkpoint_every=int(cfg.train.checkpoint_every),
                               log_every=int(cfg.train.log_every),
                               q_divergence_bound=float(cfg.train.q_divergence_bound), seed=int(cfg.seed),
+                              bootstrap_truncated=bool(cfg.train.get("bootstrap_truncated", False)),
                               progress=bool(cfg.progress), device=cfg.device)
     status, history, loop_history = "completed", {}, []
     started = time.perf_counter()

@@ -30,6 +30,7 @@ class TrainSchema:
     checkpoint_every: int = 5_000
     log_every: int = 500
     q_divergence_bound: float = 1e4
+    bootstrap_truncated: bool = False  # TD targets bootstrap through truncations (marl_rec.data.dataset)
 
 
 @dataclass

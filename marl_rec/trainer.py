@@ -89,6 +89,7 @@ class TrainerConfig:
     seed: int = 0
     progress: bool = True
     device: str = "cpu"
+    bootstrap_truncated: bool = False  # TD targets bootstrap through truncations (see marl_rec.data.dataset)
 
     def __post_init__(self) -> None:
         for name in ("num_updates", "batch_size", "checkpoint_every", "log_every"):
@@ -121,7 +122,7 @@ class Trainer:
             if data.obs_dim != algorithm.obs_dim:
                 raise ValueError(f"dataset observations have dim {data.obs_dim}, the algorithm expects "
                                  f"obs_dim={algorithm.obs_dim}")
-            data = TensorSampler(data, device=config.device)
+            data = TensorSampler(data, device=config.device, bootstrap_truncated=config.bootstrap_truncated)
         elif not callable(getattr(data, "sample", None)):
             raise ValueError(f"data must be an OfflineDataset or a sampler with .sample(batch_size, generator), "
                              f"got {type(data).__name__}")

@@ -44,8 +44,9 @@ class ActionSpec:
 class Batch:
     """A minibatch as torch tensors. Continuous actions are float (B, dim); discrete are long (B,).
 
-    ``dones`` is 1.0 where the transition ends in a terminal state (the user left), 0.0 for
-    truncation (bootstrap through it) and ordinary steps.
+    ``dones`` is 1.0 where the TD target must not bootstrap: a terminal state (the user
+    left) and, by default, a truncation (the session cap is part of the task; see
+    :mod:`marl_rec.data.dataset`); 0.0 for ordinary steps.
     """
 
     observations: torch.Tensor

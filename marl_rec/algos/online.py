@@ -104,8 +104,10 @@ class ReplayBuffer:
     COLUMNS = ("observations", "actions", "rewards", "next_observations", "dones", "truncations",
                "log_probs", "components", "episodes")
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int, num_components: int) -> None:
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, num_components: int,
+                 bootstrap_truncated: bool = False) -> None:
         self.capacity, self.size = capacity, 0
+        self.bootstrap_truncated = bootstrap_truncated
         self.observations = np.zeros((capacity, obs_dim), np.float32)
         self.actions = np.zeros((capacity, action_dim), np.float32)
         self.rewards = np.zeros(capacity, np.float32)
@@ -115,8 +117,10 @@ class ReplayBuffer:
         self.log_probs = np.zeros(capacity, np.float32)
         self.components = np.zeros((capacity, num_components), np.float32)
         self.episodes = np.zeros(capacity, np.int64)
+        # 1.0 where the TD target does not bootstrap: terminals and (by default) truncations
+        self.target_dones = np.zeros(capacity, np.float32)
         self._torch = {name: torch.from_numpy(getattr(self, name)) for name in (
-            "observations", "actions", "rewards", "next_observations", "dones", "log_probs")}
+            "observations", "actions", "rewards", "next_observations", "target_dones", "log_probs")}
 
     def __len__(self) -> int:
         return self.size
@@ -131,6 +135,8 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer capacity {self.capacity} exceeded")
         for name, value in columns.items():
             getattr(self, name)[self.size:self.size + n] = value
+        rows = slice(self.size, self.size + n)
+        self.target_dones[rows] = (self.dones[rows] > 0) | (self.truncations[rows] & (not self.bootstrap_truncated))
         self.size += n
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
@@ -141,7 +147,7 @@ class ReplayBuffer:
         index = torch.randint(self.size, (batch_size,), generator=generator, device=device).cpu()
         t = self._torch
         return Batch(*(t[name][index].to(device) for name in (
-            "observations", "actions", "rewards", "next_observations", "dones", "log_probs")))
+            "observations", "actions", "rewards", "next_observations", "target_dones", "log_probs")))
 
     def to_dataset(self, action_spec: ActionSpec, has_log_probs: bool = True,
                    component_names: tuple[str, ...] = (), metadata: dict[str, Any] | None = None,

@@ -10,7 +10,7 @@ actions               float32 (N, k)   continuous actions, or int64 (N,) discret
 rewards               float32 (N,)     the reward the learner optimises
 next_observations     float32 (N, d)   state after the action
 terminals             bool (N,)        the episode ended in a terminal state (user left)
-truncations           bool (N,)        the episode was cut (time limit): bootstrap through it
+truncations           bool (N,)        the episode was cut (time limit), see below
 episode_starts        bool (N,)        first transition of each episode
 behaviour_log_probs   float32 (N,)     log μ(a|s) of the logging policy, when known
 reward_components     float32 (N, c)   per-behaviour rewards (click, like, ...), when known
@@ -18,6 +18,14 @@ reward_components     float32 (N, c)   per-behaviour rewards (click, like, ...),
 
 Every episode is a contiguous run that starts where ``episode_starts`` is True and ends
 with a terminal or truncated transition. The action space is explicit (:class:`ActionSpec`).
+
+Truncations and TD targets: by default a truncation ends the return like a terminal does
+(:class:`TensorSampler` ``bootstrap_truncated=False``). In the fusion-ranking simulator the
+request cap is part of the task — the observation holds the request index, and the session's
+return (what the A/B test and the reported "true value" count) stops there — so
+bootstrapping through it would credit the learner with requests that never come (Pardo et
+al. 2018, "Time limits in reinforcement learning"). Pass ``bootstrap_truncated=True`` for
+logs whose cuts are only an artefact of the logging window.
 
 On disk a dataset is a folder of ``.npy`` columns plus ``metadata.json``
 (:meth:`OfflineDataset.save` / :meth:`OfflineDataset.load`, see :mod:`marl_rec.data.storage`).
@@ -310,9 +318,13 @@ class OfflineDataset:
 
 
 class TensorSampler:
-    """Uniform minibatches by index-gather on columns preloaded as torch tensors."""
+    """Uniform minibatches by index-gather on columns preloaded as torch tensors.
 
-    def __init__(self, dataset: OfflineDataset, device: str | torch.device = "cpu") -> None:
+    ``Batch.dones`` is 1.0 at terminals and, unless ``bootstrap_truncated``, at truncations
+    (see the module docstring)."""
+
+    def __init__(self, dataset: OfflineDataset, device: str | torch.device = "cpu",
+                 bootstrap_truncated: bool = False) -> None:
         def tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
@@ -323,7 +335,8 @@ class TensorSampler:
         self.actions = tensor(dataset.actions, action_dtype)
         self.rewards = tensor(dataset.rewards, torch.float32)
         self.next_observations = tensor(dataset.next_observations, torch.float32)
-        self.dones = tensor(dataset.terminals, torch.float32)
+        ends = dataset.terminals if bootstrap_truncated else dataset.terminals | dataset.truncations
+        self.dones = tensor(ends, torch.float32)  # 1.0 where the TD target does not bootstrap
         self.behaviour_log_probs = (None if dataset.behaviour_log_probs is None
                                     else tensor(dataset.behaviour_log_probs, torch.float32))
 
