@@ -17,29 +17,139 @@ The names follow Fujimoto et al. (2019) and the offline-RL literature:
 A pipeline is a config (``conf/data/*.yaml``): ``kind`` is ``policy`` (collect with a
 behaviour policy built from ``behaviour``), ``mixture`` (several ``components``) or
 ``online`` (train TD3 online first). Datasets are cached in ``cache_dir`` under
-``<name>-<hash>`` where the hash covers the pipeline config and the simulator config: an
-unchanged config reuses the saved dataset, a changed one makes a new one.
+``<name>-<key>`` where :func:`dataset_key` hashes everything that determines the data: the
+pipeline config with the values it leaves to code filled in (the pipeline's own defaults,
+each ``_target_``'s default arguments, and for ``online`` pipelines the agent's resolved
+config, not just its preset's name), the resolved simulator config, and the format versions
+(:data:`DATA_FORMAT_VERSION`, the storage format). An unchanged config reuses the saved
+dataset; a change to any of these, in a YAML file or in code, makes a new one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
+import inspect
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from marl_rec.data.collect import collect
 from marl_rec.data.dataset import OfflineDataset
+from marl_rec.data.storage import FORMAT_VERSION as STORAGE_FORMAT_VERSION
 
 Factory = Callable[..., Any]
+
+#: Bump when the code of a pipeline changes what it logs for the same config (a new column, a
+#: changed collection loop): every cached dataset is then logged again.
+DATA_FORMAT_VERSION = 1
+
+#: What :func:`build_dataset` uses where a pipeline config is silent (part of the cache key);
+#: ``ONLINE_DEFAULTS`` for ``online`` pipelines only.
+PIPELINE_DEFAULTS: dict[str, Any] = {"batch_users": 512}
+ONLINE_DEFAULTS: dict[str, Any] = {"start_steps": 0, "updates_per_step": 1, "agent": "td3", "agent_preset": "rec",
+                                   "agent_overrides": {}}
+
+
+def _with_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
+    online = ONLINE_DEFAULTS if spec.get("kind") == "online" else {}
+    return {**PIPELINE_DEFAULTS, **online, **spec}
 
 
 def config_hash(*configs: Any) -> str:
     """A stable 12-hex-digit content hash of JSON-serialisable configs."""
     text = json.dumps(configs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy of a default argument (dataclasses as dicts, arrays as lists); anything
+    else by ``repr`` (an object whose repr holds its address then never matches a cached key:
+    the dataset is logged again rather than reused stale)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return _plain(value.tolist())
+    return repr(value)
+
+
+def _default_arguments(target: Any, num_positional: int = 0) -> dict[str, Any]:
+    """The defaults a call of ``target`` with ``num_positional`` positional arguments fills
+    in: a dataclass's field defaults (factories called), otherwise its signature's defaults."""
+    if dataclasses.is_dataclass(target):
+        out = {}
+        for f in [f for f in dataclasses.fields(target) if f.init][num_positional:]:
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+    try:
+        parameters = list(inspect.signature(target).parameters.values())[num_positional:]
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to fill in
+        return {}
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def resolve_targets(node: Any) -> Any:
+    """A Hydra config with every ``_target_`` node completed by the target's default arguments:
+    what the node builds, written out, so that a default changed in code changes the hash.
+    Targets are imported by name (``hydra.utils.get_object``), as ``instantiate`` does."""
+    if isinstance(node, Mapping):
+        resolved = {str(k): resolve_targets(v) for k, v in node.items()}
+        if isinstance(node.get("_target_"), str):
+            from hydra.utils import get_object
+
+            defaults = _default_arguments(get_object(node["_target_"]), len(node.get("_args_") or ()))
+            for name, value in defaults.items():
+                resolved.setdefault(name, _plain(value))
+        return resolved
+    if isinstance(node, (list, tuple)):
+        return [resolve_targets(v) for v in node]
+    return _plain(node)
+
+
+def _online_agent_choice(spec: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(algorithm name, preset, overrides) of an ``online`` pipeline's agent."""
+    spec = _with_defaults(spec)
+    return str(spec["agent"]), str(spec["agent_preset"]), dict(spec["agent_overrides"] or {})
+
+
+def resolved_pipeline(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline config ``spec`` with everything it leaves to code written out: the
+    pipeline defaults, each behaviour ``_target_``'s default arguments, and for ``online``
+    pipelines ``agent_config``, every field of the agent's config after its preset and
+    overrides, in place of the preset's name and the overrides (so a preset value changed in
+    code changes the cache key, and two ways of asking for the same config do not)."""
+    resolved = resolve_targets(_with_defaults(spec))
+    if spec.get("kind") == "online":
+        from marl_rec.algos.registry import make_config
+
+        name, preset, overrides = _online_agent_choice(spec)
+        resolved["agent_config"] = _plain(make_config(name, preset, **overrides))
+        del resolved["agent_preset"], resolved["agent_overrides"]  # what they select is agent_config
+    return resolved
+
+
+def dataset_key(data_spec: Mapping[str, Any], simulator_spec: Mapping[str, Any]) -> str:
+    """The cache key of the dataset that pipeline ``data_spec`` logs in the simulator that
+    ``simulator_spec`` (a Hydra node) builds: a hash of both, resolved (:func:`resolved_pipeline`,
+    :func:`resolve_targets`), and of :data:`DATA_FORMAT_VERSION` and the storage format version."""
+    return config_hash({"data_format_version": DATA_FORMAT_VERSION, "storage_format_version": STORAGE_FORMAT_VERSION,
+                        "data": resolved_pipeline(data_spec), "simulator": resolve_targets(simulator_spec)})
 
 
 def cached_dataset(cache_dir: str | Path, name: str, key: str,
@@ -65,14 +175,13 @@ def collect_mixture(sim: Any, components: list[tuple[Callable, float]], num_tran
     return OfflineDataset.concatenate(parts)
 
 
-def _online_agent(spec: Any, obs_dim: int, seed: int):
+def _online_agent(spec: Mapping[str, Any], obs_dim: int, seed: int):
     """The online TD3/DDPG agent of an ``online`` pipeline (rec-sized networks)."""
     from marl_rec.algos.base import ActionSpec
     from marl_rec.algos.registry import make_algorithm
 
-    overrides = dict(spec.get("agent_overrides") or {})
-    return make_algorithm(spec.get("agent", "td3"), obs_dim, ActionSpec("continuous", dim=4),
-                          preset=spec.get("agent_preset", "rec"), seed=seed, **overrides)
+    name, preset, overrides = _online_agent_choice(spec)
+    return make_algorithm(name, obs_dim, ActionSpec("continuous", dim=4), preset=preset, seed=seed, **overrides)
 
 
 def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instantiate: Callable[..., Any],
@@ -83,11 +192,12 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
     ``instantiate``; marl_rec does not import the policies' package). ``concurrent_learner``
     (``concurrent`` only): an offline algorithm updated once per online update on the same,
     growing buffer."""
+    spec = _with_defaults(spec)
     sim = sim_factory()
     rng = np.random.default_rng(seed)
     kind = spec.get("kind")
     n = int(spec["num_transitions"])
-    users = int(spec.get("batch_users", 512))
+    users = int(spec["batch_users"])
     meta = {"pipeline": spec.get("name"), "seed": seed}
 
     def policy(node: dict[str, Any]) -> Any:
@@ -115,8 +225,8 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
                 concurrent_learner.update(buffer.sample(batch, generator))
         result = train_online(sim, agent, steps, rng, batch_users=users,
                               exploration_sigma=float(spec["exploration_sigma"]),
-                              start_steps=int(spec.get("start_steps", 0)),
-                              updates_per_step=int(spec.get("updates_per_step", 1)), on_update=hook,
+                              start_steps=int(spec["start_steps"]),
+                              updates_per_step=int(spec["updates_per_step"]), on_update=hook,
                               metadata=meta)
         if spec.get("collect_after") is not None:
             # log with the (partially) trained agent instead of keeping its replay buffer
