@@ -21,7 +21,6 @@ the run folder's own events hold ``final/<policy>/<metric>`` at step = seed.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -43,6 +42,7 @@ from envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterest
 from envs.simulator import UserSimulator
 from marl_rec.experiment import write_json
 from marl_rec.logging import TensorBoardLogger
+from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
 from marl_rec.trainer import TrainerConfig
 
 POLICIES = ("behaviour", "flat", "hierarchical")
@@ -255,25 +255,10 @@ def run_seed(cfg: DictConfig, settings: HierarchicalExperimentConfig, env: Hiera
     return {"seed": seed, "results": results, "diagnostics": diagnostics, "timings": timings}
 
 
-def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """{policy: {metric: {"mean", "std"}}} over seeds (std with ddof=1; 0 for one seed)."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for policy in per_seed[0]["results"]:
-        table[policy] = {}
-        for metric in per_seed[0]["results"][policy]:
-            values = np.array([s["results"][policy][metric] for s in per_seed], dtype=np.float64)
-            table[policy][metric] = {"mean": float(values.mean()),
-                                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-    return table
-
-
 def format_table(table: dict[str, dict[str, dict[str, float]]], num_seeds: int) -> str:
-    header = f"{'policy':<24}" + "".join(f"{METRIC_TITLES[m]:>24}" for m in METRICS)
-    lines = [f"hierarchical experiment: mean ± std over {num_seeds} seed(s)", header, "-" * len(header)]
-    for policy, row in table.items():
-        cells = "".join(f"{row[m]['mean']:>15.2f} ± {row[m]['std']:<6.2f}" for m in METRICS)
-        lines.append(f"{policy:<24}{cells}")
-    return "\n".join(lines)
+    return format_seed_table(f"hierarchical experiment: mean ± std over {num_seeds} seed(s)", table,
+                             {m: METRIC_TITLES[m] for m in METRICS}, policy_width=24, mean_width=15, std_width=6,
+                             digits=2)
 
 
 def compare(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -284,10 +269,7 @@ def compare(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     for metric in ("lifetime_engagement", "retention"):
         hier = np.array([s["results"]["hierarchical"][metric] for s in per_seed])
         flat = np.array([s["results"]["flat"][metric] for s in per_seed])
-        ddof = 1 if len(per_seed) > 1 else 0
-        spread = float(max(hier.std(ddof=ddof), flat.std(ddof=ddof)))
-        out[metric] = {"difference": float(hier.mean() - flat.mean()), "spread": spread,
-                       "beats": bool(hier.mean() - flat.mean() > spread)}
+        out[metric] = difference_vs_spread(hier, flat)
     out["target_met"] = all(out[m]["beats"] for m in ("lifetime_engagement", "retention"))
     return out
 
@@ -310,7 +292,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"[hierarchical] seed {seed}: " + ", ".join(
             f"{p} {r['lifetime_engagement']:.1f} eng / {r['retention']:.2f} sess"
             for p, r in result["results"].items()), flush=True)
-    table = aggregate(per_seed)
+    table = seed_table(per_seed)
     comparison = compare(per_seed)
     print(format_table(table, settings.num_seeds), flush=True)
     print(f"hierarchical - flat: engagement {comparison['lifetime_engagement']['difference']:+.2f} "
@@ -328,20 +310,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "total_seconds": time.perf_counter() - started,
         "true_return": table["hierarchical"]["lifetime_engagement"]["mean"],
     }
-    write_json(run_dir / "metrics.json", _finite(metrics))
+    write_json(run_dir / "metrics.json", json_safe(metrics))
     return metrics
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, tuples lists."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-__all__ = ["run", "run_seed", "HierarchicalExperimentConfig", "CollectionConfig", "aggregate", "compare",
-           "format_table"]
+__all__ = ["run", "run_seed", "HierarchicalExperimentConfig", "CollectionConfig", "compare", "format_table"]

@@ -51,10 +51,12 @@ from agents.policies import ConstantPolicy, GaussianNoisePolicy, HeuristicExpert
 from envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv
 from envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.algos.registry import make_config
+from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
-from marl_rec.data.pipelines import config_hash
+from marl_rec.data.pipelines import DATA_FORMAT_VERSION, cached_dataset, config_hash
 from marl_rec.experiment import write_json
 from marl_rec.logging import TensorBoardLogger
+from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
 from marl_rec.trainer import Trainer, TrainerConfig
 
 POLICIES = ("behaviour", "independent", "centralised")
@@ -213,21 +215,21 @@ def behaviour_policies(collection: CollectionConfig, rng: np.random.Generator, n
 def joint_dataset(cfg: DictConfig, collection: CollectionConfig, sim_config: SimulatorConfig,
                   joint_config: JointRecAdsConfig, seed: int) -> tuple[MultiAgentDataset, dict[str, Any]]:
     """The behaviour pair's dataset for ``seed``, cached in ``cache_dir`` by a content hash of
-    the collection, environment and simulator configs and the seed."""
-    spec = {"kind": "joint_rec_ads", "collection": vars(collection), "seed": seed}
+    the collection, environment and simulator configs (all resolved dataclasses), the seed and
+    the format versions."""
+    spec = {"kind": "joint_rec_ads", "collection": vars(collection), "seed": seed,
+            "data_format_version": DATA_FORMAT_VERSION, "storage_format_version": MULTIAGENT_FORMAT_VERSION}
     key = config_hash(spec, vars(joint_config), sim_config.to_dict())
-    path = Path(str(cfg.cache_dir)) / f"joint_rec_ads-{key}"
-    started = time.perf_counter()
-    if (path / "metadata.json").is_file():
-        dataset, reused = MultiAgentDataset.load(path), True
-    else:
+
+    def build() -> MultiAgentDataset:
         env = JointRecAdsBatch(UserSimulator(sim_config), joint_config)
         rng = np.random.default_rng(seed)
-        dataset = collect_joint(env, behaviour_policies(collection, rng, env.num_ad_actions),
-                                collection.num_transitions, rng, collection.batch_users,
-                                metadata={"pipeline": "joint_rec_ads", "seed": seed})
-        dataset.save(path)
-        reused = False
+        return collect_joint(env, behaviour_policies(collection, rng, env.num_ad_actions),
+                             collection.num_transitions, rng, collection.batch_users,
+                             metadata={"pipeline": "joint_rec_ads", "seed": seed})
+
+    started = time.perf_counter()
+    dataset, path, reused = cached_dataset(str(cfg.cache_dir), "joint_rec_ads", key, build, MultiAgentDataset.load)
     info = {"dataset_path": str(path), "dataset_reused": reused, "dataset_seconds": time.perf_counter() - started,
             "dataset_transitions": len(dataset), "dataset_episodes": dataset.num_episodes}
     return dataset, info
@@ -300,25 +302,11 @@ def run_seed(cfg: DictConfig, settings: JointExperimentConfig, sim_config: Simul
     return {"seed": seed, "data_seed": data_seed, "results": results, "data": data_info, "timings": timings}
 
 
-def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """{policy: {metric: {"mean", "std"}}} over seeds (std with ddof=1; 0 for one seed)."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for policy in per_seed[0]["results"]:
-        table[policy] = {}
-        for metric in per_seed[0]["results"][policy]:
-            values = np.array([s["results"][policy][metric] for s in per_seed], dtype=np.float64)
-            table[policy][metric] = {"mean": float(values.mean()),
-                                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-    return table
-
-
 def format_table(table: dict[str, dict[str, dict[str, float]]], num_seeds: int, revenue_weight: float) -> str:
-    header = f"{'policy':<13}" + "".join(f"{METRIC_TITLES[m]:>20}" for m in METRICS)
-    lines = [f"joint_rec_ads (team return = engagement + {revenue_weight:g} x revenue per session): "
-             f"mean ± std over {num_seeds} seed(s)", header, "-" * len(header)]
-    for policy, row in table.items():
-        lines.append(f"{policy:<13}" + "".join(f"{row[m]['mean']:>12.3f} ± {row[m]['std']:<5.3f}" for m in METRICS))
-    return "\n".join(lines)
+    title = (f"joint_rec_ads (team return = engagement + {revenue_weight:g} x revenue per session): "
+             f"mean ± std over {num_seeds} seed(s)")
+    return format_seed_table(title, table, {m: METRIC_TITLES[m] for m in METRICS}, policy_width=13, mean_width=12,
+                             std_width=5, digits=3)
 
 
 def compare(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -327,11 +315,10 @@ def compare(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     def values(policy: str) -> np.ndarray:
         return np.array([s["results"][policy]["team_return"] for s in per_seed])
 
-    ddof = 1 if len(per_seed) > 1 else 0
     cen, ind, beh = values("centralised"), values("independent"), values("behaviour")
-    spread = float(max(cen.std(ddof=ddof), ind.std(ddof=ddof)))
-    out = {"centralised_minus_independent": float(cen.mean() - ind.mean()), "spread": spread,
-           "centralised_beats_independent": bool(cen.mean() - ind.mean() > spread),
+    learners = difference_vs_spread(cen, ind)
+    out = {"centralised_minus_independent": learners["difference"], "spread": learners["spread"],
+           "centralised_beats_independent": learners["beats"],
            "centralised_minus_behaviour": float(cen.mean() - beh.mean()),
            "independent_minus_behaviour": float(ind.mean() - beh.mean()),
            "per_seed_centralised_minus_independent": (cen - ind).tolist()}
@@ -430,7 +417,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"[joint_rec_ads] seed {seed}: " + ", ".join(
             f"{p} team {r['team_return']:.2f} (eng {r['engagement']:.2f}, rev {r['revenue']:.3f})"
             for p, r in result["results"].items()), flush=True)
-    table = aggregate(per_seed)
+    table = seed_table(per_seed)
     comparison = compare(per_seed)
     print(format_table(table, settings.num_seeds, joint_config.revenue_weight), flush=True)
     print(f"centralised - independent: {comparison['centralised_minus_independent']:+.3f} team return (seed-to-seed "
@@ -456,20 +443,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "true_return": table["centralised"]["team_return"]["mean"],
         "behaviour_return": table["behaviour"]["team_return"]["mean"],
     }
-    write_json(run_dir / "metrics.json", _finite(metrics))
+    write_json(run_dir / "metrics.json", json_safe(metrics))
     return metrics
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None, tuples lists."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 __all__ = ["run", "run_seed", "run_frontier", "plot_frontier", "JointExperimentConfig", "CollectionConfig",
-           "FrontierConfig", "JointEvaluator", "aggregate", "compare", "format_table", "train_learners"]
+           "FrontierConfig", "JointEvaluator", "compare", "format_table", "train_learners"]

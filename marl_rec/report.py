@@ -165,6 +165,54 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
     return written
 
 
+# ------------------------------------------------- tables over seeds (the experiment tasks)
+def seed_table(per_seed: list[dict[str, Any]], key: str = "results") -> dict[str, dict[str, dict[str, float]]]:
+    """{policy: {metric: {"mean", "std"}}} over seeds of ``per_seed[i][key][policy][metric]``
+    (std with ddof=1; 0 for one seed). The policies and metrics are the first seed's."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for policy, metrics in per_seed[0][key].items():
+        table[policy] = {}
+        for metric in metrics:
+            values = np.array([s[key][policy][metric] for s in per_seed], dtype=np.float64)
+            table[policy][metric] = {"mean": float(values.mean()),
+                                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    return table
+
+
+def format_seed_table(title: str, table: dict[str, dict[str, dict[str, float]]], columns: dict[str, str],
+                      policy_width: int = 24, mean_width: int = 15, std_width: int = 6, digits: int = 2) -> str:
+    """A plain-text table of :func:`seed_table`: one row per policy, a ``mean ± std`` cell for
+    each metric of ``columns`` ({metric: column title}), under the line ``title``."""
+    header = f"{'policy':<{policy_width}}" + "".join(f"{t:>{mean_width + 3 + std_width}}" for t in columns.values())
+    lines = [title, header, "-" * len(header)]
+    for policy, row in table.items():
+        lines.append(f"{policy:<{policy_width}}" + "".join(
+            f"{row[m]['mean']:>{mean_width}.{digits}f} ± {row[m]['std']:<{std_width}.{digits}f}" for m in columns))
+    return "\n".join(lines)
+
+
+def difference_vs_spread(a: np.ndarray, b: np.ndarray) -> dict[str, float | bool]:
+    """Policy ``a`` against policy ``b`` over the same seeds: the difference of their means, the
+    seed-to-seed spread (the larger of their stds, ddof=1; ddof=0 for one seed) and whether
+    the difference exceeds it (``beats``)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ddof = 1 if len(a) > 1 else 0
+    difference, spread = float(a.mean() - b.mean()), float(max(a.std(ddof=ddof), b.std(ddof=ddof)))
+    return {"difference": difference, "spread": spread, "beats": bool(difference > spread)}
+
+
+def json_safe(value: Any) -> Any:
+    """A ``metrics.json``-ready copy: non-finite floats become None (read back as missing
+    values), tuples lists."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def report(folders: list[Path]) -> tuple[str, list[Path]]:
     runs = find_runs(folders)
     if not runs:

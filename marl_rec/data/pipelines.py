@@ -152,14 +152,15 @@ def dataset_key(data_spec: Mapping[str, Any], simulator_spec: Mapping[str, Any])
                         "data": resolved_pipeline(data_spec), "simulator": resolve_targets(simulator_spec)})
 
 
-def cached_dataset(cache_dir: str | Path, name: str, key: str,
-                   build: Callable[[], OfflineDataset]) -> tuple[OfflineDataset, Path, bool]:
-    """Load ``cache_dir/<name>-<key>`` if it exists, else build and save it.
+def cached_dataset(cache_dir: str | Path, name: str, key: str, build: Callable[[], Any],
+                   load: Callable[[Path], Any] = OfflineDataset.load) -> tuple[Any, Path, bool]:
+    """Load ``cache_dir/<name>-<key>`` with ``load`` if it exists, else ``build()`` and save it
+    (``.save(path)``, atomic). ``load``: ``MultiAgentDataset.load`` for multi-agent datasets.
 
     Returns (dataset, path, reused)."""
     path = Path(cache_dir) / f"{name}-{key}"
     if path.exists():
-        return OfflineDataset.load(path), path, True
+        return load(path), path, True
     dataset = build()
     dataset.save(path)
     return dataset, path, False
