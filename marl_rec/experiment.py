@@ -25,7 +25,7 @@ from marl_rec.algos.base import ActionSpec
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.batch_loop import BatchLoopConfig, run_batch_loop
 from marl_rec.data.dataset import OfflineDataset
-from marl_rec.data.pipelines import build_dataset, cached_dataset, config_hash
+from marl_rec.data.pipelines import build_dataset, cached_dataset, dataset_key
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.schema import algorithm_overrides
 from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig
@@ -75,7 +75,7 @@ def load_dataset(cfg: DictConfig, learner: Any = None) -> tuple[OfflineDataset, 
     if data_spec.get("concurrent"):
         dataset, path, reused = build(learner), None, False
     else:
-        key = config_hash(data_spec, env_spec)
+        key = dataset_key(data_spec, env_spec)
         dataset, path, reused = cached_dataset(cfg.cache_dir, str(data_spec["name"]), key, build)
     info = {"dataset": data_spec["name"], "dataset_path": str(path) if path else None,
             "dataset_reused": reused, "dataset_seconds": time.perf_counter() - started,

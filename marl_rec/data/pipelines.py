@@ -46,7 +46,7 @@ Factory = Callable[..., Any]
 
 #: Bump when the code of a pipeline changes what it logs for the same config (a new column, a
 #: changed collection loop): every cached dataset is then logged again.
-DATA_FORMAT_VERSION = 1
+DATA_FORMAT_VERSION = 2  # 2: online agents stop TD targets at the session cap (truncation convention)
 
 #: What :func:`build_dataset` uses where a pipeline config is silent (part of the cache key);
 #: ``ONLINE_DEFAULTS`` for ``online`` pipelines only.
