@@ -175,10 +175,11 @@ def final_evaluation(cfg: DictConfig, algorithm: Any, dataset: OfflineDataset, f
     out["q_estimate"] = float(np.mean(algorithm.q_value(obs0, algorithm.act(obs0, deterministic=True))))
     if cfg.evaluation.ope and cfg.get("ope") is not None:
         context = OPEContext(dataset, gamma=gamma)
+        policy = DeterministicView(algorithm)  # one object: estimators with one FQE config share its fit
         for name, node in cfg.ope.estimators.items():
             estimator = instantiate(node)
             try:
-                estimate = estimator.estimate(context, DeterministicView(algorithm))
+                estimate = estimator.estimate(context, policy)
             except ValueError as error:  # e.g. IS on a dataset without behaviour log-probs
                 out[f"ope_{name}_error"] = str(error)  # type: ignore[assignment]
                 continue

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from marl_rec.algos.base import ActionSpec
+from marl_rec.algos.common import adam
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.nets import CriticEnsemble, soft_update
 from marl_rec.ope.estimate import Estimate, bootstrap_replicates, check_confidence, percentile_estimate
@@ -201,7 +202,7 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
         critic = CriticEnsemble(dataset.obs_dim, 0 if spec.discrete else spec.dim, config.hidden,
                                 config.num_critics, num_actions=spec.num_actions if spec.discrete else 0)
     target = copy.deepcopy(critic).requires_grad_(False)
-    optimiser = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
+    optimiser = adam(critic.parameters(), config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, (lambda step: 1.0 - step / config.num_updates) if config.lr_decay else (lambda step: 1.0))
     rows_of = (lambda t, i: t[i]) if spec.discrete else (lambda t, i: t[:, i])
