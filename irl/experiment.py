@@ -15,6 +15,13 @@ What is compared with what
       features was measured to reach (EPIC needs a reward defined on any transition,
       which the realised utility is not). The reference's own Pearson is printed as the
       ceiling row.
+    - *Retrain* (:mod:`irl.retrain`): the held-in logs relabelled with each learned reward
+      (the first preference seed's model per selection, AIRL's g), the true utility and
+      the controls; the same offline algorithm trained on each; the true-utility return
+      of every policy in one simulated A/B test (common random numbers), as a ratio to
+      the policy trained on the true utility. The logging policy is the reference arm
+      ``retrain/behaviour``. MaxEnt's per-topic reward is not relabelled (see
+      :mod:`irl.retrain` for why).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from irl.data import LabelledDataset, collect_with_utility, feature_dim, transit
 from irl.experts import UtilityGreedyPolicy
 from irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
 from irl.metrics import epic_distance, pearson, preference_accuracy, spearman
+from irl.retrain import RetrainConfig, relabel_and_retrain
 from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
                              RewardModelConfig, SegmentPool, learn_from_preferences, standardisation,
                              uniform_pairs)
@@ -49,11 +57,14 @@ class ReferenceConfig:
     lr: float = 1e-3
 
 
+METHODS = ("maxent", "preferences", "airl", "retrain")
+
+
 @dataclass
 class RewardLearningConfig:
     seed: int = 0
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
-    methods: tuple[str, ...] = ("maxent", "preferences", "airl")
+    methods: tuple[str, ...] = ("maxent", "preferences", "airl", "retrain")
     # logged data (preferences, evaluation): the noisy engagement expert's logs
     num_transitions: int = 60_000
     behaviour_sigma: float = 0.5
@@ -82,13 +93,15 @@ class RewardLearningConfig:
     epic_transitions: int = 512
     epic_samples: int = 256
     epic_gamma: float = 0.99
+    # relabel the held-in logs with each learned reward, retrain offline, A/B test under the true utility
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     log_dir: str | None = None
 
     def __post_init__(self) -> None:
-        unknown = set(self.methods) - {"maxent", "preferences", "airl"}
+        unknown = set(self.methods) - set(METHODS)
         if unknown:
             raise ValueError(f"RewardLearningConfig.methods has unknown entries {sorted(unknown)}; "
-                             f"choose from maxent, preferences, airl")
+                             f"choose from {', '.join(METHODS)}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"RewardLearningConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
 
@@ -216,7 +229,8 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
                          "note": f"vs segment mean long-term interest, {int(metrics['segments'])} segments; "
                                  f"vs each user's own: {metrics['user_pearson']:.3f}"})
 
-    needs_logs = {"preferences", "airl"} & set(config.methods)
+    needs_logs = {"preferences", "airl", "retrain"} & set(config.methods)
+    learned: dict[str, np.ndarray] = {}  # reward name -> its values on the held-in logs, for retraining
     if needs_logs:
         behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma, rng)
         logged = collect_with_utility(sim, behaviour, config.num_transitions, rng)
@@ -257,6 +271,9 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
                 metrics = evaluate(run_.model.predict, config.feature_set)
                 metrics["seconds"] = run_.history[-1]["seconds"]
                 per_seed.append(metrics)
+                if seed == 0 and "retrain" in config.methods:
+                    learned[f"preferences/{selection}"] = run_.model.predict(
+                        transition_features(train.dataset, config.feature_set))
             summary = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
             logger.scalars(f"irl/preferences/{selection}", summary, config.preference.budget)
             rows.append({"method": f"preferences/{selection}", **summary,
@@ -286,20 +303,52 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
         rows.append({"method": "airl", **metrics,
                      "note": f"g({g_features}), generator trained in the simulator, "
                              f"{config.airl.iterations} iterations"})
+        if "retrain" in config.methods:
+            learned["airl"] = airl.reward(train.dataset)
+
+    if "retrain" in config.methods:
+        rc = config.retrain
+        behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma,
+                                        np.random.default_rng([config.seed, 3]))
+        retrain_rows = relabel_and_retrain(
+            train, learned, lambda: UserSimulator(config.simulator), rc, config.seed,
+            np.random.default_rng([config.seed, 4]), reference_policies={"behaviour": behaviour},
+            log_dir=None if config.log_dir is None else f"{config.log_dir}/retrain")
+        for row in retrain_rows:
+            name = row.pop("reward")
+            logger.scalars(f"irl/retrain/{name}", {k: v for k, v in row.items() if isinstance(v, float)},
+                           rc.num_updates)
+            trained = (f"{rc.algo}-{rc.preset}, {rc.num_updates} updates x {rc.train_seeds} seed(s)"
+                       if name != "behaviour" else "the logging policy, untrained")
+            rows.append({"method": f"retrain/{name}", **row,
+                         "note": f"{trained}; true return over {rc.eval_users} CRN users"})
     logger.close()
     return rows
 
 
+RETRAIN_COLUMNS = ["method", "true_return", "ratio", "diff", "diff_ci_low", "diff_ci_high", "session_length",
+                   "reward_pearson", "seconds"]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text table of the result rows."""
-    columns = ["method", "pearson", "spearman", "epic_to_reference", "preference_accuracy", "seconds"]
-    lines = ["  ".join(f"{c:>22}" if i else f"{c:<28}" for i, c in enumerate(columns))]
+    """Plain-text tables of the result rows: reward recovery, then retraining (if run)."""
+    recovery = [r for r in rows if not r["method"].startswith("retrain/")]
+    retrain = [r for r in rows if r["method"].startswith("retrain/")]
+    text = _table(recovery, ["method", "pearson", "spearman", "epic_to_reference", "preference_accuracy", "seconds"])
+    if retrain:
+        text += ("\n\nretrained on the relabelled logs; true return = true utility per session; ratio and diff "
+                 "(with its 95% interval) against retrain/true_utility\n" + _table(retrain, RETRAIN_COLUMNS, 13))
+    return text
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], width: int = 22) -> str:
+    lines = ["  ".join(f"{c:>{width}}" if i else f"{c:<28}" for i, c in enumerate(columns))]
     for row in rows:
         cells = []
         for i, c in enumerate(columns):
             value = row.get(c, "")
             text = f"{value:.3f}" if isinstance(value, float) else str(value)
-            cells.append(f"{text:>22}" if i else f"{text:<28}")
+            cells.append(f"{text:>{width}}" if i else f"{text:<28}")
         lines.append("  ".join(cells) + (f"  # {row['note']}" if row.get("note") else ""))
     return "\n".join(lines)
 

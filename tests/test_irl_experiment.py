@@ -14,6 +14,7 @@ from irl.airl import AIRLConfig
 from irl.experiment import ReferenceConfig, RewardLearningConfig, format_table, run
 from irl.maxent import MaxEntConfig
 from irl.preferences import PreferenceConfig
+from irl.retrain import RetrainConfig
 
 torch.set_num_threads(1)
 CONF = Path(__file__).resolve().parents[1] / "conf" / "irl" / "reward_learning.yaml"
@@ -43,19 +44,32 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
         preference=PreferenceConfig(budget=60, queries_per_round=30), airl=AIRLConfig(
             iterations=2, users_per_iteration=32, reward_hidden=(16,), potential_hidden=(16,), policy_hidden=(16,)),
         airl_transitions=1000, reference=ReferenceConfig(hidden=(32,), steps=100), heldout_pairs=300,
-        epic_transitions=64, epic_samples=32, log_dir=str(tmp_path))
+        epic_transitions=64, epic_samples=32, log_dir=str(tmp_path),
+        retrain=RetrainConfig(num_updates=20, algo_overrides={"vae_hidden": (16,), "actor_hidden": (16,),
+                                                              "critic_hidden": (16,)},
+                              controls=("engagement",), eval_users=50))
     rows = run(config)
     methods = [r["method"] for r in rows]
     assert methods == ["maxent/3_segments", "reference/supervised", "reference/state_action", "preferences/uniform",
-                       "preferences/disagreement", "airl"]
-    for row in rows:
+                       "preferences/disagreement", "airl", "retrain/true_utility", "retrain/preferences/uniform",
+                       "retrain/preferences/disagreement", "retrain/airl", "retrain/engagement",
+                       "retrain/behaviour"]
+    for row in rows[:6]:
         assert -1.0 <= row["pearson"] <= 1.0 and np.isfinite(row["seconds"])
-    for row in rows[3:]:
+    retrained = {r["method"]: r for r in rows[6:]}
+    assert retrained["retrain/true_utility"]["ratio"] == 1.0 and retrained["retrain/true_utility"]["diff"] == 0.0
+    for row in retrained.values():
+        assert np.isfinite(row["true_return"]) and row["session_length"] > 0
+        assert row["diff_ci_low"] <= row["diff"] <= row["diff_ci_high"]
+    # the relabelled preference reward is the model's prediction on the held-in logs: it tracks the truth
+    assert retrained["retrain/preferences/uniform"]["reward_pearson"] > 0.1
+    for row in rows[3:6]:
         assert 0.0 <= row["epic_to_reference"] <= 1.0 and 0.0 <= row["preference_accuracy"] <= 1.0
     # the supervised reference, trained on the truth, must beat chance clearly
     assert rows[1]["pearson"] > 0.4
     table = format_table(rows)
     assert "preferences/disagreement" in table and "epic_to_reference" in table
+    assert "retrain/airl" in table and "ratio" in table
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -64,7 +78,8 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
     tags = events.Tags()["scalars"]
     for tag in ("irl/maxent/3_segments/segment_pearson", "irl/preferences/uniform/seed0/pearson",
                 "irl/preferences/disagreement/pearson", "irl/airl/discriminator_loss", "irl/airl/pearson",
-                "irl/reference/pearson"):
+                "irl/reference/pearson", "irl/retrain/true_utility/true_return", "irl/retrain/airl/ratio",
+                "irl/retrain/behaviour/diff"):
         assert tag in tags, tag
     steps = [e.step for e in events.Scalars("irl/preferences/uniform/seed0/pearson")]
     assert steps == [30, 60]  # one point per round, at the number of queries spent
@@ -73,3 +88,5 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="methods"):
         run(RewardLearningConfig(methods=("maxent", "gail")))
+    with pytest.raises(ValueError, match="shift"):
+        RetrainConfig(shift="median")
