@@ -40,10 +40,9 @@ from agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, 
 from agents.policies import ConstantPolicy, GaussianNoisePolicy
 from envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
 from envs.simulator import UserSimulator
-from marl_rec.experiment import write_json
+from marl_rec.experiment import trainer_config, write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
-from marl_rec.trainer import TrainerConfig
 
 POLICIES = ("behaviour", "flat", "hierarchical")
 METRICS = ("lifetime_engagement", "retention", "session_length")
@@ -130,14 +129,6 @@ class HierarchicalExperimentConfig:
         spec.setdefault("gamma", self.gamma)
         spec["overrides"] = dict(spec.get("overrides") or {})
         return LevelConfig(**spec)
-
-
-def trainer_config(cfg: DictConfig, seed: int) -> TrainerConfig:
-    train = cfg.train
-    return TrainerConfig(num_updates=int(train.num_updates), batch_size=int(train.batch_size),
-                         eval_every=int(train.eval_every), checkpoint_every=int(train.checkpoint_every),
-                         log_every=int(train.log_every), q_divergence_bound=float(train.q_divergence_bound),
-                         seed=seed, progress=bool(cfg.progress), device=str(cfg.device))
 
 
 def behaviour_pair(collection: CollectionConfig, rng: np.random.Generator) -> tuple[UniformGoalPolicy, Any]:

@@ -54,10 +54,10 @@ from marl_rec.algos.registry import make_config
 from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 from marl_rec.data.pipelines import DATA_FORMAT_VERSION, cached_dataset, config_hash
-from marl_rec.experiment import write_json
+from marl_rec.experiment import trainer_config, write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
-from marl_rec.trainer import Trainer, TrainerConfig
+from marl_rec.trainer import Trainer
 
 POLICIES = ("behaviour", "independent", "centralised")
 LEARNERS = ("independent", "centralised")
@@ -196,14 +196,6 @@ def _check_keys(where: str, values: Any, cls: type) -> None:
 
 
 # ------------------------------------------------------------------------ pieces
-def trainer_config(cfg: DictConfig, seed: int, num_updates: int | None = None) -> TrainerConfig:
-    train = cfg.train
-    return TrainerConfig(num_updates=int(num_updates or train.num_updates), batch_size=int(train.batch_size),
-                         eval_every=int(train.eval_every), checkpoint_every=int(train.checkpoint_every),
-                         log_every=int(train.log_every), q_divergence_bound=float(train.q_divergence_bound),
-                         seed=seed, progress=bool(cfg.progress), device=str(cfg.device))
-
-
 def behaviour_policies(collection: CollectionConfig, rng: np.random.Generator, num_ad_actions: int) -> dict[str, Any]:
     """The logging pair: the base recommender with truncated-Gaussian noise, random ad insertion."""
     base = (ConstantPolicy(list(collection.constant_action)) if collection.recommender_base == "constant"

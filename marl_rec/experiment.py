@@ -83,6 +83,17 @@ def load_dataset(cfg: DictConfig, learner: Any = None) -> tuple[OfflineDataset, 
     return dataset, info
 
 
+def trainer_config(cfg: DictConfig, seed: int | None = None, num_updates: int | None = None) -> TrainerConfig:
+    """The :class:`TrainerConfig` of a run: ``cfg.train`` with the run's seed, progress and device."""
+    train = cfg.train
+    return TrainerConfig(num_updates=int(num_updates or train.num_updates), batch_size=int(train.batch_size),
+                         eval_every=int(train.eval_every), checkpoint_every=int(train.checkpoint_every),
+                         log_every=int(train.log_every), q_divergence_bound=float(train.q_divergence_bound),
+                         bootstrap_truncated=bool(train.get("bootstrap_truncated", False)),
+                         seed=int(cfg.seed if seed is None else seed), progress=bool(cfg.progress),
+                         device=str(cfg.device))
+
+
 def build_algorithm(cfg: DictConfig, obs_dim: int, action_spec: ActionSpec) -> tuple[Any, BatchLoopConfig | None]:
     overrides = algorithm_overrides(cfg.algo)
     loop = None
@@ -110,13 +121,7 @@ def run_offline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     evaluator = SimulatorEvaluator(factory, int(cfg.evaluation.num_users), int(cfg.evaluation.seed), gamma)
     hparams = flatten({"algo": OmegaConf.to_container(cfg.algo, resolve=True),
                        "data": {"name": cfg.data.name}, "seed": int(cfg.seed)})
-    train_cfg = TrainerConfig(num_updates=int(cfg.train.num_updates), batch_size=int(cfg.train.batch_size),
-                              eval_every=int(cfg.train.eval_every),
-                              checkpoint_every=int(cfg.train.checkpoint_every),
-                              log_every=int(cfg.train.log_every),
-                              q_divergence_bound=float(cfg.train.q_divergence_bound), seed=int(cfg.seed),
-                              bootstrap_truncated=bool(cfg.train.get("bootstrap_truncated", False)),
-                              progress=bool(cfg.progress), device=cfg.device)
+    train_cfg = trainer_config(cfg)
     status, history, loop_history = "completed", {}, []
     started = time.perf_counter()
     try:
