@@ -15,7 +15,8 @@ What is compared with what
       features was measured to reach (EPIC needs a reward defined on any transition,
       which the realised utility is not). The reference's own Pearson is printed as the
       ceiling row.
-    - *Retrain* (:mod:`irl.retrain`): the held-in logs relabelled with each learned reward
+    - *Retrain* (:mod:`irl.retrain`): the held-in logs (or, with ``retrain.data=uniform``,
+      fresh logs of uniformly random actions) relabelled with each learned reward
       (the first preference seed's model per selection, AIRL's g), the true utility and
       the controls; the same offline algorithm trained on each; the true-utility return
       of every policy in one simulated A/B test (common random numbers), as a ratio to
@@ -33,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy, RandomPolicy
 from envs.simulator import SimulatorConfig, UserSimulator
 from irl.airl import AIRL, AIRLConfig
 from irl.common import seeded_mlp
@@ -41,10 +42,11 @@ from irl.data import LabelledDataset, collect_with_utility, feature_dim, transit
 from irl.experts import UtilityGreedyPolicy
 from irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
 from irl.metrics import epic_distance, pearson, preference_accuracy, spearman
-from irl.retrain import RetrainConfig, relabel_and_retrain
 from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
                              RewardModelConfig, SegmentPool, learn_from_preferences, standardisation,
                              uniform_pairs)
+from irl.retrain import RetrainConfig, relabel_and_retrain
+from marl_rec.data import OfflineDataset
 
 
 @dataclass
@@ -230,7 +232,8 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
                                  f"vs each user's own: {metrics['user_pearson']:.3f}"})
 
     needs_logs = {"preferences", "airl", "retrain"} & set(config.methods)
-    learned: dict[str, np.ndarray] = {}  # reward name -> its values on the held-in logs, for retraining
+    # reward name -> the learned reward of every transition of a dataset, for relabelling
+    learned: dict[str, Callable[[OfflineDataset], np.ndarray]] = {}
     if needs_logs:
         behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma, rng)
         logged = collect_with_utility(sim, behaviour, config.num_transitions, rng)
@@ -271,9 +274,9 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
                 metrics = evaluate(run_.model.predict, config.feature_set)
                 metrics["seconds"] = run_.history[-1]["seconds"]
                 per_seed.append(metrics)
-                if seed == 0 and "retrain" in config.methods:
-                    learned[f"preferences/{selection}"] = run_.model.predict(
-                        transition_features(train.dataset, config.feature_set))
+                if seed == 0:
+                    learned[f"preferences/{selection}"] = \
+                        lambda data, model=run_.model: model.predict(transition_features(data, config.feature_set))
             summary = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
             logger.scalars(f"irl/preferences/{selection}", summary, config.preference.budget)
             rows.append({"method": f"preferences/{selection}", **summary,
@@ -303,22 +306,28 @@ def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
         rows.append({"method": "airl", **metrics,
                      "note": f"g({g_features}), generator trained in the simulator, "
                              f"{config.airl.iterations} iterations"})
-        if "retrain" in config.methods:
-            learned["airl"] = airl.reward(train.dataset)
+        learned["airl"] = airl.reward
 
     if "retrain" in config.methods:
         rc = config.retrain
-        behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma,
-                                        np.random.default_rng([config.seed, 3]))
+        if rc.data == "heldin":
+            retrain_data = train
+            behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma,
+                                            np.random.default_rng([config.seed, 3]))
+        else:  # fresh logs of uniformly random actions, as many transitions as the held-in logs
+            uniform_rng = np.random.default_rng([config.seed, 5])
+            retrain_data = collect_with_utility(sim, RandomPolicy(uniform_rng), len(train.dataset), uniform_rng)
+            behaviour = RandomPolicy(np.random.default_rng([config.seed, 3]))
         retrain_rows = relabel_and_retrain(
-            train, learned, lambda: UserSimulator(config.simulator), rc, config.seed,
+            retrain_data, {name: reward(retrain_data.dataset) for name, reward in learned.items()},
+            lambda: UserSimulator(config.simulator), rc, config.seed,
             np.random.default_rng([config.seed, 4]), reference_policies={"behaviour": behaviour},
             log_dir=None if config.log_dir is None else f"{config.log_dir}/retrain")
         for row in retrain_rows:
             name = row.pop("reward")
             logger.scalars(f"irl/retrain/{name}", {k: v for k, v in row.items() if isinstance(v, float)},
                            rc.num_updates)
-            trained = (f"{rc.algo}-{rc.preset}, {rc.num_updates} updates x {rc.train_seeds} seed(s)"
+            trained = (f"{rc.algo}-{rc.preset} on {rc.data} logs, {rc.num_updates} updates x {rc.train_seeds} seed(s)"
                        if name != "behaviour" else "the logging policy, untrained")
             rows.append({"method": f"retrain/{name}", **row,
                          "note": f"{trained}; true return over {rc.eval_users} CRN users"})

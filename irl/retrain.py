@@ -72,6 +72,7 @@ from marl_rec.ope.estimate import normal_estimate
 from marl_rec.trainer import Trainer, TrainerConfig
 
 SHIFTS = ("no_click", "mean", "none")
+DATA = ("heldin", "uniform")
 CONTROLS = ("engagement", "shuffled", "true_centred")
 REFERENCE = "true_utility"
 
@@ -80,6 +81,7 @@ REFERENCE = "true_utility"
 class RetrainConfig:
     """One offline algorithm, trained identically on every reward, and the A/B test after it."""
 
+    data: str = "heldin"  # heldin: the experiment's held-in logs | uniform: logs of uniformly random actions
     algo: str = "bcq"
     preset: str = "rec"
     algo_overrides: dict[str, Any] = field(default_factory=dict)  # extra config fields, e.g. tiny nets in tests
@@ -97,6 +99,8 @@ class RetrainConfig:
             raise ValueError(f"RetrainConfig.algo must be one of {sorted(ALGORITHMS)}, got {self.algo!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"RetrainConfig.preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.data not in DATA:
+            raise ValueError(f"RetrainConfig.data must be one of {DATA}, got {self.data!r}")
         if self.shift not in SHIFTS:
             raise ValueError(f"RetrainConfig.shift must be one of {SHIFTS}, got {self.shift!r}")
         unknown = set(self.controls) - set(CONTROLS)
@@ -287,6 +291,6 @@ def relabel_and_retrain(data: LabelledDataset, learned: Mapping[str, np.ndarray]
     return rows
 
 
-__all__ = ["SHIFTS", "CONTROLS", "REFERENCE", "RetrainConfig", "standardise_reward", "no_click_mask",
+__all__ = ["SHIFTS", "DATA", "CONTROLS", "REFERENCE", "RetrainConfig", "standardise_reward", "no_click_mask",
            "reward_variants", "TrueUtilityView", "return_ratio", "summarise", "train_policy",
            "relabel_and_retrain"]
