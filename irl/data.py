@@ -62,15 +62,20 @@ def feature_dim(obs_dim: int, action_dim: int, num_components: int, feature_set:
     return sum(widths[c] for c in FEATURE_SETS[feature_set])
 
 
-class _UtilityRecorder:
-    """Delegates to a simulator and appends ``info["true_utility"]`` to the components
-    column, so :func:`collect` carries it through its row selection and reordering."""
+class SimulatorWrapper:
+    """Delegates every attribute to a simulator; subclasses change what ``step`` returns,
+    and policies that read the simulator's state still work through the wrapper."""
 
     def __init__(self, sim: Any) -> None:
         self._sim = sim
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sim, name)
+
+
+class _UtilityRecorder(SimulatorWrapper):
+    """Appends ``info["true_utility"]`` to the components column, so :func:`collect`
+    carries it through its row selection and reordering."""
 
     def step(self, action: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         result = self._sim.step(action, *args, **kwargs)
@@ -144,4 +149,4 @@ def relabel(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
 
 
 __all__ = ["FEATURE_SETS", "transition_features", "feature_dim", "LabelledDataset",
-           "collect_with_utility", "relabel"]
+           "SimulatorWrapper", "collect_with_utility", "relabel"]

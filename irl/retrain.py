@@ -75,7 +75,7 @@ from typing import Any
 
 import numpy as np
 
-from irl.data import LabelledDataset, relabel
+from irl.data import LabelledDataset, SimulatorWrapper, relabel
 from irl.metrics import pearson
 from marl_rec.algos.registry import ALGORITHMS, PRESETS, make_algorithm
 from marl_rec.data import OfflineDataset
@@ -186,16 +186,9 @@ def reward_variants(data: LabelledDataset, learned: Mapping[str, np.ndarray], co
 
 
 # ---------------------------------------------------------------------- evaluation
-class TrueUtilityView:
+class TrueUtilityView(SimulatorWrapper):
     """A simulator whose ``step`` reward is ``info["true_utility"]`` (the engagement it
-    replaces moves to ``info["engagement"]``); everything else is delegated, so policies
-    that read the simulator's state work through it."""
-
-    def __init__(self, sim: Any) -> None:
-        self._sim = sim
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sim, name)
+    replaces moves to ``info["engagement"]``); everything else is delegated."""
 
     def step(self, action: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         result = self._sim.step(action, *args, **kwargs)
