@@ -113,35 +113,48 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
     histories = _histories(runs)
     datasets = sorted({m["data"] for m, _ in histories})
     if datasets:
-        fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
-        for ax, data in zip(axes[0], datasets):
+        # one panel per dataset, one colour per algorithm (its seeds share it), one legend entry each
+        algos = sorted({m["algo"] for m, _ in histories})
+        colour = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algos)}
+
+        def panels(title: str) -> tuple[Any, Any]:
+            fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
+            fig.suptitle(title)
+            return fig, axes[0]
+
+        def finish(fig: Any, axes: Any, name: str) -> None:
+            handles = [plt.Line2D([], [], color=colour[a], label=a) for a in algos]
+            handles.append(plt.Line2D([], [], color="black", linestyle="--", label=legend_extra[name]))
+            axes[-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+            fig.tight_layout()
+            written.append(out_dir / name)
+            fig.savefig(written[-1], dpi=110, bbox_inches="tight")
+            plt.close(fig)
+
+        legend_extra = {"learning_curves.png": "behaviour", "q_vs_true.png": "Q = true"}
+        fig, axes = panels("true return during training")
+        for ax, data in zip(axes, datasets):
+            for metrics, history in histories:
+                if metrics["data"] == data:
+                    ax.plot(history["step"], history["eval/return"], color=colour[metrics["algo"]], alpha=0.8)
+            behaviour = [m["behaviour_return"] for m, _ in histories if m["data"] == data]
+            # median: BCQ-EE/RE runs report the behaviour of their grown dataset, the rest the logged one
+            ax.axhline(float(np.median(behaviour)), color="black", linestyle="--")
+            ax.set(title=data, xlabel="update", ylabel="true return (simulator)")
+        finish(fig, axes, "learning_curves.png")
+
+        fig, axes = panels("Q estimate vs true discounted return during training (overestimation above the line)")
+        for ax, data in zip(axes, datasets):
+            top = 1.0
             for metrics, history in histories:
                 if metrics["data"] != data:
                     continue
-                ax.plot(history["step"], history["eval/return"], label=f"{metrics['algo']} s{metrics['seed']}")
-            behaviour = [m["behaviour_return"] for m, _ in histories if m["data"] == data]
-            ax.axhline(float(np.mean(behaviour)), color="black", linestyle="--", label="behaviour")
-            ax.set(title=data, xlabel="update", ylabel="true return (simulator)")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / "learning_curves.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-
-        fig, ax = plt.subplots(figsize=(5.5, 5))
-        top = 1.0
-        for metrics, history in histories:
-            q, v = np.asarray(history["eval/q_estimate"]), np.asarray(history["eval/discounted_return"])
-            ax.plot(v, q, marker="o", markersize=3, label=f"{metrics['data']}/{metrics['algo']}")
-            top = max(top, float(np.nanmax(np.abs(np.concatenate([q, v])))))
-        ax.plot([0, top], [0, top], color="black", linestyle="--", label="Q = true")
-        ax.set(xlabel="true discounted return", ylabel="Q estimate on initial states",
-               title="overestimation during training", yscale="symlog", xscale="symlog")
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        written.append(out_dir / "q_vs_true.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+                q, v = np.asarray(history["eval/q_estimate"]), np.asarray(history["eval/discounted_return"])
+                ax.plot(v, q, marker="o", markersize=2.5, color=colour[metrics["algo"]], alpha=0.8)
+                top = max(top, float(np.nanmax(np.abs(np.concatenate([q, v])))))
+            ax.plot([0, top], [0, top], color="black", linestyle="--")
+            ax.set(title=data, xlabel="true discounted return", ylabel="Q estimate on initial states")
+        finish(fig, axes, "q_vs_true.png")
 
     estimators = [(key, title) for key, title in COLUMNS if key.startswith("ope_")]
     points = [(m, key) for _, m in runs for key, _ in estimators
