@@ -444,3 +444,14 @@ def test_d3rlpy_rejects_mismatches() -> None:
     dataset.next_observations[4] += 1.0  # no longer the next row's observation
     with pytest.raises(ValueError, match="row 4: 'next_observations' differs"):
         to_d3rlpy(dataset)
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_sampler_dones_follow_the_truncation_convention(bootstrap: bool) -> None:
+    """Default: a truncation ends the TD target like a terminal; bootstrap_truncated=True
+    bootstraps through it (only terminals are dones)."""
+    data = make_dataset(truncated=(1, 3))
+    sampler = TensorSampler(data, bootstrap_truncated=bootstrap)
+    expected = data.terminals if bootstrap else data.terminals | data.truncations
+    assert data.truncations.any()
+    np.testing.assert_array_equal(sampler.dones.numpy(), expected.astype(np.float32))

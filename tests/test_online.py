@@ -158,3 +158,19 @@ def test_online_td3_learns_to_beat_the_random_policy():
                                     sim=sim).returns.mean())
     random = run_sessions(RandomPolicy(np.random.default_rng(0)), 2000, np.random.default_rng(11), sim=sim)
     assert np.mean(learned) > random.returns.mean() + 3.0, (learned, random.returns.mean())
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_replay_buffer_dones_follow_the_truncation_convention(bootstrap: bool) -> None:
+    """Sampled TD dones: 1 at terminals and, unless bootstrap_truncated, at truncations."""
+    rows = np.arange(4, dtype=np.float32)
+    buffer = ReplayBuffer(4, obs_dim=1, action_dim=1, num_components=1, bootstrap_truncated=bootstrap)
+    buffer.add(observations=rows[:, None], actions=np.zeros((4, 1)), rewards=np.zeros(4),
+               next_observations=rows[:, None], dones=np.array([0, 1, 0, 0]),
+               truncations=np.array([False, False, True, False]), log_probs=np.zeros(4),
+               components=np.zeros((4, 1)), episodes=np.arange(4))
+    expected = np.array([0, 1, 0 if bootstrap else 1, 0], np.float32)
+    batch = buffer.sample(64, torch.Generator().manual_seed(0))
+    sampled_rows = batch.observations[:, 0].long().numpy()
+    assert len(set(sampled_rows)) == 4
+    np.testing.assert_array_equal(batch.dones.numpy(), expected[sampled_rows])
