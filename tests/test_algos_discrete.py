@@ -234,13 +234,6 @@ def test_bad_inputs_name_the_problem():
 LEARN_UPDATES, EVAL_USERS, EVAL_SEED = 3000, 2000, 999
 
 
-def session_end_is_terminal(data):
-    """A session that reaches max_requests is over (the request index is in the observation),
-    so it is terminal for the session return the learners maximise: no bootstrapping past it."""
-    return dataclasses.replace(data, terminals=data.terminals | data.truncations,
-                               truncations=np.zeros_like(data.truncations))
-
-
 @pytest.fixture(scope="module")
 def preset_data():
     from agents.policies import HeuristicExpertPolicy
@@ -259,7 +252,7 @@ def preset_data():
                                action_spec=ActionSpec("discrete", num_actions=presets.num_actions))
     behaviour_return = run_sessions(behaviour(5), EVAL_USERS, np.random.default_rng(EVAL_SEED),
                                     sim=sim).returns.mean()
-    return sim, presets, session_end_is_terminal(data), behaviour_return
+    return sim, presets, data, behaviour_return
 
 
 @pytest.mark.parametrize("name, network", [("discrete_bcq", dict(q_hidden=(64, 64), imitation_hidden=(64, 64))),
