@@ -63,6 +63,18 @@ def _info(result, index: int = 0) -> dict[str, Any]:
     }
 
 
+def _simulator_config(config: SimulatorConfig | None, render_mode: str | None,
+                      overrides: dict[str, Any]) -> SimulatorConfig:
+    """The env's simulator config from a config or keyword overrides (not both); no render modes."""
+    if render_mode is not None:
+        raise ValueError(f"render_mode {render_mode!r} is not supported (render_modes: [])")
+    if config is None:
+        return SimulatorConfig(**overrides)
+    if overrides:
+        raise ValueError("pass either a SimulatorConfig or keyword overrides, not both")
+    return config
+
+
 class FusionRankingEnv(ParallelEnv):
     """PettingZoo Parallel env with the single agent ``"recommender"``."""
 
@@ -70,13 +82,7 @@ class FusionRankingEnv(ParallelEnv):
 
     def __init__(self, config: SimulatorConfig | None = None, render_mode: str | None = None,
                  **config_overrides: Any) -> None:
-        if config is None:
-            config = SimulatorConfig(**config_overrides)
-        elif config_overrides:
-            raise ValueError("pass either a SimulatorConfig or keyword overrides, not both")
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported (render_modes: [])")
-        self.config = config
+        self.config = config = _simulator_config(config, render_mode, config_overrides)
         self.render_mode = render_mode
         self.sim = UserSimulator(config)
         self.possible_agents = [AGENT]
@@ -141,13 +147,7 @@ class FusionRankingGymEnv(gymnasium.Env):
 
     def __init__(self, config: SimulatorConfig | None = None, render_mode: str | None = None,
                  **config_overrides: Any) -> None:
-        if config is None:
-            config = SimulatorConfig(**config_overrides)
-        elif config_overrides:
-            raise ValueError("pass either a SimulatorConfig or keyword overrides, not both")
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported (render_modes: [])")
-        self.config = config
+        self.config = config = _simulator_config(config, render_mode, config_overrides)
         self.render_mode = render_mode
         self.sim = UserSimulator(config)
         self.observation_space, self.action_space = make_spaces(config)

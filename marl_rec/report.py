@@ -1,7 +1,9 @@
 """``marl-rec-report RUN_OR_SWEEP_DIR...``: aggregate runs into a markdown table and plots.
 
 Finds every ``metrics.json`` under the given folders (a single run, or a Hydra multirun
-sweep), groups runs by (dataset, algorithm), and writes into the first folder:
+sweep), groups runs by (dataset, algorithm) — a run whose Hydra overrides set fields of its
+``data`` or ``algo`` config gets its own row, labelled with them (``cql[cql_alpha=1.0]``), so
+a hyperparameter sweep is not averaged as if it were seeds — and writes into the first folder:
 
 - ``report.md``: mean ± std over seeds of the true return (simulated A/B test), the
   behaviour policy's return in the data, the Q estimate vs the true discounted value
@@ -10,6 +12,9 @@ sweep), groups runs by (dataset, algorithm), and writes into the first folder:
 - ``q_vs_true.png``: Q estimate against the true discounted return over training — the
   picture of extrapolation error (points far above the diagonal);
 - ``ope_vs_true.png``: each OPE estimator's estimate against the true value.
+
+``report.md`` ends with policy selection: per dataset, the learner each estimator would
+ship (highest mean estimate), its true return and its regret against the best learner.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 COLUMNS = [  # (metrics key, column title)
     ("true_return", "true return"),
@@ -35,7 +41,32 @@ COLUMNS = [  # (metrics key, column title)
 ]
 
 
+SELECTORS = [("ope_fqe", "FQE"), ("ope_wdr", "WDR"), ("ope_cfqe", "conservative FQE"), ("q_estimate", "own Q")]
+
+
+def _group_overrides(folder: Path, group: str) -> dict[str, str]:
+    """The run's Hydra overrides of ``group``'s fields (``algo.cql_alpha=1.0`` → {cql_alpha: 1.0})."""
+    path = folder / ".hydra" / "overrides.yaml"
+    overrides = [str(o).lstrip("+~") for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
+    return dict(o[len(group) + 1:].partition("=")[::2] for o in overrides if o.startswith(group + "."))
+
+
+def label_variants(runs: list[tuple[Path, dict[str, Any]]], group: str) -> None:
+    """Append to ``metrics[group]`` the ``group.*`` overrides whose value differs between runs
+    of the same name (``cql[cql_alpha=1.0]``); overrides shared by all of them label nothing."""
+    fields = {folder: _group_overrides(folder, group) for folder, _ in runs}
+    for name in {m[group] for _, m in runs}:
+        members = [(folder, m) for folder, m in runs if m[group] == name]
+        keys = {k for folder, _ in members for k in fields[folder]}
+        varying = sorted(k for k in keys if len({fields[folder].get(k) for folder, _ in members}) > 1)
+        for folder, m in members:
+            set_fields = [f"{k}={fields[folder][k]}" for k in varying if k in fields[folder]]
+            if set_fields:
+                m[group] = f"{name}[{','.join(set_fields)}]"
+
+
 def find_runs(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every run's ``metrics.json``; ``data`` and ``algo`` labelled by :func:`label_variants`."""
     runs = []
     for folder in folders:
         if not folder.exists():
@@ -48,7 +79,10 @@ def find_runs(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
             except json.JSONDecodeError as error:
                 raise SystemExit(f"marl-rec-report: {path} is not valid JSON: {error}") from error
             if "algo" in metrics and "data" in metrics:
+                metrics["data"], metrics["algo"] = str(metrics["data"]), str(metrics["algo"])
                 runs.append((path.parent, metrics))
+    for group in ("data", "algo"):
+        label_variants(runs, group)
     return runs
 
 
@@ -88,6 +122,34 @@ def markdown(table: dict[tuple[str, str], dict[str, Any]]) -> str:
                 cells.append(f"{stat[0]:.2f}×")
             else:
                 cells.append(f"{stat[0]:.1f} ± {stat[1]:.1f}" if stat[2] > 1 else f"{stat[0]:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
+    """Per dataset and seed, the learner each estimator ranks first among that seed's runs
+    that have the estimate, and its regret = the best true return among those runs − the
+    pick's true return; one cell per dataset lists the picks and the mean regret over seeds.
+    Selecting by the learner's own Q shows why OPE is needed."""
+    lines = ["| dataset | seeds | best by true return | " + " | ".join(f"{title}: pick (mean regret)"
+                                                                   for _, title in SELECTORS) + " |",
+             "|" + "---|" * (3 + len(SELECTORS))]
+    by_data: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for _, m in runs:
+        if _value(m, "true_return") is not None:
+            by_data[m["data"]][int(m.get("seed", 0))].append(m)
+    for data, seeds in sorted(by_data.items()):
+        best = [max(members, key=lambda m: m["true_return"]) for members in seeds.values()]
+        cells = [data, str(len(seeds)), ", ".join(f"{m['algo']} ({m['true_return']:.1f})" for m in best)]
+        for key, _ in SELECTORS:
+            picks, regrets = [], []
+            for members in seeds.values():
+                scored = [m for m in members if _value(m, key) is not None]
+                if scored:
+                    pick = max(scored, key=lambda m: _value(m, key))
+                    picks.append(pick["algo"])
+                    regrets.append(max(m["true_return"] for m in scored) - pick["true_return"])
+            cells.append(f"{', '.join(picks)} ({np.mean(regrets):.1f})" if picks else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -230,7 +292,10 @@ def report(folders: list[Path]) -> tuple[str, list[Path]]:
     runs = find_runs(folders)
     if not runs:
         raise SystemExit(f"marl-rec-report: no metrics.json with 'algo' and 'data' under {', '.join(map(str, folders))}")
-    table = markdown(aggregate(runs))
+    aggregated = aggregate(runs)
+    table = (markdown(aggregated) + "\n\nPolicy selection per seed: the learner each estimate would ship, and "
+             "its regret against the best true return among the runs that have the estimate):\n\n"
+             + selection(runs))
     out_dir = folders[0]
     (out_dir / "report.md").write_text(table + "\n")
     return table, [out_dir / "report.md"] + plot(runs, out_dir)
