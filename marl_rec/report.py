@@ -129,9 +129,10 @@ def markdown(table: dict[tuple[str, str], dict[str, Any]]) -> str:
 def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
     """Per dataset and seed, the learner each estimator ranks first among that seed's runs
     that have the estimate, and its regret = the best true return among those runs − the
-    pick's true return; one cell per dataset lists the picks and the mean regret over seeds.
+    pick's true return; one cell per dataset lists the picks, then their mean true return and
+    mean regret over seeds.
     Selecting by the learner's own Q shows why OPE is needed."""
-    lines = ["| dataset | seeds | best by true return | " + " | ".join(f"{title}: pick (mean regret)"
+    lines = ["| dataset | seeds | best by true return | " + " | ".join(f"{title}: pick (return, regret)"
                                                                    for _, title in SELECTORS) + " |",
              "|" + "---|" * (3 + len(SELECTORS))]
     by_data: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -142,14 +143,15 @@ def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
         best = [max(members, key=lambda m: m["true_return"]) for members in seeds.values()]
         cells = [data, str(len(seeds)), ", ".join(f"{m['algo']} ({m['true_return']:.1f})" for m in best)]
         for key, _ in SELECTORS:
-            picks, regrets = [], []
+            picks, returns, regrets = [], [], []
             for members in seeds.values():
                 scored = [m for m in members if _value(m, key) is not None]
                 if scored:
                     pick = max(scored, key=lambda m: _value(m, key))
                     picks.append(pick["algo"])
+                    returns.append(pick["true_return"])
                     regrets.append(max(m["true_return"] for m in scored) - pick["true_return"])
-            cells.append(f"{', '.join(picks)} ({np.mean(regrets):.1f})" if picks else "–")
+            cells.append(f"{', '.join(picks)} ({np.mean(returns):.1f}, {np.mean(regrets):.1f})" if picks else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -40,6 +40,6 @@ def test_policy_selection_picks_the_highest_estimate_per_seed(tmp_path: Path) ->
     line = next(row for row in table.splitlines()[::-1] if row.startswith("| expert | 2 |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "bcq (90.0), bcq (94.0)"
-    assert cells[3] == "td3, bcq (15.0)"  # FQE: mean regret (30 + 0) / 2
+    assert cells[3] == "td3, bcq (77.0, 15.0)"  # FQE: mean return (60 + 94) / 2, mean regret (30 + 0) / 2
     assert cells[4] == "–"  # no run has WDR
-    assert cells[6] == "bcq, bcq (0.0)"  # own Q = true return here
+    assert cells[6] == "bcq, bcq (92.0, 0.0)"  # own Q = true return here
