@@ -1,6 +1,6 @@
 """Why CQL fails on the ``concurrent`` dataset: the data's anatomy and CQL's α, measured.
 
-    .venv/bin/python bench/cql_concurrent_diagnosis.py                # about 2 minutes
+    .venv/bin/python bench/cql_concurrent_diagnosis.py                # about 2.5 minutes
     .venv/bin/python bench/cql_concurrent_diagnosis.py --alphas 1 5 --updates 3000
 
 The ``concurrent`` buffer is the whole replay buffer of an online TD3 agent (σ = 0.1). Its
@@ -12,7 +12,10 @@ complete sessions that start with it, and the true return of always playing its 
 (the simulator, 1,000 users). Then CQL (``rec`` preset) trains offline on the finished buffer
 (``data=concurrent data.concurrent=false``, cached as the CLI caches it) for each α, and the
 table gives its true return, its Q estimate on initial states and the corner its policy picks
-at the first request.
+at the first request. The same is repeated on a *balanced* buffer: a random ``--keep``
+fraction of the sessions that start in the corner most frequent at first requests is kept,
+the rest dropped, so that both corners start about equally many sessions (the causal check:
+if the first-request frequency is what misleads CQL, balancing it changes its choice).
 """
 
 from __future__ import annotations
@@ -65,13 +68,17 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 2.0, 5.0])
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--keep", type=float, default=0.3,
+                        help="fraction of the sessions starting in the most frequent first-request corner kept")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default="data_cache", help="dataset cache (the CLI's default)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     register_schemas()
     with initialize_config_module("marl_rec.conf", version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=fusion_offline", "data=concurrent",
-                                           "data.concurrent=false", "progress=false"])
+                                           "data.concurrent=false", "progress=false",
+                                           f"cache_dir={os.path.abspath(args.cache_dir)}"])
     dataset, info = load_dataset(cfg)
     factory = simulator_factory(cfg)
     evaluator = SimulatorEvaluator(factory, args.users, seed=12345, gamma=float(cfg.evaluation.gamma))
@@ -93,22 +100,28 @@ def main() -> None:
         print(f"| {name} | {mask.mean():.2f} | {first.mean():.2f} | {lengths[first & complete].mean():.1f} | "
               f"{returns[first & complete].mean():.1f} | {constant['eval/return']:.1f} |")
 
-    print(f"\nCQL (rec preset) trained offline for {args.updates} updates on the finished buffer:\n")
-    print("| α | true return | true value (γ) | Q on initial states | first-request action (mean) |")
-    print("|---|---|---|---|---|")
-    sampler = TensorSampler(dataset)
-    first_obs = dataset.observations[starts]
-    for alpha in args.alphas:
-        algorithm = make_algorithm("cql", dataset.obs_dim, ActionSpec("continuous", dim=4), preset="rec",
-                                   seed=args.seed, cql_alpha=alpha)
-        generator = torch.Generator().manual_seed(args.seed)
-        for _ in range(args.updates):
-            algorithm.update(sampler.sample(algorithm.config.batch_size, generator))
-        result = evaluator(algorithm, args.updates)
-        mean_action = np.asarray(algorithm.act(first_obs, deterministic=True)).mean(0)
-        print(f"| {alpha:g} | {result['eval/return']:.1f} | {result['eval/discounted_return']:.1f} | "
-              f"{result['eval/q_estimate']:.1f} | ({', '.join(f'{a:+.2f}' for a in mean_action)}) |", flush=True)
+    most_frequent = max(clusters.values(), key=lambda mask: mask[starts].mean())
+    drop = most_frequent[starts] & (np.random.default_rng(args.seed).random(len(starts)) > args.keep)
+    balanced = dataset.subset_episodes(np.flatnonzero(~drop))
+    shares = ", ".join(f"{name} {mask[starts][~drop].mean():.2f}" for name, mask in clusters.items())
+    print(f"\nbalanced buffer: {len(balanced)} transitions; first actions {shares}")
 
+    print(f"\nCQL (rec preset) trained offline for {args.updates} updates:\n")
+    print("| buffer | α | true return | true value (γ) | Q on initial states | first-request action (mean) |")
+    print("|---|---|---|---|---|---|")
+    for buffer_name, data in (("finished", dataset), ("balanced", balanced)):
+        sampler = TensorSampler(data)
+        first_obs = data.observations[np.flatnonzero(data.episode_starts)]
+        for alpha in args.alphas:
+            algorithm = make_algorithm("cql", data.obs_dim, ActionSpec("continuous", dim=4), preset="rec",
+                                       seed=args.seed, cql_alpha=alpha)
+            generator = torch.Generator().manual_seed(args.seed)
+            for _ in range(args.updates):
+                algorithm.update(sampler.sample(algorithm.config.batch_size, generator))
+            result = evaluator(algorithm, args.updates)
+            mean_action = np.asarray(algorithm.act(first_obs, deterministic=True)).mean(0)
+            print(f"| {buffer_name} | {alpha:g} | {result['eval/return']:.1f} | {result['eval/discounted_return']:.1f} | "
+                  f"{result['eval/q_estimate']:.1f} | ({', '.join(f'{a:+.2f}' for a in mean_action)}) |", flush=True)
 
 if __name__ == "__main__":
     main()
