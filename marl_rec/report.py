@@ -295,8 +295,8 @@ def report(folders: list[Path]) -> tuple[str, list[Path]]:
     if not runs:
         raise SystemExit(f"marl-rec-report: no metrics.json with 'algo' and 'data' under {', '.join(map(str, folders))}")
     aggregated = aggregate(runs)
-    table = (markdown(aggregated) + "\n\nPolicy selection per seed: the learner each estimate would ship, and "
-             "its regret against the best true return among the runs that have the estimate):\n\n"
+    table = (markdown(aggregated) + "\n\nPolicy selection, per seed: the learner each estimate would ship, its true "
+             "return and its regret against the best true return among the runs that have the estimate:\n\n"
              + selection(runs))
     out_dir = folders[0]
     (out_dir / "report.md").write_text(table + "\n")
