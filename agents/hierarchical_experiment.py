@@ -40,7 +40,8 @@ from agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, 
 from agents.policies import ConstantPolicy, GaussianNoisePolicy
 from envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
 from envs.simulator import UserSimulator
-from marl_rec.experiment import trainer_config, write_json
+from marl_rec.experiment import trainer_config
+from marl_rec.files import write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
 

@@ -54,7 +54,8 @@ from marl_rec.algos.registry import make_config
 from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 from marl_rec.data.pipelines import DATA_FORMAT_VERSION, cached_dataset, config_hash
-from marl_rec.experiment import trainer_config, write_json
+from marl_rec.experiment import trainer_config
+from marl_rec.files import save_figure, write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
 from marl_rec.trainer import Trainer
@@ -380,11 +381,8 @@ def plot_frontier(frontier: dict[str, Any], path: Path) -> Path:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
-    tmp.replace(path)
     return path
 
 

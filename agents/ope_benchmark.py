@@ -25,10 +25,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from marl_rec.algos.base import ActionSpec
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data.dataset import TensorSampler
-from marl_rec.experiment import load_dataset, simulator_factory, write_json
+from marl_rec.experiment import load_dataset, simulator_factory
+from marl_rec.files import save_figure, write_json
 from marl_rec.ope import OPEContext, evaluate_policies, simulated_ab_test, summarize, true_values
 
 
@@ -150,7 +150,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set(xlabel="true value (simulated A/B test)", ylabel="estimate", title="OPE estimators vs truth")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

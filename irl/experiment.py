@@ -47,6 +47,7 @@ from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceCo
                              uniform_pairs)
 from irl.retrain import RetrainConfig, relabel_and_retrain
 from marl_rec.data import OfflineDataset
+from marl_rec.files import write_json, write_text
 
 
 @dataclass
@@ -370,7 +371,6 @@ def hydra_task(cfg: Any, run_dir: Any) -> dict[str, Any]:
     """The ``marl-rec +experiment=reward_learning`` task: build the config from ``cfg.irl``,
     log TensorBoard events and ``metrics.json`` into the run folder, print the table."""
     import dataclasses
-    import json
     from pathlib import Path
 
     from hydra.utils import instantiate
@@ -379,8 +379,6 @@ def hydra_task(cfg: Any, run_dir: Any) -> dict[str, Any]:
     rows = run(config)
     table = format_table(rows)
     print(table, flush=True)
-    (Path(run_dir) / "reward_learning.md").write_text(table + "\n")
-    tmp = Path(run_dir) / ".metrics.json.tmp"
-    tmp.write_text(json.dumps({"task": "reward_learning", "rows": rows}, indent=2, default=float))
-    tmp.replace(Path(run_dir) / "metrics.json")
+    write_text(Path(run_dir) / "reward_learning.md", table + "\n")
+    write_json(Path(run_dir) / "metrics.json", {"task": "reward_learning", "rows": rows})
     return {"data": "reward_learning", "algo": "irl", "seed": int(cfg.seed)}

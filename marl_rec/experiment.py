@@ -8,10 +8,7 @@ curves, ``eval/return`` vs ``eval/q_estimate``, hparams), ``checkpoint.pt``,
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,19 +24,11 @@ from marl_rec.batch_loop import BatchLoopConfig, run_batch_loop
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.pipelines import build_dataset, cached_dataset, dataset_key
 from marl_rec.logging import TensorBoardLogger
+from marl_rec.files import write_json
 from marl_rec.schema import algorithm_overrides
 from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig
 
 BATCH_LOOP_KEYS = {f for f in BatchLoopConfig.__dataclass_fields__}
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Atomic JSON write (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, default=float)
-    os.replace(tmp, path)
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from marl_rec.files import save_figure, write_text
+
 COLUMNS = [  # (metrics key, column title)
     ("true_return", "true return"),
     ("behaviour_return", "behaviour return"),
@@ -192,7 +194,7 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
             axes[-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
             fig.tight_layout()
             written.append(out_dir / name)
-            fig.savefig(written[-1], dpi=110, bbox_inches="tight")
+            save_figure(fig, written[-1], dpi=110, bbox_inches="tight")
             plt.close(fig)
 
         legend_extra = {"learning_curves.png": "behaviour", "q_vs_true.png": "Q = true"}
@@ -237,7 +239,7 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(out_dir / "ope_vs_true.png")
-        fig.savefig(written[-1], dpi=110)
+        save_figure(fig, written[-1], dpi=110)
         plt.close(fig)
     return written
 
@@ -299,7 +301,7 @@ def report(folders: list[Path]) -> tuple[str, list[Path]]:
              "return and its regret against the best true return among the runs that have the estimate:\n\n"
              + selection(runs))
     out_dir = folders[0]
-    (out_dir / "report.md").write_text(table + "\n")
+    write_text(out_dir / "report.md", table + "\n")
     return table, [out_dir / "report.md"] + plot(runs, out_dir)
 
 

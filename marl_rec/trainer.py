@@ -22,12 +22,9 @@ torch RNG itself: an entry point that needs two fresh runs to match (dropout) se
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +44,7 @@ from marl_rec.checkpoint import (
     set_numpy_rng_state,
 )
 from marl_rec.data.dataset import OfflineDataset, TensorSampler
+from marl_rec.files import write_json
 from marl_rec.logging import TensorBoardLogger
 
 Evaluator = Callable[[Any, int], Mapping[str, float]]
@@ -321,7 +319,7 @@ class Trainer:
         return hparams
 
     def _write_status(self, status: str, metrics: Mapping[str, Any]) -> None:
-        _atomic_write_json(self.run_dir / self.status_name, {"status": status, **metrics})
+        write_json(self.run_dir / self.status_name, {"status": status, **metrics})
 
     # ------------------------------------------------------------- checkpoints
     def _trainer_state(self) -> dict[str, Any]:
@@ -450,17 +448,3 @@ def _first_non_finite(state: Any, path: str = "state") -> str | None:
         if found:
             return found
     return None
-
-
-def _atomic_write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from marl_rec.algos.base import ActionSpec
+from marl_rec.files import fsync_dir
 from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, OfflineDataset
 
 FORMAT_NAME = "marl_rec.offline_dataset"
@@ -51,14 +52,6 @@ MMAP_THRESHOLD_BYTES = 1 << 30
 # the dtype kind each column must have on disk ("f" floating, "b" bool, "i" signed integer)
 _FLOAT_COLUMNS = ("observations", "rewards", "next_observations", "behaviour_log_probs", "reward_components")
 _BOOL_COLUMNS = ("terminals", "truncations", "episode_starts")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _file_sha256(path: Path) -> str:
@@ -129,16 +122,16 @@ def save_folder_atomically(path: str | Path, fill: Callable[[Path], dict[str, An
             json.dump(metadata, f, indent=2, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if path.exists():
             old = path.parent / f".{path.name}.old-{token}"
             os.rename(path, old)
             os.rename(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
