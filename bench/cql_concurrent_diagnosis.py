@@ -91,6 +91,9 @@ def main() -> None:
     print(f"dataset: {len(dataset)} transitions, {dataset.num_episodes} sessions, behaviour return "
           f"{behaviour:.1f} ({info['dataset_path']})\n")
     clusters = corner_clusters(actions)
+    if not clusters:
+        raise SystemExit("no corner holds 5% of the logged actions: this buffer is not the clustered one "
+                         "the diagnosis is about (changed simulator or data config?)")
     print("| corner | share of transitions | share of first actions | complete sessions starting there: "
           "length | their return | true return of always playing it |")
     print("|---|---|---|---|---|---|")
