@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from marl_rec.files import save_figure, write_text
+from marl_rec.ope.metrics import regret_at_k
 
 COLUMNS = [  # (metrics key, column title)
     ("true_return", "true return"),
@@ -149,10 +150,11 @@ def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
             for members in seeds.values():
                 scored = [m for m in members if _value(m, key) is not None]
                 if scored:
-                    pick = max(scored, key=lambda m: _value(m, key))
+                    estimates, truths = [_value(m, key) for m in scored], [m["true_return"] for m in scored]
+                    pick = scored[int(np.argmax(estimates))]
                     picks.append(pick["algo"])
                     returns.append(pick["true_return"])
-                    regrets.append(max(m["true_return"] for m in scored) - pick["true_return"])
+                    regrets.append(regret_at_k(estimates, truths, k=1))
             cells.append(f"{', '.join(picks)} ({np.mean(returns):.1f}, {np.mean(regrets):.1f})" if picks else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
