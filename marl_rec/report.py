@@ -142,7 +142,8 @@ def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
     for _, m in runs:
         if _value(m, "true_return") is not None:
             by_data[m["data"]][int(m.get("seed", 0))].append(m)
-    for data, seeds in sorted(by_data.items()):
+    for data, by_seed in sorted(by_data.items()):
+        seeds = dict(sorted(by_seed.items()))  # cells list the picks in seed order
         best = [max(members, key=lambda m: m["true_return"]) for members in seeds.values()]
         cells = [data, str(len(seeds)), ", ".join(f"{m['algo']} ({m['true_return']:.1f})" for m in best)]
         for key, _ in SELECTORS:
