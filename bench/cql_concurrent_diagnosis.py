@@ -9,9 +9,9 @@ phase of the agent's training. For each cluster (actions within 0.2 of a corner 
 coordinate, clusters holding at least 5% of the data) this prints its share of the
 transitions, its share of the *first* actions of sessions, the mean length and return of the
 complete sessions that start with it, and the true return of always playing its corner
-(the simulator, 1,000 users). Then CQL (``rec`` preset) trains offline on the finished buffer
-(``data=concurrent data.concurrent=false``, cached as the CLI caches it) for each α, and the
-table gives its true return, its Q estimate on initial states and the corner its policy picks
+(a simulated A/B test, 1,000 users per corner, common random numbers). Then CQL (``rec``
+preset) trains offline on the finished buffer (``data=concurrent data.concurrent=false``,
+cached as the CLI caches it) for each α, and the table gives its true return, its Q estimate on initial states and the corner its policy picks
 at the first request. The same is repeated on a *balanced* buffer: a random ``--keep``
 fraction of the sessions that start in the corner most frequent at first requests is kept,
 the rest dropped, so that both corners start about equally many sessions (the causal check:
@@ -30,25 +30,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
+from agents.ope_benchmark import ConstantActor  # noqa: E402
 from marl_rec.algos.base import ActionSpec  # noqa: E402
 from marl_rec.algos.registry import make_algorithm  # noqa: E402
 from marl_rec.data.dataset import TensorSampler  # noqa: E402
 from marl_rec.experiment import load_dataset, simulator_factory  # noqa: E402
+from marl_rec.ope import simulated_ab_test  # noqa: E402
 from marl_rec.schema import register_schemas  # noqa: E402
 from marl_rec.trainer import SimulatorEvaluator  # noqa: E402
-
-
-class ConstantAction:
-    """The evaluator's policy interface for one fixed action (Q reported as 0)."""
-
-    def __init__(self, action: np.ndarray) -> None:
-        self.action = np.asarray(action, dtype=np.float32)
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return np.tile(self.action, (len(obs), 1))
-
-    def q_value(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
-        return np.zeros(len(obs))
 
 
 def corner_clusters(actions: np.ndarray, radius: float = 0.2, min_share: float = 0.05) -> dict[str, np.ndarray]:
@@ -97,11 +86,12 @@ def main() -> None:
     print("| corner | share of transitions | share of first actions | complete sessions starting there: "
           "length | their return | true return of always playing it |")
     print("|---|---|---|---|---|---|")
+    constants = simulated_ab_test(factory, {name: ConstantActor([float(c) for c in name.strip("()").split(",")])
+                                            for name in clusters}, args.users, seed=12345)
     for name, mask in clusters.items():
         first = mask[starts]
-        constant = evaluator(ConstantAction(np.array([float(c) for c in name.strip("()").split(",")])), 0)
         print(f"| {name} | {mask.mean():.2f} | {first.mean():.2f} | {lengths[first & complete].mean():.1f} | "
-              f"{returns[first & complete].mean():.1f} | {constant['eval/return']:.1f} |")
+              f"{returns[first & complete].mean():.1f} | {constants[name].undiscounted.value:.1f} |")
 
     most_frequent = max(clusters.values(), key=lambda mask: mask[starts].mean())
     drop = most_frequent[starts] & (np.random.default_rng(args.seed).random(len(starts)) > args.keep)

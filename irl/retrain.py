@@ -118,7 +118,7 @@ class RetrainConfig:
         unknown = set(self.controls) - set(CONTROLS)
         if unknown:
             raise ValueError(f"RetrainConfig.controls has unknown entries {sorted(unknown)}; choose from {CONTROLS}")
-        for name in ("num_updates", "train_seeds", "eval_users"):
+        for name in ("num_updates", "train_seeds"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"RetrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_users < 2:

@@ -13,8 +13,9 @@ a hyperparameter sweep is not averaged as if it were seeds — and writes into t
   picture of extrapolation error (points far above the diagonal);
 - ``ope_vs_true.png``: each OPE estimator's estimate against the true value.
 
-``report.md`` ends with policy selection: per dataset, the learner each estimator would
-ship (highest mean estimate), its true return and its regret against the best learner.
+``report.md`` ends with policy selection: per dataset and seed, the learner each estimate
+(FQE, WDR, conservative FQE, the learner's own Q) ranks first, with the mean over seeds of
+its true return and of its regret against the best learner of that seed.
 """
 
 from __future__ import annotations
@@ -47,17 +48,19 @@ COLUMNS = [  # (metrics key, column title)
 SELECTORS = [("ope_fqe", "FQE"), ("ope_wdr", "WDR"), ("ope_cfqe", "conservative FQE"), ("q_estimate", "own Q")]
 
 
-def _group_overrides(folder: Path, group: str) -> dict[str, str]:
-    """The run's Hydra overrides of ``group``'s fields (``algo.cql_alpha=1.0`` → {cql_alpha: 1.0})."""
+def hydra_overrides(folder: Path) -> list[str]:
+    """The run's command-line overrides from Hydra's ``.hydra/overrides.yaml`` ([] when absent),
+    without the ``+``/``~`` prefixes."""
     path = folder / ".hydra" / "overrides.yaml"
-    overrides = [str(o).lstrip("+~") for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
-    return dict(o[len(group) + 1:].partition("=")[::2] for o in overrides if o.startswith(group + "."))
+    return [str(o).lstrip("+~") for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
 
 
-def label_variants(runs: list[tuple[Path, dict[str, Any]]], group: str) -> None:
-    """Append to ``metrics[group]`` the ``group.*`` overrides whose value differs between runs
-    of the same name (``cql[cql_alpha=1.0]``); overrides shared by all of them label nothing."""
-    fields = {folder: _group_overrides(folder, group) for folder, _ in runs}
+def label_variants(runs: list[tuple[Path, dict[str, Any]]], overrides: dict[Path, list[str]], group: str) -> None:
+    """Append to ``metrics[group]`` the run's ``group.*`` overrides whose value differs between
+    runs of the same name (``cql[cql_alpha=1.0]``); overrides shared by all of them label nothing."""
+    fields = {folder: dict(o[len(group) + 1:].partition("=")[::2] for o in overrides[folder]
+                           if o.startswith(group + "."))
+              for folder, _ in runs}
     for name in {m[group] for _, m in runs}:
         members = [(folder, m) for folder, m in runs if m[group] == name]
         keys = {k for folder, _ in members for k in fields[folder]}
@@ -84,8 +87,9 @@ def find_runs(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
             if "algo" in metrics and "data" in metrics:
                 metrics["data"], metrics["algo"] = str(metrics["data"]), str(metrics["algo"])
                 runs.append((path.parent, metrics))
+    overrides = {folder: hydra_overrides(folder) for folder, _ in runs}
     for group in ("data", "algo"):
-        label_variants(runs, group)
+        label_variants(runs, overrides, group)
     return runs
 
 
