@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.policies import PolicyOutput
+from marl_rec.agents.policies import PolicyOutput
 from marl_rec.algos.base import ActionSpec
 from marl_rec.algos.common import (TorchAlgorithm, adam, check_in_range, check_non_negative, check_positive,
                                    check_positive_int, normalise_hidden)

@@ -1,4 +1,4 @@
-"""Hierarchical offline learners for :mod:`envs.hierarchical`: a long-term controller that sets
+"""Hierarchical offline learners for :mod:`marl_rec.envs.hierarchical`: a long-term controller that sets
 one goal per session and a goal-conditioned short-term controller, both trained offline from
 one logged dataset of user lifetimes; and the flat baseline trained on the same data.
 
@@ -6,8 +6,8 @@ Data (:func:`collect_lifetimes` → :class:`LifetimeLog`)
     Whole lifetimes of a batch of users under a behaviour *pair*: a goal policy (e.g.
     :class:`UniformGoalPolicy`) and a short-term policy that sees the goal (e.g. a
     :class:`GoalFollowingPolicy` with truncated-Gaussian noise), with the environment's rules
-    (the same :class:`envs.hierarchical.LifetimeTracker`, the same return draws as
-    :func:`envs.hierarchical.run_lifetimes`). Both levels' exact behaviour log-probabilities
+    (the same :class:`marl_rec.envs.hierarchical.LifetimeTracker`, the same return draws as
+    :func:`marl_rec.envs.hierarchical.run_lifetimes`). Both levels' exact behaviour log-probabilities
     are kept. Three :class:`OfflineDataset` views are built from one log:
 
     - :func:`session_level_dataset` (long term, one row per session): the long-term observation
@@ -53,7 +53,7 @@ Learners
     :class:`LifetimeEvaluator` hooks that log ``eval/retention`` (sessions per user),
     ``eval/lifetime_engagement`` and ``eval/session_length`` from whole simulated lifetimes.
     :class:`HierarchicalAgent` puts the two learned controllers together for
-    :func:`envs.hierarchical.run_lifetimes`.
+    :func:`marl_rec.envs.hierarchical.run_lifetimes`.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policies import PolicyOutput, action_grid, grid_slates
-from envs.hierarchical import (GOAL_DIM, HierarchicalConfig, LifetimeStats, LifetimeTracker, goal_reward,
+from marl_rec.agents.policies import PolicyOutput, action_grid, grid_slates
+from marl_rec.envs.hierarchical import (GOAL_DIM, HierarchicalConfig, LifetimeStats, LifetimeTracker, goal_reward,
                                run_lifetimes, slate_goal_statistics)
-from envs.simulator import NUM_TASKS, TASKS, UserSimulator
+from marl_rec.envs.simulator import NUM_TASKS, TASKS, UserSimulator
 from marl_rec.algos.base import ActionSpec, OfflineAlgorithm
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data.dataset import OfflineDataset, TensorSampler
@@ -170,7 +170,7 @@ def collect_lifetimes(sim: UserSimulator, goal_policy: Callable[[UserSimulator, 
                       rng: np.random.Generator, config: HierarchicalConfig | None = None) -> LifetimeLog:
     """Log the whole lifetimes of ``num_users`` users (one batch) under a behaviour pair.
 
-    The rules are :func:`envs.hierarchical.run_lifetimes`'s: ``goal_policy`` gets the long-term
+    The rules are :func:`marl_rec.envs.hierarchical.run_lifetimes`'s: ``goal_policy`` gets the long-term
     observations when sessions start, ``short_term_policy`` the short-term ones (simulator
     observation + goal) on every request; both return (B, ·) actions or a ``PolicyOutput``
     whose ``log_prob`` is recorded (a level without log-probs gets ``None``)."""

@@ -3,7 +3,7 @@ user lifetimes (``marl-rec +experiment=hierarchical``; the CLI calls :func:`run`
 
 Per seed: log the lifetimes of ``collection.num_users`` users under the behaviour pair (uniform
 random goals, a goal-following short-term policy with truncated-Gaussian noise), build the
-three datasets of :mod:`agents.hierarchical`, train the goal-conditioned short-term learner
+three datasets of :mod:`marl_rec.agents.hierarchical`, train the goal-conditioned short-term learner
 (with hindsight relabelling), then the long-term learner (semi-MDP, its evaluation hook runs
 the trained short-term learner under it) and the flat baseline, and simulate the lifetimes of
 the same ``evaluation.ab_users_per_group`` users (common random numbers: the same users and
@@ -32,14 +32,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, GoalFollowingPolicy,
+from marl_rec.agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, GoalFollowingPolicy,
                                  HierarchicalAgent, LevelConfig, LifetimeEvaluator, LifetimeLog, RelabelConfig,
                                  UniformGoalPolicy, collect_lifetimes, discounted_lifetime_returns, flat_dataset,
                                  goal_conditioned_dataset, greedy, lifetime_metrics, session_level_dataset,
                                  train_flat, train_long_term, train_short_term)
-from agents.policies import ConstantPolicy, GaussianNoisePolicy
-from envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
-from envs.simulator import UserSimulator
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
+from marl_rec.envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
+from marl_rec.envs.simulator import UserSimulator
 from marl_rec.experiment import trainer_config
 from marl_rec.files import write_json
 from marl_rec.logging import TensorBoardLogger

@@ -6,7 +6,7 @@ Per seed: log a :class:`~marl_rec.data.multiagent.MultiAgentDataset` with the be
 (hand-tuned constant fusion weights with truncated-Gaussian noise, random ad insertion within
 the cap; ``collection``) on the batched simulator, train the independent learners (one
 registered algorithm per agent, each on its own table) and the centralised learner
-(:class:`agents.ctde.CentralisedLearner`: team critic over the global state and the joint
+(:class:`marl_rec.agents.ctde.CentralisedLearner`: team critic over the global state and the joint
 action, CQL penalty on the joint action, per-agent actors), and simulate the sessions of the
 same ``evaluation.ab_users_per_group`` users under each policy pair (common random numbers).
 The table gives mean ± std (ddof=1) over the seeds of the team return (engagement + λ·revenue
@@ -43,13 +43,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from agents.ctde import CentralisedConfig, CentralisedLearner
-from agents.independent import IndependentLearners, LearnerSpec
-from agents.multiagent_data import (AGENTS, JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint,
+from marl_rec.agents.ctde import CentralisedConfig, CentralisedLearner
+from marl_rec.agents.independent import IndependentLearners, LearnerSpec
+from marl_rec.agents.multiagent_data import (AGENTS, JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint,
                                     relabel)
-from agents.policies import ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy
-from envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy
+from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.algos.registry import make_config
 from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset

@@ -1,9 +1,9 @@
 """The joint recommendation-and-advertising problem on the *batched* simulator: B users at
-once, for data collection and evaluation (``envs.joint_rec_ads.JointRecAdsEnv`` is the same
+once, for data collection and evaluation (``marl_rec.envs.joint_rec_ads.JointRecAdsEnv`` is the same
 problem for one user, through the PettingZoo API).
 
 :class:`JointRecAdsBatch` reproduces the environment's observations, global state, ad-load
-cap (``envs.joint_rec_ads.ad_allowed``) and rewards for a batch; tests check it against the
+cap (``marl_rec.envs.joint_rec_ads.ad_allowed``) and rewards for a batch; tests check it against the
 environment step by step. Flat observations, per agent:
 
 - ``"recommender"``: the simulator observation (``obs_dim``);
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.policies import PolicyOutput
-from envs.joint_rec_ads import ADVERTISER, AD_FEATURES, RECOMMENDER, JointRecAdsConfig, ad_allowed
-from envs.simulator import TASKS, UserSimulator
+from marl_rec.agents.policies import PolicyOutput
+from marl_rec.envs.joint_rec_ads import ADVERTISER, AD_FEATURES, RECOMMENDER, JointRecAdsConfig, ad_allowed
+from marl_rec.envs.simulator import TASKS, UserSimulator
 from marl_rec.algos.base import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.multiagent import MultiAgentDataset

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from envs.simulator import NUM_TASKS, UserSimulator
+from marl_rec.envs.simulator import NUM_TASKS, UserSimulator
 from marl_rec.algos.online import truncated_normal_log_prob as _truncated_normal_log_prob
 from marl_rec.algos.online import truncated_normal_sample
 

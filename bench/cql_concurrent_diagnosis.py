@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from agents.ope_benchmark import ConstantActor  # noqa: E402
+from marl_rec.agents.ope_benchmark import ConstantActor  # noqa: E402
 from marl_rec.algos.base import ActionSpec  # noqa: E402
 from marl_rec.algos.registry import make_algorithm  # noqa: E402
 from marl_rec.data.dataset import TensorSampler  # noqa: E402

@@ -16,10 +16,10 @@ build; numpy < 2 because gymnasium 0.29 uses aliases numpy 2 removed.) Then:
     .venv/bin/python bench/preference_vs_imitation.py [--setup] [--seeds 3] [--epochs 20]
 
 What is compared: the default simulator's logs (noisy engagement expert), segments of 3
-steps of the transition features (irl.data), 1,000 uniformly drawn pairs labelled by the
+steps of the transition features (marl_rec.irl.data), 1,000 uniformly drawn pairs labelled by the
 noisy oracle (beta = 1, 10% mistakes), inputs standardised with the same statistics; both
 sides fit one reward network (no ensemble) with the same architecture, epochs, batch size
-and learning rate (ours: Adam with L2 1e-2 as in irl.preferences; imitation: its
+and learning rate (ours: Adam with L2 1e-2 as in marl_rec.irl.preferences; imitation: its
 BasicRewardTrainer, AdamW with torch's default decoupled weight decay 1e-2). Reported:
 held-out Pearson / Spearman with the true utility (users never seen in training) and the
 wall time of the fit alone, side by side and as ratios ours / imitation.
@@ -130,11 +130,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
-    from envs.simulator import UserSimulator
-    from irl.data import collect_with_utility, transition_features
-    from irl.metrics import pearson, spearman
-    from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceOracle, RewardModelConfig,
+    from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+    from marl_rec.envs.simulator import UserSimulator
+    from marl_rec.irl.data import collect_with_utility, transition_features
+    from marl_rec.irl.metrics import pearson, spearman
+    from marl_rec.irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceOracle, RewardModelConfig,
                                  SegmentPool, standardisation, uniform_pairs)
 
     torch.set_num_threads(1)

@@ -41,8 +41,8 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv  # noqa: E402
-from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator  # noqa: E402
+from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv  # noqa: E402
+from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator  # noqa: E402
 
 TARGETS = {"core B=4096": 300_000.0, "FusionRankingEnv (PettingZoo)": 5_000.0}
 

@@ -7,8 +7,8 @@ Importing ``envs`` registers the environments:
 - Gymnasium: ``marl_rec/FusionRankingGym-v0``.
 """
 
-from envs.registration import register_all
-from envs.simulator import NUM_TASKS, TASKS, SimulatorConfig, StepResult, UserSimulator, World
+from marl_rec.envs.registration import register_all
+from marl_rec.envs.simulator import NUM_TASKS, TASKS, SimulatorConfig, StepResult, UserSimulator, World
 
 register_all()
 

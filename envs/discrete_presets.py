@@ -3,7 +3,7 @@
 Industry often ships a handful of hand-tuned fusion-weight vectors ("presets") and lets a
 policy choose among them per request; discrete-action offline algorithms (discrete BCQ,
 discrete CQL, the advertiser's learners) are tested on this view. A preset is a fusion
-action in [-1, 1]^4 (weights ``w = 10 ** a``, see :mod:`envs.simulator`).
+action in [-1, 1]^4 (weights ``w = 10 ** a``, see :mod:`marl_rec.envs.simulator`).
 
 - :class:`FusionPresets`: the N preset actions, index <-> action conversion.
 - :class:`EpsilonGreedyPresets`: a behaviour policy over presets with exact log-probabilities
@@ -25,8 +25,8 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from envs.fusion_env import AGENT, FusionRankingEnv
-from envs.simulator import NUM_TASKS, TASKS, SimulatorConfig
+from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv
+from marl_rec.envs.simulator import NUM_TASKS, TASKS, SimulatorConfig
 
 
 def default_preset_actions() -> np.ndarray:

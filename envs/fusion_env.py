@@ -1,6 +1,6 @@
 """``FusionRankingEnv``: one recommender choosing fusion weights per request (PettingZoo).
 
-A thin B = 1 adapter over :class:`envs.simulator.UserSimulator`; see that module for the
+A thin B = 1 adapter over :class:`marl_rec.envs.simulator.UserSimulator`; see that module for the
 user model, the observation layout and the fusion formula. One episode is one session
 of one simulated user.
 
@@ -29,7 +29,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
 
 AGENT = "recommender"
 

@@ -1,7 +1,7 @@
 """``HierarchicalInterestEnv``: long-term and short-term controllers over one user's lifetime.
 
 One episode is the *lifetime* of one simulated user: a sequence of sessions of
-:class:`envs.simulator.UserSimulator`. Two agents act at two time scales (PettingZoo AEC):
+:class:`marl_rec.envs.simulator.UserSimulator`. Two agents act at two time scales (PettingZoo AEC):
 
 ``"long_term"`` — acts **once per session**, at its start (the semi-MDP level)
     Observation ``Box(0, 1, (obs_dim + 6,), float32)``: the simulator observation at the
@@ -30,7 +30,7 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
 ``"short_term"`` — acts on **every request** with fusion weights
     Observation ``Box(0, 1, (obs_dim + 2,), float32)``: the simulator observation followed
     by the current goal. Action ``Box(-1, 1, (4,), float32)``: fusion actions as in
-    :class:`envs.fusion_env.FusionRankingEnv`.
+    :class:`marl_rec.envs.fusion_env.FusionRankingEnv`.
     Reward: the request's engagement plus ``goal_reward_weight · goal_reward(achieved, g)``
     with ``goal_reward = -mean|achieved - g|`` ∈ [-1, 0]; ``achieved`` (the slate's mean
     predicted click and like probabilities, :func:`slate_goal_statistics`) is known when
@@ -66,8 +66,8 @@ import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
-from envs.fusion_env import make_spaces, validate_action
-from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+from marl_rec.envs.fusion_env import make_spaces, validate_action
+from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
 
 LONG_TERM = "long_term"
 SHORT_TERM = "short_term"
@@ -372,7 +372,7 @@ def run_lifetimes(short_term_policy: Callable[[UserSimulator, np.ndarray], objec
     """Simulate the lifetimes of ``num_users`` users as one batch, with the environment's rules.
 
     Policies are called as ``policy(sim, obs)`` and return (B, ·) actions or an object with an
-    ``action`` attribute (``agents.policies.PolicyOutput``); both are called on the whole batch.
+    ``action`` attribute (``marl_rec.agents.policies.PolicyOutput``); both are called on the whole batch.
     With a ``goal_policy`` it gets the long-term observations (whose actions are used at session
     starts) and ``short_term_policy`` gets the short-term ones (observation + goal). Without
     one, ``short_term_policy`` is a flat policy and gets the plain simulator observation.

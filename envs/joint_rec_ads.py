@@ -1,12 +1,12 @@
 """``JointRecAdsEnv``: a recommender and an advertiser acting on the same feed request.
 
-A thin B = 1 adapter over :class:`envs.simulator.UserSimulator` (PettingZoo Parallel; the
+A thin B = 1 adapter over :class:`marl_rec.envs.simulator.UserSimulator` (PettingZoo Parallel; the
 AEC form is ``parallel_to_aec`` of it). One episode is one session of one simulated user.
 On every request both agents act at once:
 
 ``"recommender"``
     action ``Box(-1, 1, (4,), float32)``: fusion actions, exactly as in
-    :class:`envs.fusion_env.FusionRankingEnv` (clipped; NaN/inf raise); observation the
+    :class:`marl_rec.envs.fusion_env.FusionRankingEnv` (clipped; NaN/inf raise); observation the
     simulator observation ``Box(0, 1, (obs_dim,), float32)``.
 ``"advertiser"``
     action ``Discrete(K + 1)``: 0 = no ad, j = 1..K = the best ad replaces organic slate
@@ -55,9 +55,9 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from envs.fusion_env import make_spaces, validate_action
-from envs.hierarchical import split_overrides
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.envs.fusion_env import make_spaces, validate_action
+from marl_rec.envs.hierarchical import split_overrides
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
 RECOMMENDER = "recommender"
 ADVERTISER = "advertiser"

@@ -7,13 +7,13 @@ import pettingzoo
 
 # (id, "module:factory" for the parallel form, "module:factory" for the AEC form)
 PARALLEL_ENVS = [
-    ("marl_rec/FusionRanking-v0", "envs.fusion_env:parallel_env", "envs.fusion_env:env"),
-    ("marl_rec/JointRecAds-v0", "envs.joint_rec_ads:parallel_env", "envs.joint_rec_ads:env"),
+    ("marl_rec/FusionRanking-v0", "marl_rec.envs.fusion_env:parallel_env", "marl_rec.envs.fusion_env:env"),
+    ("marl_rec/JointRecAds-v0", "marl_rec.envs.joint_rec_ads:parallel_env", "marl_rec.envs.joint_rec_ads:env"),
 ]
 AEC_ENVS: list[tuple[str, str]] = [
-    ("marl_rec/HierarchicalInterest-v0", "envs.hierarchical:env"),
+    ("marl_rec/HierarchicalInterest-v0", "marl_rec.envs.hierarchical:env"),
 ]
-GYM_ENVS = [("marl_rec/FusionRankingGym-v0", "envs.fusion_env:FusionRankingGymEnv")]
+GYM_ENVS = [("marl_rec/FusionRankingGym-v0", "marl_rec.envs.fusion_env:FusionRankingGymEnv")]
 
 
 def register_all() -> None:

@@ -7,10 +7,10 @@ from typing import Callable
 
 import numpy as np
 
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
 # A policy here is anything callable as policy(sim, obs) returning an object with an
-# ``action`` attribute (B, 4) — agents.policies.PolicyOutput — or a bare (B, 4) array.
+# ``action`` attribute (B, 4) — marl_rec.agents.policies.PolicyOutput — or a bare (B, 4) array.
 SessionPolicy = Callable[[UserSimulator, np.ndarray], object]
 
 

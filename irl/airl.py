@@ -18,12 +18,12 @@ Generator — trained *in the simulator* (on-policy)
 
 Output
     :meth:`AIRL.reward` is g on every transition of a dataset: the reward to relabel it
-    with (:func:`irl.data.relabel`). g sees ``reward_features`` — ``"state_action"``
+    with (:func:`marl_rec.irl.data.relabel`). g sees ``reward_features`` — ``"state_action"``
     (g(s, a), the AIRL form, default) or ``"transition"`` (also the logged behaviours and
     the next observation, as the preference model). It is identified up to a constant and
     a positive scale at best, and only up to what separates the expert from the generator.
 
-Measured (``python -m irl.experiment``, default simulator, 60 iterations, demonstrations of
+Measured (``python -m marl_rec.irl.experiment``, default simulator, 60 iterations, demonstrations of
 the utility-greedy curator with noise 0.3): the generator imitates (in
 ``tests/test_irl_airl.py`` its fusion weights close 85% of the gap to a constant expert),
 but g's held-out Pearson with the realised true utility is −0.004: at equilibrium g marks
@@ -43,15 +43,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from irl.common import seeded_mlp
-from irl.data import FEATURE_SETS, feature_dim, transition_features
+from marl_rec.irl.common import seeded_mlp
+from marl_rec.irl.data import FEATURE_SETS, feature_dim, transition_features
 from marl_rec.data import OfflineDataset
 
 
 @dataclass(frozen=True)
 class AIRLConfig:
     gamma: float = 0.9
-    reward_features: str = "state_action"  # what g sees: a key of irl.data.FEATURE_SETS
+    reward_features: str = "state_action"  # what g sees: a key of marl_rec.irl.data.FEATURE_SETS
     reward_hidden: tuple[int, ...] = (64, 64)
     potential_hidden: tuple[int, ...] = (64, 64)
     policy_hidden: tuple[int, ...] = (64, 64)

@@ -15,14 +15,14 @@ What is compared with what
       features was measured to reach (EPIC needs a reward defined on any transition,
       which the realised utility is not). The reference's own Pearson is printed as the
       ceiling row.
-    - *Retrain* (:mod:`irl.retrain`): the held-in logs (or, with ``retrain.data=uniform``,
+    - *Retrain* (:mod:`marl_rec.irl.retrain`): the held-in logs (or, with ``retrain.data=uniform``,
       fresh logs of uniformly random actions) relabelled with each learned reward
       (the first preference seed's model per selection, AIRL's g), the true utility and
       the controls; the same offline algorithm trained on each; the true-utility return
       of every policy in one simulated A/B test (common random numbers), as a ratio to
       the policy trained on the true utility. The logging policy is the reference arm
       ``retrain/behaviour``. MaxEnt's per-topic reward is not relabelled (see
-      :mod:`irl.retrain` for why).
+      :mod:`marl_rec.irl.retrain` for why).
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy, RandomPolicy
-from envs.simulator import SimulatorConfig, UserSimulator
-from irl.airl import AIRL, AIRLConfig
-from irl.common import seeded_mlp
-from irl.data import LabelledDataset, collect_with_utility, feature_dim, transition_features
-from irl.experts import UtilityGreedyPolicy
-from irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
-from irl.metrics import epic_distance, pearson, preference_accuracy, spearman
-from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
+from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy, RandomPolicy
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.irl.airl import AIRL, AIRLConfig
+from marl_rec.irl.common import seeded_mlp
+from marl_rec.irl.data import LabelledDataset, collect_with_utility, feature_dim, transition_features
+from marl_rec.irl.experts import UtilityGreedyPolicy
+from marl_rec.irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
+from marl_rec.irl.metrics import epic_distance, pearson, preference_accuracy, spearman
+from marl_rec.irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
                              RewardModelConfig, SegmentPool, learn_from_preferences, standardisation,
                              uniform_pairs)
-from irl.retrain import RetrainConfig, relabel_and_retrain
+from marl_rec.irl.retrain import RetrainConfig, relabel_and_retrain
 from marl_rec.data import OfflineDataset
 from marl_rec.files import write_json, write_text
 

@@ -1,6 +1,6 @@
 """Demonstrators whose behaviour carries the user's true utility (for adversarial IRL).
 
-The engagement-seeking reference expert (``agents.policies.HeuristicExpertPolicy``) earns
+The engagement-seeking reference expert (``marl_rec.agents.policies.HeuristicExpertPolicy``) earns
 *less* true utility than a random policy on the default simulator (it harvests clickbait),
 so imitating it recovers engagement, not utility. AIRL's demonstrations therefore come
 from :class:`UtilityGreedyPolicy` (plus Gaussian noise for coverage): per request, the grid
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policies import PolicyOutput, action_grid, grid_slates
+from marl_rec.agents.policies import PolicyOutput, action_grid, grid_slates
 
 
 class UtilityGreedyPolicy:

@@ -20,12 +20,12 @@ Pieces (as in PEBBLE / B-Pref, Lee et al. 2021):
   standard deviation of ``P(a ≻ b)`` across members among ``candidate_multiplier`` times
   as many uniform candidates), then the model is trained further on all labels so far.
 
-Measured (``python -m irl.experiment``, default simulator, 1,000 queries of 3-step
+Measured (``python -m marl_rec.irl.experiment``, default simulator, 1,000 queries of 3-step
 segments, β = 1, 10% mistakes, mean of 3 seeds): held-out Pearson with the true utility
 0.579 (uniform) and 0.589 (disagreement; per seed 0.612/0.560/0.594 vs 0.616/0.553/0.569).
 The issue's target of 0.85 is above what any reward of the logged features reached: a
 supervised MLP fitted to the true utility itself on 42k transitions gets 0.761 (0.495
-from observation and action alone) — see :mod:`irl.data` for why.
+from observation and action alone) — see :mod:`marl_rec.irl.data` for why.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from irl.common import seeded_mlp
-from irl.data import LabelledDataset, transition_features
+from marl_rec.irl.common import seeded_mlp
+from marl_rec.irl.data import LabelledDataset, transition_features
 
 
 # ----------------------------------------------------------------------------- segments

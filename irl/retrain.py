@@ -1,7 +1,7 @@
 """Relabel and retrain: does a policy trained offline on a learned reward earn the true return?
 
 Given logged transitions with the true utility kept beside them (a
-:class:`~irl.data.LabelledDataset`), :func:`relabel_and_retrain` trains the *same* offline
+:class:`~marl_rec.irl.data.LabelledDataset`), :func:`relabel_and_retrain` trains the *same* offline
 algorithm — same preset, same seeds, same number of updates, same data — once per reward:
 
 - ``true_utility``: the simulator's true utility of every logged transition (the reference);
@@ -75,8 +75,8 @@ from typing import Any
 
 import numpy as np
 
-from irl.data import LabelledDataset, SimulatorWrapper, relabel
-from irl.metrics import pearson
+from marl_rec.irl.data import LabelledDataset, SimulatorWrapper, relabel
+from marl_rec.irl.metrics import pearson
 from marl_rec.algos.registry import ALGORITHMS, PRESETS, make_algorithm
 from marl_rec.data import OfflineDataset
 from marl_rec.ope import ABArm, simulated_ab_test

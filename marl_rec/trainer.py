@@ -394,7 +394,7 @@ class SimulatorEvaluator:
     overestimation) and ``eval/session_length``.
 
     ``sim_factory``: a simulator instance (reused) or a zero-argument callable building one.
-    Duck-typed on ``envs.simulator.UserSimulator`` (marl_rec does not import envs):
+    Duck-typed on ``marl_rec.envs.simulator.UserSimulator`` (marl_rec does not import envs):
     ``reset(B, rng) -> obs``, ``step(action) -> result`` with ``reward`` and
     ``info["active"]``, and ``done``.
     """

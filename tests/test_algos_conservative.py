@@ -198,9 +198,9 @@ LEARN_UPDATES, EVAL_USERS, EVAL_SEED = 2000, 2000, 999
 
 @pytest.fixture(scope="module")
 def noisy_expert():
-    from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
-    from envs.rollout import run_sessions
-    from envs.simulator import UserSimulator
+    from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+    from marl_rec.envs.rollout import run_sessions
+    from marl_rec.envs.simulator import UserSimulator
     from marl_rec.algos.online import ExplorationPolicy
     from marl_rec.data import TensorSampler, collect
 
@@ -219,7 +219,7 @@ def noisy_expert():
 
 
 def test_cql_reaches_the_behaviour_policys_true_return(noisy_expert):
-    from envs.rollout import run_sessions
+    from marl_rec.envs.rollout import run_sessions
     from marl_rec.data import TensorSampler
 
     sim, data, behaviour_return = noisy_expert

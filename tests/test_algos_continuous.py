@@ -270,8 +270,8 @@ BCQ_UPDATES, TD3_UPDATES = 1500, 2000
 
 @pytest.fixture(scope="module")
 def heuristic_expert():
-    from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
-    from envs.simulator import UserSimulator
+    from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+    from marl_rec.envs.simulator import UserSimulator
     from marl_rec.data import collect
 
     sim = UserSimulator()
@@ -281,7 +281,7 @@ def heuristic_expert():
 
 @pytest.fixture(scope="module")
 def observation_expert(heuristic_expert):
-    from envs.rollout import run_sessions
+    from marl_rec.envs.rollout import run_sessions
     from marl_rec.algos.online import ExplorationPolicy
     from marl_rec.data import collect
 
@@ -305,7 +305,7 @@ def train(algo, data, updates: int):
 
 
 def test_bcq_reaches_the_behaviour_policys_true_return(observation_expert):
-    from envs.rollout import run_sessions
+    from marl_rec.envs.rollout import run_sessions
 
     sim, data, behaviour_return = observation_expert
     bcq = train(make_algorithm("bcq", sim.obs_dim, SPEC, "rec", seed=0), data, BCQ_UPDATES)
@@ -315,7 +315,7 @@ def test_bcq_reaches_the_behaviour_policys_true_return(observation_expert):
 
 
 def test_td3_offline_overestimates_its_return_at_least_twofold(heuristic_expert):
-    from envs.rollout import run_sessions
+    from marl_rec.envs.rollout import run_sessions
 
     sim, data = heuristic_expert
     td3 = train(make_algorithm("td3", sim.obs_dim, SPEC, "rec", seed=0), data, TD3_UPDATES)

@@ -10,8 +10,8 @@ import torch
 from pettingzoo.test import parallel_api_test, seed_test
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from envs.discrete_presets import DiscretePresetEnv, EpsilonGreedyPresets, FusionPresets, default_preset_actions
-from envs.fusion_env import AGENT
+from marl_rec.envs.discrete_presets import DiscretePresetEnv, EpsilonGreedyPresets, FusionPresets, default_preset_actions
+from marl_rec.envs.fusion_env import AGENT
 from marl_rec.algos.base import ActionSpec, Batch
 from marl_rec.algos.discrete_bcq import DiscreteBCQ, DiscreteBCQConfig
 from marl_rec.algos.discrete_cql import DiscreteCQL, DiscreteCQLConfig
@@ -66,7 +66,7 @@ def test_preset_index_action_round_trip_and_errors():
 
 
 def test_epsilon_greedy_log_probs_are_exact():
-    from envs.simulator import UserSimulator
+    from marl_rec.envs.simulator import UserSimulator
 
     presets = FusionPresets()
     sim = UserSimulator()
@@ -99,7 +99,7 @@ def test_discrete_preset_env_follows_the_pettingzoo_api():
 
 def test_discrete_preset_env_matches_the_continuous_env():
     """Same seed, preset i vs its fusion action in FusionRankingEnv: identical episode."""
-    from envs.fusion_env import FusionRankingEnv
+    from marl_rec.envs.fusion_env import FusionRankingEnv
 
     discrete, continuous = DiscretePresetEnv(), FusionRankingEnv()
     obs_d, _ = discrete.reset(seed=3)
@@ -236,9 +236,9 @@ LEARN_UPDATES, EVAL_USERS, EVAL_SEED = 3000, 2000, 999
 
 @pytest.fixture(scope="module")
 def preset_data():
-    from agents.policies import HeuristicExpertPolicy
-    from envs.rollout import run_sessions
-    from envs.simulator import UserSimulator
+    from marl_rec.agents.policies import HeuristicExpertPolicy
+    from marl_rec.envs.rollout import run_sessions
+    from marl_rec.envs.simulator import UserSimulator
     from marl_rec.data import collect
 
     sim, presets = UserSimulator(), FusionPresets()
@@ -258,7 +258,7 @@ def preset_data():
 @pytest.mark.parametrize("name, network", [("discrete_bcq", dict(q_hidden=(64, 64), imitation_hidden=(64, 64))),
                                            ("discrete_cql", dict(hidden=(64, 64)))])
 def test_learns_a_policy_at_least_as_good_as_the_behaviour(preset_data, name, network):
-    from envs.rollout import run_sessions
+    from marl_rec.envs.rollout import run_sessions
     from marl_rec.data import TensorSampler
 
     sim, presets, data, behaviour_return = preset_data

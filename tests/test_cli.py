@@ -122,8 +122,8 @@ def test_report_on_the_sweep(sweep: Path) -> None:
 def test_dataset_cache_is_keyed_by_config_content(tmp_path: Path) -> None:
     import numpy as np
 
-    from envs.simulator import UserSimulator
-    from agents.policies import RandomPolicy
+    from marl_rec.envs.simulator import UserSimulator
+    from marl_rec.agents.policies import RandomPolicy
     from marl_rec.data import collect
     from marl_rec.data.pipelines import cached_dataset, config_hash
 

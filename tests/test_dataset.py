@@ -391,8 +391,8 @@ def test_summary_matches_the_columns() -> None:
 
 
 def test_collected_simulator_dataset_round_trips(tmp_path: Path) -> None:
-    from agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
-    from envs.simulator import SimulatorConfig, UserSimulator
+    from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
+    from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
     sim = UserSimulator(SimulatorConfig(max_requests=6))
     policy = GaussianNoisePolicy(HeuristicExpertPolicy(), 0.3, np.random.default_rng(0))

@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 from pettingzoo.utils.conversions import parallel_to_aec
 
-import envs  # noqa: F401  (registers the environments)
-from envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv, env as aec_env
-from envs.simulator import SimulatorConfig
+import marl_rec.envs  # noqa: F401  (registers the environments)
+from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv, env as aec_env
+from marl_rec.envs.simulator import SimulatorConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "env" / "fusion.yaml"
 

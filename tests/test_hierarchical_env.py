@@ -11,11 +11,11 @@ import pettingzoo
 import pytest
 from pettingzoo.test import api_test, seed_test
 
-import envs  # noqa: F401  (registers the environments)
-from envs.hierarchical import (GOAL_DIM, LIFETIME_FEATURES, LONG_TERM, SHORT_TERM, HierarchicalConfig,
+import marl_rec.envs  # noqa: F401  (registers the environments)
+from marl_rec.envs.hierarchical import (GOAL_DIM, LIFETIME_FEATURES, LONG_TERM, SHORT_TERM, HierarchicalConfig,
                                HierarchicalInterestEnv, env as make_env, goal_from_action, goal_reward,
                                run_lifetimes, slate_goal_statistics)
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
 CONF_ENV = Path(__file__).resolve().parents[1] / "conf" / "env"
 SMALL = dict(max_requests=10, items_per_topic=40, ads_per_topic=6)

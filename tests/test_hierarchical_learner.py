@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from agents.hierarchical import (GoalFollowingPolicy, LevelConfig, LifetimeLog, RelabelConfig, SemiMDPSampler,
+from marl_rec.agents.hierarchical import (GoalFollowingPolicy, LevelConfig, LifetimeLog, RelabelConfig, SemiMDPSampler,
                                  UniformGoalPolicy, collect_lifetimes, discounted_lifetime_returns,
                                  discounted_session_returns, flat_dataset,
                                  goal_conditioned_dataset, relabelled_goals, session_level_dataset, train_long_term,
                                  train_short_term)
-from agents.hierarchical_experiment import HierarchicalExperimentConfig
-from agents.policies import GaussianNoisePolicy
-from envs.hierarchical import HierarchicalConfig, goal_reward, run_lifetimes, slate_goal_statistics
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.agents.hierarchical_experiment import HierarchicalExperimentConfig
+from marl_rec.agents.policies import GaussianNoisePolicy
+from marl_rec.envs.hierarchical import HierarchicalConfig, goal_reward, run_lifetimes, slate_goal_statistics
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.algos.base import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.trainer import TrainerConfig
@@ -257,8 +257,8 @@ def compose(overrides: list[str]):
 
 def test_experiment_composes_and_its_agent_node_is_checked():
     cfg = compose(["+experiment=hierarchical", "agent.flat.algorithm=cql", "agent.relabel.strategy=mean"])
-    assert cfg.task == "agents.hierarchical_experiment.run"
-    assert cfg.env._target_ == "envs.hierarchical.HierarchicalInterestEnv"
+    assert cfg.task == "marl_rec.agents.hierarchical_experiment.run"
+    assert cfg.env._target_ == "marl_rec.envs.hierarchical.HierarchicalInterestEnv"
     settings = HierarchicalExperimentConfig.from_node(cfg.agent)
     assert settings.num_seeds == 3 and settings.relabel.strategy == "mean"
     levels = settings.levels(int(cfg.train.num_updates))

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policies import ConstantPolicy, GaussianNoisePolicy
-from envs.simulator import SimulatorConfig, UserSimulator
-from irl.airl import AIRL, AIRLConfig, SquashedGaussianPolicy
-from irl.data import collect_with_utility, relabel
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.irl.airl import AIRL, AIRLConfig, SquashedGaussianPolicy
+from marl_rec.irl.data import collect_with_utility, relabel
 
 torch.set_num_threads(1)
 

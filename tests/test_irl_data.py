@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from agents.policies import RandomPolicy
-from envs.simulator import SimulatorConfig, UserSimulator
-from irl.data import collect_with_utility, feature_dim, relabel, transition_features
+from marl_rec.agents.policies import RandomPolicy
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.irl.data import collect_with_utility, feature_dim, relabel, transition_features
 
 
 @pytest.fixture(scope="module")

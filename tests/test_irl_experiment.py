@@ -9,12 +9,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from envs.simulator import SimulatorConfig
-from irl.airl import AIRLConfig
-from irl.experiment import ReferenceConfig, RewardLearningConfig, format_table, run
-from irl.maxent import MaxEntConfig
-from irl.preferences import PreferenceConfig
-from irl.retrain import RetrainConfig
+from marl_rec.envs.simulator import SimulatorConfig
+from marl_rec.irl.airl import AIRLConfig
+from marl_rec.irl.experiment import ReferenceConfig, RewardLearningConfig, format_table, run
+from marl_rec.irl.maxent import MaxEntConfig
+from marl_rec.irl.preferences import PreferenceConfig
+from marl_rec.irl.retrain import RetrainConfig
 
 torch.set_num_threads(1)
 CONF = Path(__file__).resolve().parents[1] / "conf" / "irl" / "reward_learning.yaml"

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from irl.maxent import (MaxEntConfig, MaxEntIRL, TopicMDP, collect_topic_demonstrations,
+from marl_rec.irl.maxent import (MaxEntConfig, MaxEntIRL, TopicMDP, collect_topic_demonstrations,
                         estimate_teleport, expected_suffix_visitation, policy_chain,
                         recover_segment_rewards, sample_trajectories, segment_users,
                         soft_value_iteration, suffix_visitation)
-from irl.metrics import pearson
+from marl_rec.irl.metrics import pearson
 
 
 def small_graph() -> nx.Graph:
@@ -94,8 +94,8 @@ def test_fit_rejects_bad_demonstrations():
 
 
 def test_simulator_demonstrations_and_segment_recovery():
-    from agents.policies import RandomPolicy
-    from envs.simulator import SimulatorConfig, UserSimulator
+    from marl_rec.agents.policies import RandomPolicy
+    from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
     sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2))
     rng = np.random.default_rng(0)

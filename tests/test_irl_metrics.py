@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from irl.metrics import canonicalize, epic_distance, pearson, preference_accuracy, spearman
+from marl_rec.irl.metrics import canonicalize, epic_distance, pearson, preference_accuracy, spearman
 
 
 def test_correlations_match_scipy_and_handle_constants():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
+from marl_rec.irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
                              RewardModelConfig, SegmentPool, learn_from_preferences, standardisation,
                              uniform_pairs)
 
@@ -138,9 +138,9 @@ def test_configs_reject_bad_values():
 
 
 def test_segment_pool_from_logged_dataset():
-    from agents.policies import RandomPolicy
-    from envs.simulator import SimulatorConfig, UserSimulator
-    from irl.data import collect_with_utility, feature_dim
+    from marl_rec.agents.policies import RandomPolicy
+    from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+    from marl_rec.irl.data import collect_with_utility, feature_dim
 
     sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2))
     rng = np.random.default_rng(0)

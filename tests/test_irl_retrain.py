@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policies import ConstantPolicy, PolicyOutput
-from envs.simulator import SimulatorConfig, UserSimulator
-from irl.data import LabelledDataset, collect_with_utility
-from irl.retrain import (REFERENCE, RetrainConfig, TrueUtilityView, no_click_mask, relabel_and_retrain,
+from marl_rec.agents.policies import ConstantPolicy, PolicyOutput
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.irl.data import LabelledDataset, collect_with_utility
+from marl_rec.irl.retrain import (REFERENCE, RetrainConfig, TrueUtilityView, no_click_mask, relabel_and_retrain,
                          return_ratio, reward_variants, standardise_reward, summarise)
 from marl_rec.ope import ABArm
 from marl_rec.ope.estimate import normal_estimate

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 from pettingzoo.utils.conversions import parallel_to_aec
 
-import envs  # noqa: F401  (registers the environments)
-from envs.joint_rec_ads import (ADVERTISER, AD_FEATURES, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv,
+import marl_rec.envs  # noqa: F401  (registers the environments)
+from marl_rec.envs.joint_rec_ads import (ADVERTISER, AD_FEATURES, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv,
                                 ad_allowed)
-from envs.simulator import SimulatorConfig
+from marl_rec.envs.simulator import SimulatorConfig
 
 CONF_ENV = Path(__file__).resolve().parents[1] / "conf" / "env"
 SMALL = dict(max_requests=12, items_per_topic=40, ads_per_topic=6)  # short sessions, fast world

@@ -120,8 +120,8 @@ def test_default_last_step_is_terminal_and_single_truncated_rows_vanish() -> Non
 
 def test_simulator_dataset_survives_a_csv_round_trip(tmp_path: Path) -> None:
     """An exported simulator dataset (shuffled rows) imports back column for column."""
-    from agents.policies import RandomPolicy
-    from envs.simulator import SimulatorConfig, UserSimulator
+    from marl_rec.agents.policies import RandomPolicy
+    from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
     sim = UserSimulator(SimulatorConfig(max_requests=6))
     original = collect(sim, RandomPolicy(np.random.default_rng(0)), 200, np.random.default_rng(1), batch_size=16)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.ctde import CentralisedConfig, CentralisedLearner
-from agents.independent import IndependentLearners, LearnerSpec, masked_act
-from agents.multiagent_data import JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint, relabel
-from agents.policies import ConstantPolicy, GaussianNoisePolicy
-from envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.agents.ctde import CentralisedConfig, CentralisedLearner
+from marl_rec.agents.independent import IndependentLearners, LearnerSpec, masked_act
+from marl_rec.agents.multiagent_data import JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint, relabel
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
+from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.algos.base import ActionSpec
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 from marl_rec.trainer import Trainer, TrainerConfig
@@ -168,7 +168,7 @@ def test_independent_learners_train_each_agent_on_its_own_table(dataset: MultiAg
 
 
 def test_centralised_learner_trains_with_the_trainer_and_resumes(dataset: MultiAgentDataset, tmp_path: Path):
-    from agents.joint_experiment import JointEvaluator
+    from marl_rec.agents.joint_experiment import JointEvaluator
 
     config = TrainerConfig(num_updates=30, batch_size=64, eval_every=15, checkpoint_every=15, log_every=15,
                            progress=False)

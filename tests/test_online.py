@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from envs.simulator import UserSimulator
+from marl_rec.envs.simulator import UserSimulator
 from marl_rec.algos import ActionSpec, make_algorithm
 from marl_rec.algos.online import (ExplorationPolicy, ReplayBuffer, train_online, truncated_normal_log_prob,
                                    truncated_normal_sample)
@@ -145,8 +145,8 @@ def test_online_td3_learns_to_beat_the_random_policy():
     three seeds: the greedy policies earn 95.2 / 107.2 / 108.1 (mean 103.5) against the
     uniform random policy's 98.1 on the same 2,000 users. One short run is noisy (seed 0
     alone is below random), so the test asserts on the mean over seeds."""
-    from agents.policies import RandomPolicy
-    from envs.rollout import run_sessions
+    from marl_rec.agents.policies import RandomPolicy
+    from marl_rec.envs.rollout import run_sessions
 
     sim = UserSimulator()
     learned = []

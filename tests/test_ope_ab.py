@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from agents.policies import ConstantPolicy, GaussianNoisePolicy, RandomPolicy
-from envs.rollout import run_sessions
-from envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy, RandomPolicy
+from marl_rec.envs.rollout import run_sessions
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.ope import (DoublyRobustEstimator, FQEConfig, FQEEstimator, ImportanceSamplingEstimator,
                           paired_difference, simulated_ab_test, true_values)
 
@@ -34,7 +34,7 @@ class ConstantAlgorithm:
 
 
 def test_ab_test_matches_the_simulator_rollout():
-    """One batch under CRN is exactly envs.rollout.run_sessions with the documented seed."""
+    """One batch under CRN is exactly marl_rec.envs.rollout.run_sessions with the documented seed."""
     policy = ConstantPolicy([0.5, 0.0, -0.5, 0.2])
     arms = simulated_ab_test(make_sim, {"constant": policy}, users_per_group=300, seed=11, gamma=0.95)
     reference = run_sessions(policy, 300, np.random.default_rng(np.random.SeedSequence(11).spawn(1)[0]),

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from agents.ope_benchmark import run
+from marl_rec.agents.ope_benchmark import run
 from tests.test_cli import compose_config
 
 ESTIMATOR_UPDATES = ["ope.estimators.fqe.config.num_updates=30",

@@ -13,21 +13,21 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from agents.policies import HeuristicExpertPolicy
-from envs.simulator import SimulatorConfig
+from marl_rec.agents.policies import HeuristicExpertPolicy
+from marl_rec.envs.simulator import SimulatorConfig
 from marl_rec.algos.td3 import TD3Config
 from marl_rec.data import pipelines
 from marl_rec.data.pipelines import build_dataset, cached_dataset, dataset_key, resolve_targets, resolved_pipeline
 
-SIMULATOR = {"_target_": "envs.simulator.UserSimulator",
-             "config": {"_target_": "envs.simulator.SimulatorConfig", "max_requests": 5, "items_per_topic": 40,
+SIMULATOR = {"_target_": "marl_rec.envs.simulator.UserSimulator",
+             "config": {"_target_": "marl_rec.envs.simulator.SimulatorConfig", "max_requests": 5, "items_per_topic": 40,
                         "ads_per_topic": 5}}
 ONLINE = {"name": "final_buffer", "kind": "online", "seed": 0, "agent": "td3", "agent_preset": "rec",
           "online_steps": 6, "batch_users": 16, "updates_per_step": 1, "start_steps": 2,
           "exploration_sigma": 0.5, "num_transitions": 0}
 EXPERT = {"name": "expert", "kind": "policy", "seed": 0, "num_transitions": 200, "batch_users": 32,
-          "behaviour": {"_target_": "agents.policies.GaussianNoisePolicy", "_partial_": True, "sigma": 0.1,
-                        "base": {"_target_": "agents.policies.HeuristicExpertPolicy"}}}
+          "behaviour": {"_target_": "marl_rec.agents.policies.GaussianNoisePolicy", "_partial_": True, "sigma": 0.1,
+                        "base": {"_target_": "marl_rec.agents.policies.HeuristicExpertPolicy"}}}
 
 
 @pytest.fixture(autouse=True)

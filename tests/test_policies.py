@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from agents.policies import (ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,
+from marl_rec.agents.policies import (ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,
                              RandomPolicy, action_grid, distinct_action_grid, sample_truncated_normal,
                              truncated_normal_log_prob)
-from envs.rollout import run_sessions
-from envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+from marl_rec.envs.rollout import run_sessions
+from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
 
 SESSIONS = 2000
 EVAL_SEED = 2024

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from envs.rollout import run_sessions
-from envs.simulator import (NUM_TASKS, SimulatorConfig, UserSimulator, World, observation_names,
+from marl_rec.envs.rollout import run_sessions
+from marl_rec.envs.simulator import (NUM_TASKS, SimulatorConfig, UserSimulator, World, observation_names,
                             standard_normal_f32)
 
 

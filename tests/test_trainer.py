@@ -19,7 +19,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from envs.rollout import run_sessions
+from marl_rec.envs.rollout import run_sessions
 from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm
 from marl_rec.checkpoint import CheckpointError, load_checkpoint
 from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig

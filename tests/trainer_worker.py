@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from envs.simulator import SimulatorConfig, UserSimulator  # noqa: E402
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator  # noqa: E402
 from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset  # noqa: E402
 from marl_rec.nets import CriticEnsemble, DeterministicActor, soft_update  # noqa: E402

@@ -14,7 +14,7 @@ under the behaviour that chose it:
   keeps a density: clipping would put point masses on the bounds).
 
 ``marl_rec`` does not import ``envs``: ``sim`` is anything with the batched-core interface
-of ``envs.simulator.UserSimulator`` (``reset(B, rng)``, ``step(action)``,
+of ``marl_rec.envs.simulator.UserSimulator`` (``reset(B, rng)``, ``step(action)``,
 ``reset_users(mask)``, ``obs_dim``).
 """
 
@@ -58,7 +58,7 @@ def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float
 
 @dataclass
 class PolicyOutput:
-    """Same fields as ``agents.policies.PolicyOutput`` (what ``collect`` expects)."""
+    """Same fields as ``marl_rec.agents.policies.PolicyOutput`` (what ``collect`` expects)."""
 
     action: np.ndarray  # (B, k)
     log_prob: np.ndarray | None  # (B,) exact log-density of the action, None if deterministic

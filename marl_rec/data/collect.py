@@ -1,10 +1,10 @@
 """Collect an :class:`OfflineDataset` by running a behaviour policy on a batched simulator.
 
 ``marl_rec`` does not import ``envs``: the simulator is passed in and only needs the
-batched-core interface of ``envs.simulator.UserSimulator`` (``reset(B, rng)``,
+batched-core interface of ``marl_rec.envs.simulator.UserSimulator`` (``reset(B, rng)``,
 ``step(action) -> result`` with ``observation/reward/terminated/truncated/info``,
 ``done``, ``reset_users(mask)``). A policy is ``policy(sim, obs)`` returning an object with
-``action`` (B, k) and ``log_prob`` (B,) or None (``agents.policies.PolicyOutput``).
+``action`` (B, k) and ``log_prob`` (B,) or None (``marl_rec.agents.policies.PolicyOutput``).
 """
 
 from __future__ import annotations

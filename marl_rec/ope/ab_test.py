@@ -9,11 +9,11 @@ the arms act differently, so CRN is exact for the users and approximate afterwar
 False every arm gets independent seeds, like a real A/B test.
 
 ``marl_rec`` does not import ``envs``: the simulator is duck-typed as the batched core of
-``envs.simulator.UserSimulator`` — ``reset(batch_size, rng) -> obs``, ``step(action)``
+``marl_rec.envs.simulator.UserSimulator`` — ``reset(batch_size, rng) -> obs``, ``step(action)``
 returning an object with ``reward``, and the ``done`` mask. A policy is either an object
 with ``act(obs, deterministic)`` (an algorithm; acted deterministically) or a callable
 ``policy(sim, obs)`` returning actions or an object with ``.action``
-(``agents.policies``, which may read the simulator's state).
+(``marl_rec.agents.policies``, which may read the simulator's state).
 
 The value of an arm is the mean over its users of the session return Σ_t γ^t r_t
 (``discounted``) and Σ_t r_t (``undiscounted``), t counting requests from the session's

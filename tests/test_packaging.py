@@ -1,0 +1,31 @@
+"""The distribution installs one import name, ``marl_rec``: the top-level folders envs/,
+agents/, irl/ and conf/ ship as ``marl_rec.envs`` … so that packages with generic names
+(``agents``, ``envs``) can neither overwrite ours nor be overwritten by it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_declared_package_lives_under_marl_rec():
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert all(p == "marl_rec" or p.startswith("marl_rec.") for p in tool["packages"])
+    assert set(tool["package-dir"]) == {"marl_rec.conf", "marl_rec.envs", "marl_rec.agents", "marl_rec.irl"}
+
+
+def test_installed_package_exposes_no_generic_top_level_name(tmp_path):
+    # Run outside the repository so that its root is not on sys.path: only what is installed counts.
+    code = (
+        "import importlib.util as u\n"
+        "import marl_rec.envs, marl_rec.agents, marl_rec.irl, marl_rec.conf\n"
+        "print([n for n in ('envs', 'agents', 'irl', 'conf') if u.find_spec(n) is not None])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
