@@ -726,7 +726,7 @@ class UserSimulator:
     # ------------------------------------------------- one user (B = 1, the PettingZoo envs)
     # The same arithmetic as ``_retrieve`` and ``step``, in the same order and with the same
     # draws, written for one user with Python scalars where numpy calls would cost more than
-    # the work (a numpy call costs about 1 µs). tests/test_simulator.py checks that both
+    # the work (a numpy call costs about 1 µs). tests/envs/test_simulator.py checks that both
     # paths produce the same trajectories.
     def _retrieve_one(self) -> None:
         c, rng, s, cand = self.config, self.rng, self.state, self._cand

@@ -25,7 +25,7 @@ Output
 
 Measured (``python -m marl_rec.irl.experiment``, default simulator, 60 iterations, demonstrations of
 the utility-greedy curator with noise 0.3): the generator imitates (in
-``tests/test_irl_airl.py`` its fusion weights close 85% of the gap to a constant expert),
+``tests/irl/test_irl_airl.py`` its fusion weights close 85% of the gap to a constant expert),
 but g's held-out Pearson with the realised true utility is −0.004: at equilibrium g marks
 what is expert-like in (s, a), and per request that says almost nothing about which
 clicked items the user valued.

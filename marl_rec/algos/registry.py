@@ -30,7 +30,7 @@ their *ratios* are what matters). Returns are mean session returns of 2,000 seed
   earned what 256-256 did (113.6 vs 113.1 at 1,000 updates) at half the time per update
   (3.3 vs 6.6 ms), 64-64 less (110.4) → rec: 128-128, τ = 0.05 for the critic.
 
-Learning tests (tests/test_algos_continuous.py) and why BCQ is not tested on the heuristic expert
+Learning tests (tests/marl_rec/algos/test_algos_continuous.py) and why BCQ is not tested on the heuristic expert
 --------------------------------------------------------------------------------------------------
 ``HeuristicExpertPolicy`` reads the true latent user state and every candidate's true
 response probabilities; the observation holds neither. With truncated noise σ = 0.3 it

@@ -16,7 +16,7 @@ from marl_rec.ope import (DoublyRobustEstimator, FQEConfig, FQEEstimator, Import
                           paired_difference, simulated_ab_test, true_values)
 
 CONFIG = SimulatorConfig(max_requests=20, items_per_topic=60, ads_per_topic=5)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 
 def make_sim() -> UserSimulator:

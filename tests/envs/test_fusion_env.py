@@ -23,7 +23,7 @@ import marl_rec.envs  # noqa: F401  (registers the environments)
 from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv, env as aec_env
 from marl_rec.envs.simulator import SimulatorConfig
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "env" / "fusion.yaml"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "env" / "fusion.yaml"
 
 
 def episodes(env: FusionRankingEnv, seed: int, count: int, action_seed: int = 5) -> list[np.ndarray]:

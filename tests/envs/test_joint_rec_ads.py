@@ -18,7 +18,7 @@ from marl_rec.envs.joint_rec_ads import (ADVERTISER, AD_FEATURES, RECOMMENDER, J
                                 ad_allowed)
 from marl_rec.envs.simulator import SimulatorConfig
 
-CONF_ENV = Path(__file__).resolve().parents[1] / "conf" / "env"
+CONF_ENV = Path(__file__).resolve().parents[2] / "conf" / "env"
 SMALL = dict(max_requests=12, items_per_topic=40, ads_per_topic=6)  # short sessions, fast world
 
 

@@ -24,12 +24,12 @@ from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm
 from marl_rec.checkpoint import CheckpointError, load_checkpoint
 from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 from trainer_worker import (assert_states_equal, make_algorithm, small_simulator, synthetic_dataset,  # noqa: E402
                             train)
 
 torch.set_num_threads(1)
-WORKER = Path(__file__).resolve().parent / "trainer_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "helpers" / "trainer_worker.py"
 
 
 def config(**overrides: Any) -> TrainerConfig:

@@ -1,4 +1,4 @@
-"""OPE estimators on a synthetic MDP with closed-form policy values (tests/ope_mdp.py).
+"""OPE estimators on a synthetic MDP with closed-form policy values (tests/helpers/ope_mdp.py).
 
 Tolerances (stated, checked): on 3000 logged episodes, FQE, DR and WDR are within 5% of
 the exact value, the IS family within 10%, conservative FQE is below the exact value;

@@ -12,7 +12,7 @@ import torch
 from scipy.stats import spearmanr
 
 from marl_rec.agents.ope_benchmark import run
-from tests.test_cli import compose_config
+from hydra_config import compose_config
 
 ESTIMATOR_UPDATES = ["ope.estimators.fqe.config.num_updates=30",
                      "ope.estimators.conservative_fqe.config.num_updates=30",

@@ -187,7 +187,7 @@ def test_actor_log_prob_matches_torch_distributions():
 # ------------------------------------------------------------------ learning in the simulator
 #
 # The behaviour is the noisy expert that acts on the observation, built as in
-# tests/test_algos_continuous.py: behaviour cloning of HeuristicExpertPolicy (which reads the
+# tests/marl_rec/algos/test_algos_continuous.py: behaviour cloning of HeuristicExpertPolicy (which reads the
 # hidden user state, so no observation-based learner can match it: BC of it earns ~112
 # against its ~124), plus truncated Gaussian noise σ = 0.3. Its true return is ~106; CQL
 # (rec preset: BC warm start while the critics converge, then CQL(H) with α = 5) reaches

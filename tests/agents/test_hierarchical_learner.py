@@ -26,7 +26,7 @@ from marl_rec.algos.base import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.trainer import TrainerConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL_SIM = SimulatorConfig(max_requests=8, items_per_topic=40, ads_per_topic=6)
 TINY_NETS = {"vae_hidden": (32, 32), "actor_hidden": (32, 32), "critic_hidden": (32, 32)}
 

@@ -1,6 +1,6 @@
 """A small, real training run for the trainer/checkpoint tests, usable as a subprocess.
 
-``python tests/trainer_worker.py RUN_DIR --num-updates N [--resume] [--out final.pt]`` trains
+``python tests/helpers/trainer_worker.py RUN_DIR --num-updates N [--resume] [--out final.pt]`` trains
 on a fixed synthetic dataset (simulator-shaped: 33-dim observations, 4-dim actions) with a
 simulator evaluator, then saves the algorithm's full state (and the final metrics) to
 ``--out``. The kill/resume test runs it, SIGKILLs it mid-run, resumes it, and compares the
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

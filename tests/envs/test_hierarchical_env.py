@@ -17,7 +17,7 @@ from marl_rec.envs.hierarchical import (GOAL_DIM, LIFETIME_FEATURES, LONG_TERM, 
                                run_lifetimes, slate_goal_statistics)
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
-CONF_ENV = Path(__file__).resolve().parents[1] / "conf" / "env"
+CONF_ENV = Path(__file__).resolve().parents[2] / "conf" / "env"
 SMALL = dict(max_requests=10, items_per_topic=40, ads_per_topic=6)
 
 

@@ -17,7 +17,7 @@ from marl_rec.irl.preferences import PreferenceConfig
 from marl_rec.irl.retrain import RetrainConfig
 
 torch.set_num_threads(1)
-CONF = Path(__file__).resolve().parents[1] / "conf" / "irl" / "reward_learning.yaml"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "irl" / "reward_learning.yaml"
 
 
 def _plain(value):

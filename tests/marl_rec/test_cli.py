@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
+from hydra_config import compose_config
 
-from marl_rec.schema import register_schemas
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))
 DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
@@ -25,13 +22,6 @@ TINY = ["data=random", "data.num_transitions=1500", "data.batch_users=128", "tra
         "evaluation.ab_users_per_group=32", "ope.estimators.fqe.config.num_updates=20",
         "ope.estimators.wdr.config.fqe.num_updates=20", "ope.estimators.cfqe.config.num_updates=20",
         "progress=false"]
-
-
-def compose_config(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    register_schemas()
-    with initialize_config_module(config_module="marl_rec.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -22,7 +22,7 @@ from marl_rec.checkpoint import (
     set_numpy_rng_state,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 from trainer_worker import OBS_DIM, assert_states_equal, make_algorithm, synthetic_dataset  # noqa: E402
 
 from marl_rec.data.dataset import TensorSampler  # noqa: E402
