@@ -32,6 +32,7 @@ import enum
 import hashlib
 import inspect
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ import numpy as np
 from marl_rec.data.collect import collect
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.storage import FORMAT_VERSION as STORAGE_FORMAT_VERSION
+from marl_rec.data.storage import remove_temporaries
+from marl_rec.files import exclusive_lock
 
 Factory = Callable[..., Any]
+logger = logging.getLogger(__name__)
 
 #: Bump when the code of a pipeline changes what it logs for the same config (a new column, a
 #: changed collection loop): every cached dataset is then logged again.
@@ -157,12 +161,32 @@ def cached_dataset(cache_dir: str | Path, name: str, key: str, build: Callable[[
     """Load ``cache_dir/<name>-<key>`` with ``load`` if it exists, else ``build()`` and save it
     (``.save(path)``, atomic). ``load``: ``MultiAgentDataset.load`` for multi-agent datasets.
 
+    Safe for processes sharing ``cache_dir`` (a parallel sweep): each entry is built once. The
+    build runs under an exclusive lock on ``.<name>-<key>.lock`` (:func:`marl_rec.files.exclusive_lock`),
+    and whoever takes the lock checks again whether the entry exists, so the processes that
+    waited load the first one's entry. An entry is never replaced (its key fixes its content):
+    a complete entry appears at once by a rename, so loading one needs no lock. Temporaries of
+    builds that were killed are removed before building.
+
     Returns (dataset, path, reused)."""
     path = Path(cache_dir) / f"{name}-{key}"
     if path.exists():
         return load(path), path, True
-    dataset = build()
-    dataset.save(path)
+
+    def say_waiting() -> None:
+        logger.info("waiting for another process that is building the dataset %s", path)
+
+    with exclusive_lock(path.parent / f".{path.name}.lock", on_wait=say_waiting):
+        if path.exists():  # built by the process that held the lock before
+            return load(path), path, True
+        remove_temporaries(path)  # the lock is ours: any temporary left is a killed build's
+        dataset = build()
+        try:
+            dataset.save(path, overwrite=False)
+        except FileExistsError:
+            # saved meanwhile by a process this lock does not reach (another host on a shared
+            # disk without flock): its entry is kept, and has the same content (the same key)
+            logger.warning("dataset %s was saved by another process meanwhile; keeping that one", path)
     return dataset, path, False
 
 

@@ -28,6 +28,8 @@ dataset): :func:`save_folder_atomically` (the atomic write), :func:`write_column
 
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -105,7 +107,10 @@ def save_folder_atomically(path: str | Path, fill: Callable[[Path], dict[str, An
     which is written last as ``metadata.json`` (so a folder without it is never taken for a
     saved one); the folder is then fsynced and renamed into place. An existing folder at
     ``path`` is replaced only if its metadata names ``format_name`` and ``overwrite`` is True;
-    anything else there raises ``FileExistsError`` (naming ``what`` it is not) untouched."""
+    anything else there raises ``FileExistsError`` (naming ``what`` it is not) untouched. With
+    ``overwrite=False`` a folder that another process renames into place first is kept too
+    (``FileExistsError``; the losing save removes its temporary). Replacing (``overwrite=True``)
+    is not coordinated between processes: callers sharing a path lock it (the dataset cache)."""
     path = Path(path)
     if path.exists():
         if not overwrite:
@@ -123,19 +128,38 @@ def save_folder_atomically(path: str | Path, fill: Callable[[Path], dict[str, An
             f.flush()
             os.fsync(f.fileno())
         fsync_dir(tmp)
-        if path.exists():
+        if path.exists() and overwrite:
             old = path.parent / f".{path.name}.old-{token}"
             os.rename(path, old)
             os.rename(tmp, path)
             fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.rename(tmp, path)
+            try:
+                os.rename(tmp, path)  # fails on a non-empty folder: never replaces one
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # another process saved the same path while this one was writing: keep its folder
+                raise FileExistsError(f"{path} was saved by another process while this one was writing it; "
+                                      f"the other save is kept") from error
             fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def remove_temporaries(path: str | Path) -> list[Path]:
+    """Delete the hidden ``.NAME.tmp-*`` folders that saves of ``path`` left behind when their
+    process was killed (a failed save in a live process removes its own). Only safe while no
+    other save of ``path`` is running: the dataset cache calls it under the entry's lock.
+    Returns the folders removed."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")) if path.parent.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
 
 
 def save_dataset(dataset: OfflineDataset, path: str | Path, overwrite: bool = True) -> Path:
