@@ -205,6 +205,9 @@ def read_metadata(path: Path, format_name: str, format_version: int, what: str,
     for key in fields:
         if key not in meta:
             raise ValueError(f"{meta_file} is missing the field {key!r}")
+    count = meta.get("num_transitions", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"{meta_file}: field 'num_transitions' must be a non-negative integer, got {count!r}")
     return meta
 
 
@@ -218,6 +221,10 @@ def column_file(path: Path, name: str, column: Any) -> Path:
                          f"{file.name!r}, metadata says {recorded!r}")
     if not file.is_file():
         raise FileNotFoundError(f"column {name!r}: file {file} is missing")
+    if file.resolve().parent != path.resolve():
+        # a symlink out of the folder would read (and checksum) a file the dataset does not own
+        raise ValueError(f"column {name!r}: file {file} is a link to {file.resolve()}, outside the dataset "
+                         f"folder {path}")
     return file
 
 
@@ -237,6 +244,10 @@ def load_column(file: Path, name: str, column: dict[str, Any], mmap: bool, verif
     if list(array.shape) != column.get("shape"):
         raise ValueError(f"column {name!r}: file {file} has shape {list(array.shape)}, metadata says "
                          f"{column.get('shape')!r}")
+    if not array.dtype.isnative:
+        # a column written on (or for) a big-endian machine: torch refuses non-native byte order,
+        # so convert here (a copy in memory, even when memory-mapping) rather than fail in training
+        array = array.astype(array.dtype.newbyteorder("="))
     return array
 
 
