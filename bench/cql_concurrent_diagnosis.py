@@ -30,11 +30,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from marl_rec.agents.ope_benchmark import ConstantActor  # noqa: E402
+from marl_rec.experiments.ope_benchmark import ConstantActor  # noqa: E402
 from marl_rec.algos.base import ActionSpec  # noqa: E402
 from marl_rec.algos.registry import make_algorithm  # noqa: E402
 from marl_rec.data.dataset import TensorSampler  # noqa: E402
-from marl_rec.experiment import load_dataset, simulator_factory  # noqa: E402
+from marl_rec.experiments.common import load_dataset, simulator_factory  # noqa: E402
 from marl_rec.ope import simulated_ab_test  # noqa: E402
 from marl_rec.schema import register_schemas  # noqa: E402
 from marl_rec.trainer import SimulatorEvaluator  # noqa: E402

@@ -71,7 +71,7 @@ def load_pipeline_dataset(cache_dir: str, data: str = "final_buffer",
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from marl_rec.experiment import load_dataset, simulator_factory
+    from marl_rec.experiments.common import load_dataset, simulator_factory
     from marl_rec.schema import register_schemas
 
     register_schemas()

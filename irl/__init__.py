@@ -6,5 +6,5 @@
 - :mod:`marl_rec.irl.airl` — adversarial IRL with potential shaping, generator in the simulator.
 - :mod:`marl_rec.irl.metrics` — Pearson, Spearman, EPIC distance, preference accuracy.
 - :mod:`marl_rec.irl.data` — reward features, logged data with the true utility beside it, relabelling.
-- :mod:`marl_rec.irl.experiment` — all methods on one simulator, one table of metrics.
+- :mod:`marl_rec.irl.experiments.reward_learning` — all methods on one simulator, one table of metrics.
 """

@@ -13,7 +13,7 @@ What makes the true utility recoverable from logs
     ``[observation, action, reward components, next observation]`` — every entry of which
     is a column of an :class:`~marl_rec.data.OfflineDataset`, so any dataset can be
     relabelled. The user's sensitivity stays hidden, which caps what any reward of logged
-    features can reach: :mod:`marl_rec.irl.experiment` prints, as the ceiling, a supervised MLP
+    features can reach: :mod:`marl_rec.irl.experiments.reward_learning` prints, as the ceiling, a supervised MLP
     regressed on the true utility from the same features (held-out Pearson 0.76 on the
     default simulator), and the same regression from observation and action alone.
 

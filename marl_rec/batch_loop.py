@@ -17,37 +17,14 @@ duck-typed (the batched ``UserSimulator`` core).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from marl_rec.algos.bcq_ee import BatchLoopConfig
 from marl_rec.algos.online import PolicyOutput, truncated_normal_log_prob, truncated_normal_sample
 from marl_rec.data.collect import collect
 from marl_rec.data.dataset import OfflineDataset
-
-
-@dataclass
-class BatchLoopConfig:
-    rounds: int = 3  # deploy-and-retrain rounds after the initial training
-    sessions_per_round: int = 2_000  # simulated users served per round (both groups together)
-    exploration: str = "mixed"  # "mixed" (random + around-policy groups) or "random" (RE ablation)
-    random_group_share: float = 0.5  # share of the round's users in the random-Gaussian group
-    random_sigma: float = 0.5  # σ_r of the policy-independent Gaussian (around 0)
-    policy_sigma: float = 0.1  # σ_p of the noise around the policy's action
-    updates_per_round: int = 2_000  # BCQ updates after each round's data is added
-
-    def __post_init__(self) -> None:
-        if self.exploration not in ("mixed", "random"):
-            raise ValueError(f"BatchLoopConfig.exploration must be 'mixed' or 'random', got {self.exploration!r}")
-        if not 0.0 <= self.random_group_share <= 1.0:
-            raise ValueError(f"BatchLoopConfig.random_group_share must be in [0, 1], got {self.random_group_share}")
-        for name in ("rounds", "sessions_per_round", "updates_per_round"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"BatchLoopConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("random_sigma", "policy_sigma"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"BatchLoopConfig.{name} must be > 0, got {getattr(self, name)}")
 
 
 class ExplorationGroups:

@@ -3,7 +3,7 @@
 Configs live in the top-level ``conf/`` and ship as the package ``marl_rec.conf``. Every
 run writes into Hydra's output directory: the resolved config (``.hydra/``), TensorBoard
 events, checkpoints and ``metrics.json``. The ``task`` key names the function that runs
-(``marl_rec.experiment.run_offline`` by default; the multi-agent, hierarchical and
+(``marl_rec.experiments.fusion_offline.run`` by default; the multi-agent, hierarchical and
 reward-learning experiments name theirs), so this module imports none of them.
 """
 

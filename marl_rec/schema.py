@@ -19,7 +19,6 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 
 from marl_rec.algos.registry import ALGORITHMS
-from marl_rec.batch_loop import BatchLoopConfig
 
 
 @dataclass
@@ -46,7 +45,7 @@ class EvaluationSchema:
 class RunSchema:
     """The top level of ``conf/config.yaml`` (groups stay untyped except ``algo``)."""
 
-    task: str = "marl_rec.experiment.run_offline"
+    task: str = "marl_rec.experiments.fusion_offline.run"
     seed: int = 0
     device: str = "cpu"
     torch_threads: int = 1
@@ -103,5 +102,3 @@ def register_schemas() -> None:
     cs.store(name="marl_rec_schema", node=RunSchema)
     for name, (_, config_cls) in ALGORITHMS.items():
         cs.store(group="algo", name=f"base_{name}", node=algorithm_schema(name, config_cls))
-    # BCQ-EE: BCQ inside the iterated deploy-and-retrain loop (marl_rec.batch_loop)
-    cs.store(group="algo", name="base_bcq_ee", node=algorithm_schema("bcq_ee", ALGORITHMS["bcq"][1], BatchLoopConfig))

@@ -59,6 +59,7 @@ import torch
 from marl_rec.algos.base import ActionSpec, OfflineAlgorithm
 from marl_rec.algos.bc import BC, BCConfig
 from marl_rec.algos.bcq import BCQ, BCQConfig
+from marl_rec.algos.bcq_ee import BCQEEConfig, BCQREConfig
 from marl_rec.algos.cql import CQL, CQLConfig
 from marl_rec.algos.ddpg import DDPG, DDPGConfig
 from marl_rec.algos.discrete_bcq import DiscreteBCQ, DiscreteBCQConfig
@@ -73,6 +74,9 @@ ALGORITHMS: dict[str, tuple[type[OfflineAlgorithm], type]] = {
     "ddpg": (DDPG, DDPGConfig),
     "td3": (TD3, TD3Config),
     "bcq": (BCQ, BCQConfig),
+    # BCQ inside the deploy-and-retrain loop (marl_rec.batch_loop), mixed / random exploration
+    "bcq_ee": (BCQ, BCQEEConfig),
+    "bcq_re": (BCQ, BCQREConfig),
     "cql": (CQL, CQLConfig),
     "uwac": (UWAC, UWACConfig),
     "discrete_bcq": (DiscreteBCQ, DiscreteBCQConfig),

@@ -18,7 +18,7 @@ from marl_rec.agents.hierarchical import (GoalFollowingPolicy, LevelConfig, Life
                                  discounted_session_returns, flat_dataset,
                                  goal_conditioned_dataset, relabelled_goals, session_level_dataset, train_long_term,
                                  train_short_term)
-from marl_rec.agents.hierarchical_experiment import HierarchicalExperimentConfig
+from marl_rec.agents.experiments.hierarchical import HierarchicalExperimentConfig
 from marl_rec.agents.policies import GaussianNoisePolicy
 from marl_rec.envs.hierarchical import HierarchicalConfig, goal_reward, run_lifetimes, slate_goal_statistics
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
@@ -257,7 +257,7 @@ def compose(overrides: list[str]):
 
 def test_experiment_composes_and_its_agent_node_is_checked():
     cfg = compose(["+experiment=hierarchical", "agent.flat.algorithm=cql", "agent.relabel.strategy=mean"])
-    assert cfg.task == "marl_rec.agents.hierarchical_experiment.run"
+    assert cfg.task == "marl_rec.agents.experiments.hierarchical.run"
     assert cfg.env._target_ == "marl_rec.envs.hierarchical.HierarchicalInterestEnv"
     settings = HierarchicalExperimentConfig.from_node(cfg.agent)
     assert settings.num_seeds == 3 and settings.relabel.strategy == "mean"

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from marl_rec.agents.joint_experiment import JointExperimentConfig
+from marl_rec.agents.experiments.joint_rec_ads import JointExperimentConfig
 from marl_rec.schema import register_schemas
 
 # a run small enough for a test: short sessions, a small world, a few updates, tiny networks
@@ -39,7 +39,7 @@ def compose_config(overrides: list[str]):
 
 def test_experiment_config_composes_and_parses():
     cfg = compose_config(["+experiment=joint_rec_ads"])
-    assert cfg.task == "marl_rec.agents.joint_experiment.run"
+    assert cfg.task == "marl_rec.agents.experiments.joint_rec_ads.run"
     assert cfg.env._target_ == "marl_rec.envs.joint_rec_ads.JointRecAdsEnv" and cfg.simulator is None
     settings = JointExperimentConfig.from_node(cfg.agent)
     assert settings.num_seeds == 3

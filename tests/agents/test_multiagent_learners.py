@@ -168,7 +168,7 @@ def test_independent_learners_train_each_agent_on_its_own_table(dataset: MultiAg
 
 
 def test_centralised_learner_trains_with_the_trainer_and_resumes(dataset: MultiAgentDataset, tmp_path: Path):
-    from marl_rec.agents.joint_experiment import JointEvaluator
+    from marl_rec.agents.experiments.joint_rec_ads import JointEvaluator
 
     config = TrainerConfig(num_updates=30, batch_size=64, eval_every=15, checkpoint_every=15, log_every=15,
                            progress=False)

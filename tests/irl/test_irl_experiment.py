@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from marl_rec.envs.simulator import SimulatorConfig
 from marl_rec.irl.airl import AIRLConfig
-from marl_rec.irl.experiment import ReferenceConfig, RewardLearningConfig, format_table, run
+from marl_rec.irl.experiments.reward_learning import ReferenceConfig, RewardLearningConfig, format_table, learn_rewards
 from marl_rec.irl.maxent import MaxEntConfig
 from marl_rec.irl.preferences import PreferenceConfig
 from marl_rec.irl.retrain import RetrainConfig
@@ -48,7 +48,7 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
         retrain=RetrainConfig(num_updates=20, algo_overrides={"vae_hidden": (16,), "actor_hidden": (16,),
                                                               "critic_hidden": (16,)},
                               controls=("engagement",), eval_users=50))
-    rows = run(config)
+    rows = learn_rewards(config)
     methods = [r["method"] for r in rows]
     assert methods == ["maxent/3_segments", "reference/supervised", "reference/state_action", "preferences/uniform",
                        "preferences/disagreement", "airl", "retrain/true_utility", "retrain/preferences/uniform",
@@ -87,7 +87,7 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
 
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="methods"):
-        run(RewardLearningConfig(methods=("maxent", "gail")))
+        learn_rewards(RewardLearningConfig(methods=("maxent", "gail")))
     with pytest.raises(ValueError, match="shift"):
         RetrainConfig(shift="median")
 
@@ -100,7 +100,7 @@ def test_retrain_alone_on_uniform_logs():
         epic_transitions=16, epic_samples=16,
         retrain=RetrainConfig(data="uniform", num_updates=10, controls=("shuffled",), eval_users=20,
                               algo_overrides={"vae_hidden": (8,), "actor_hidden": (8,), "critic_hidden": (8,)}))
-    rows = {r["method"]: r for r in run(config)}
+    rows = {r["method"]: r for r in learn_rewards(config)}
     assert [m for m in rows if m.startswith("retrain/")] == ["retrain/true_utility", "retrain/shuffled",
                                                               "retrain/behaviour"]
     assert "uniform logs" in rows["retrain/true_utility"]["note"]

@@ -20,6 +20,18 @@ def test_every_declared_package_lives_under_marl_rec():
     assert set(tool["package-dir"]) == {"marl_rec.conf", "marl_rec.envs", "marl_rec.agents", "marl_rec.irl"}
 
 
+def test_every_source_package_is_declared():
+    # the package list is explicit: a sub-package missing from it is missing from the wheel
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"marl_rec": "marl_rec", **{name: folder for name, folder in tool["package-dir"].items()}}
+    found = set()
+    for name, folder in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *relative)))
+    assert found == set(tool["packages"])
+
+
 def test_installed_package_exposes_no_generic_top_level_name(tmp_path):
     # Run outside the repository so that its root is not on sys.path: only what is installed counts.
     code = (

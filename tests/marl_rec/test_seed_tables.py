@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from marl_rec.agents.hierarchical_experiment import compare as hierarchical_compare
-from marl_rec.agents.hierarchical_experiment import format_table as hierarchical_table
-from marl_rec.agents.joint_experiment import compare as joint_compare
-from marl_rec.agents.joint_experiment import format_table as joint_table
+from marl_rec.agents.experiments.hierarchical import compare as hierarchical_compare
+from marl_rec.agents.experiments.hierarchical import format_table as hierarchical_table
+from marl_rec.agents.experiments.joint_rec_ads import compare as joint_compare
+from marl_rec.agents.experiments.joint_rec_ads import format_table as joint_table
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
 
 

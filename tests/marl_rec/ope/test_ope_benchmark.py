@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from marl_rec.agents.ope_benchmark import run
+from marl_rec.experiments.ope_benchmark import run
 from hydra_config import compose_config
 
 ESTIMATOR_UPDATES = ["ope.estimators.fqe.config.num_updates=30",
@@ -23,8 +23,8 @@ ESTIMATOR_UPDATES = ["ope.estimators.fqe.config.num_updates=30",
 def test_ope_benchmark_tiny_run(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     cfg = compose_config(["+experiment=ope_benchmark", f"cache_dir={tmp_path / 'cache'}",
-                          "data.num_transitions=2000", "data.batch_users=128", "agent.bc_updates=20",
-                          "agent.algorithms=[td3,bcq]", "agent.checkpoint_steps=[5,20]",
+                          "data.num_transitions=2000", "data.batch_users=128", "ope.targets.bc_updates=20",
+                          "ope.targets.algorithms=[td3,bcq]", "ope.targets.checkpoint_steps=[5,20]",
                           "evaluation.ab_users_per_group=64", *ESTIMATOR_UPDATES])
     out = run(cfg, tmp_path)
 

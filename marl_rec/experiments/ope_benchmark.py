@@ -1,8 +1,8 @@
 """The OPE estimator benchmark: many policies, every estimator, one logged dataset, A/B truth.
 
-``marl-rec +experiment=ope_benchmark`` logs one dataset (``cfg.data``), builds a set of
-target policies of clearly different quality, estimates each with every estimator of
-``cfg.ope`` from the logs alone, measures each policy's true value with a simulated A/B
+``marl-rec +experiment=ope_benchmark`` logs one dataset (``cfg.data``), builds the target
+policies of ``cfg.ope.targets`` (clearly different in quality), estimates each with every
+estimator of ``cfg.ope.estimators`` from the logs alone, measures each policy's true value with a simulated A/B
 test, and reports per estimator: median absolute and relative error, Spearman rank
 correlation with the truth, regret@1, the share of policies it underestimates (a lower
 bound should be near 1) and its interval coverage.
@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data.dataset import TensorSampler
-from marl_rec.experiment import load_dataset, simulator_factory
+from marl_rec.experiments.common import load_dataset, simulator_factory
 from marl_rec.files import save_figure, write_json
 from marl_rec.ope import OPEContext, evaluate_policies, simulated_ab_test, summarize, true_values
 
@@ -70,9 +70,10 @@ def train_checkpoints(name: str, dataset: Any, steps: list[int], seed: int, pres
 
 
 def build_policies(cfg: DictConfig, dataset: Any) -> dict[str, Any]:
-    spec = cfg.agent
+    """The target policies that ``cfg.ope.targets`` lists, sized by the dataset's action space."""
+    spec = cfg.ope.targets
     rng = np.random.default_rng(int(cfg.seed))
-    policies: dict[str, Any] = {"random": UniformRandomActor(4, rng)}
+    policies: dict[str, Any] = {"random": UniformRandomActor(dataset.action_spec.dim, rng)}
     for name, action in spec.constant_policies.items():
         policies[f"constant_{name}"] = ConstantActor(list(action))
     policies.update(train_checkpoints("bc", dataset, [int(spec.bc_updates)], int(cfg.seed), "rec"))

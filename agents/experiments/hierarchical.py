@@ -40,7 +40,7 @@ from marl_rec.agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TER
 from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
 from marl_rec.envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
 from marl_rec.envs.simulator import UserSimulator
-from marl_rec.experiment import trainer_config
+from marl_rec.experiments.common import trainer_config
 from marl_rec.files import write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table

@@ -1,9 +1,9 @@
-"""One offline fusion-ranking run: log data → train offline → OPE → simulated A/B test.
+"""The headline study's run (``+experiment=fusion_offline``, and its reduced ``demo`` and
+``cql_alpha`` sweeps): log data → train offline → OPE → simulated A/B test.
 
-``run_offline(cfg, run_dir)`` is the ``task`` the ``marl-rec`` CLI calls for the
-single-agent experiments. It writes into ``run_dir``: TensorBoard events (training
-curves, ``eval/return`` vs ``eval/q_estimate``, hparams), ``checkpoint.pt``,
-``metrics.json`` (the final figures) and ``eval_history.json``.
+``run(cfg, run_dir)`` is the default ``task`` of the ``marl-rec`` CLI. It writes into
+``run_dir``: TensorBoard events (training curves, ``eval/return`` vs ``eval/q_estimate``,
+hparams), ``checkpoint.pt``, ``metrics.json`` (the final figures) and ``eval_history.json``.
 """
 
 from __future__ import annotations
@@ -19,91 +19,33 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from marl_rec.algos.base import ActionSpec
+from marl_rec.algos.bcq_ee import BatchLoopConfig
 from marl_rec.algos.registry import make_algorithm
-from marl_rec.batch_loop import BatchLoopConfig, run_batch_loop
+from marl_rec.batch_loop import run_batch_loop
 from marl_rec.data.dataset import OfflineDataset
-from marl_rec.data.pipelines import build_dataset, cached_dataset, dataset_key
-from marl_rec.logging import TensorBoardLogger
+from marl_rec.experiments.common import flatten, learner_spaces, load_dataset, simulator_factory, trainer_config
 from marl_rec.files import write_json
+from marl_rec.logging import TensorBoardLogger
 from marl_rec.schema import algorithm_overrides
 from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig
 
-BATCH_LOOP_KEYS = {f for f in BatchLoopConfig.__dataclass_fields__}
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dict → {"a/b": value} with TensorBoard-hparams-compatible values."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}/"))
-        elif isinstance(value, (int, float, str, bool)):
-            out[name] = value
-        elif value is not None:
-            out[name] = str(value)
-    return out
-
-
-def simulator_factory(cfg: DictConfig):
-    return lambda: instantiate(cfg.simulator)
-
-
-def load_dataset(cfg: DictConfig, learner: Any = None) -> tuple[OfflineDataset, dict[str, Any]]:
-    """The run's dataset from its pipeline, cached by content hash of the data and simulator
-    configs. The ``concurrent`` pipeline trains ``learner`` while logging, so it is rebuilt."""
-    data_spec = OmegaConf.to_container(cfg.data, resolve=True)
-    env_spec = OmegaConf.to_container(cfg.simulator, resolve=True)
-    seed = int(data_spec.get("seed", 0))
-    factory = simulator_factory(cfg)
-
-    def build(concurrent_learner: Any = None) -> OfflineDataset:
-        return build_dataset(data_spec, factory, instantiate, seed, concurrent_learner=concurrent_learner)
-
-    started = time.perf_counter()
-    if data_spec.get("concurrent"):
-        dataset, path, reused = build(learner), None, False
-    else:
-        key = dataset_key(data_spec, env_spec)
-        dataset, path, reused = cached_dataset(cfg.cache_dir, str(data_spec["name"]), key, build)
-    info = {"dataset": data_spec["name"], "dataset_path": str(path) if path else None,
-            "dataset_reused": reused, "dataset_seconds": time.perf_counter() - started,
-            "dataset_transitions": len(dataset), "dataset_episodes": dataset.num_episodes}
-    return dataset, info
-
-
-def trainer_config(cfg: DictConfig, seed: int | None = None, num_updates: int | None = None) -> TrainerConfig:
-    """The :class:`TrainerConfig` of a run: ``cfg.train`` with the run's seed, progress and device."""
-    train = cfg.train
-    return TrainerConfig(num_updates=int(num_updates or train.num_updates), batch_size=int(train.batch_size),
-                         eval_every=int(train.eval_every), checkpoint_every=int(train.checkpoint_every),
-                         log_every=int(train.log_every), q_divergence_bound=float(train.q_divergence_bound),
-                         bootstrap_truncated=bool(train.get("bootstrap_truncated", False)),
-                         seed=int(cfg.seed if seed is None else seed), progress=bool(cfg.progress),
-                         device=str(cfg.device))
-
 
 def build_algorithm(cfg: DictConfig, obs_dim: int, action_spec: ActionSpec) -> tuple[Any, BatchLoopConfig | None]:
-    overrides = algorithm_overrides(cfg.algo)
-    loop = None
-    if cfg.algo.name in ("bcq_ee", "bcq_re"):
-        loop = BatchLoopConfig(**{k: overrides.pop(k) for k in list(overrides) if k in BATCH_LOOP_KEYS})
-        name = "bcq"
-    else:
-        name = cfg.algo.name
-    algorithm = make_algorithm(name, obs_dim, action_spec, preset=cfg.algo.preset, seed=int(cfg.seed),
-                               device=cfg.device, **overrides)
+    """The registered algorithm ``cfg.algo.name`` with its preset and overrides, and its batch
+    loop settings when its config is a :class:`BatchLoopConfig` (BCQ-EE/RE), else None."""
+    algorithm = make_algorithm(cfg.algo.name, obs_dim, action_spec, preset=cfg.algo.preset, seed=int(cfg.seed),
+                               device=cfg.device, **algorithm_overrides(cfg.algo))
+    loop = algorithm.config if isinstance(algorithm.config, BatchLoopConfig) else None
     return algorithm, loop
 
 
-def run_offline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Log (or reuse) the dataset, train ``cfg.algo`` offline, estimate with OPE, A/B test."""
     torch.set_num_threads(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))  # the entry point seeds the global stream (dropout)
     run_dir = Path(run_dir)
     factory = simulator_factory(cfg)
-    obs_dim = factory().reset(1, np.random.default_rng(0)).shape[1]
-    action_spec = ActionSpec("continuous", dim=4)
+    obs_dim, action_spec = learner_spaces(factory())
     algorithm, loop = build_algorithm(cfg, obs_dim, action_spec)
     dataset, data_info = load_dataset(cfg, learner=algorithm)
     gamma = float(cfg.evaluation.gamma)

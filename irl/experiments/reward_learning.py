@@ -1,8 +1,9 @@
 """Run the reward-learning methods on one simulator and measure what they recovered.
 
-:func:`run` builds everything from a :class:`RewardLearningConfig` (the Hydra experiment
-instantiates the same dataclasses from ``conf/irl/*.yaml``) and returns a list of result
-rows; :func:`format_table` prints them. TensorBoard scalars go under ``irl/<method>/…``.
+:func:`learn_rewards` builds everything from a :class:`RewardLearningConfig` and returns a
+list of result rows; :func:`format_table` prints them. :func:`run` is the Hydra experiment
+(``marl-rec +experiment=reward_learning``): it instantiates the same dataclasses from
+``conf/irl/reward_learning.yaml`` and writes the table and ``metrics.json`` into the run folder. TensorBoard scalars go under ``irl/<method>/…``.
 
 What is compared with what
     - *MaxEnt IRL*: the per-segment topic reward against the segment's mean true long-term
@@ -203,7 +204,7 @@ class _Logger:
 
 
 # ---------------------------------------------------------------------------- run
-def run(config: RewardLearningConfig) -> list[dict[str, Any]]:
+def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
     """Every configured method on one simulator; one result row per method variant."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(config.seed)
@@ -363,11 +364,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], width: int = 22) -> s
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    print(format_table(run(RewardLearningConfig())))
-
-
-def hydra_task(cfg: Any, run_dir: Any) -> dict[str, Any]:
+def run(cfg: Any, run_dir: Any) -> dict[str, Any]:
     """The ``marl-rec +experiment=reward_learning`` task: build the config from ``cfg.irl``,
     log TensorBoard events and ``metrics.json`` into the run folder, print the table."""
     import dataclasses
@@ -376,9 +373,13 @@ def hydra_task(cfg: Any, run_dir: Any) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     config = dataclasses.replace(instantiate(cfg.irl), log_dir=str(Path(run_dir)), seed=int(cfg.seed))
-    rows = run(config)
+    rows = learn_rewards(config)
     table = format_table(rows)
     print(table, flush=True)
     write_text(Path(run_dir) / "reward_learning.md", table + "\n")
     write_json(Path(run_dir) / "metrics.json", {"task": "reward_learning", "rows": rows})
     return {"data": "reward_learning", "algo": "irl", "seed": int(cfg.seed)}
+
+
+if __name__ == "__main__":
+    print(format_table(learn_rewards(RewardLearningConfig())))
