@@ -305,6 +305,7 @@ class UserSimulator:
                              f"{c.num_topics * c.ads_per_topic} ads, got {w.item_topic.shape[0]} "
                              f"and {w.ad_topic.shape[0]}")
         self.obs_dim = c.obs_dim
+        self.action_dim = NUM_TASKS  # fusion actions in [-1, 1], one per task: what learners size their action space by
         self._log_priors = np.asarray(c.fusion_priors, dtype=np.float32)
         self._reward_weights = np.asarray(c.reward_weights, dtype=np.float64)
         self._examination = 1.0 / (1.0 + c.position_decay * np.arange(c.slate_size))

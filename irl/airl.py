@@ -23,7 +23,7 @@ Output
     the next observation, as the preference model). It is identified up to a constant and
     a positive scale at best, and only up to what separates the expert from the generator.
 
-Measured (``python -m marl_rec.irl.experiment``, default simulator, 60 iterations, demonstrations of
+Measured (``python -m marl_rec.irl.experiments.reward_learning``, default simulator, 60 iterations, demonstrations of
 the utility-greedy curator with noise 0.3): the generator imitates (in
 ``tests/irl/test_irl_airl.py`` its fusion weights close 85% of the gap to a constant expert),
 but g's held-out Pearson with the realised true utility is −0.004: at equilibrium g marks
