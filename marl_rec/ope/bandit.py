@@ -24,8 +24,10 @@ policies and reward models condition on the slot; the raw positions are kept in
 :attr:`BanditLog.positions`.
 
 Validation names the column and the (0-based, header excluded) data row: missing column,
-NaN / empty / non-numeric cell, non-integer or out-of-range action, propensity outside
-(0, 1].
+NaN / empty / non-numeric cell, a value too large for float32 (contexts, actions, rewards),
+non-integer or out-of-range action, propensity outside (0, 1], a position above
+:data:`MAX_INFERRED_POSITIONS` when ``num_positions`` is not given (one outlier would widen
+every context by its one-hot). A file that is not UTF-8 or not readable Parquet is named.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ import numpy as np
 
 from marl_rec.algos.base import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
+
+#: The largest number of positions inferred from the data (``num_positions=None``): feeds show
+#: tens of slots; a larger position is far more likely an outlier than a real slot.
+MAX_INFERRED_POSITIONS = 100
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,23 @@ class BanditLog:
 
 
 def _read_csv(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
-    with path.open(newline="") as handle:
+    try:
+        return _read_csv_text(path, columns)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: the file is not UTF-8 text ({error.reason}); save it as UTF-8") from None
+
+
+def _read_csv_text(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
         reader = csv.reader(handle)
         try:
             header = next(reader)
         except StopIteration:
             raise ValueError(f"{path}: the file is empty (no header row)") from None
         header = [h.strip() for h in header]
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise ValueError(f"{path}: duplicated column names in the header: {duplicated}")
         for name in columns:
             if name not in header:
                 raise ValueError(f"{path}: missing column {name!r} (columns: {header})")
@@ -118,11 +135,17 @@ def _read_parquet(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
         import pyarrow.parquet as pq
     except ImportError as error:  # pyarrow is optional: pip install 'marl-rec[parquet]'
         raise ImportError("reading Parquet needs pyarrow: pip install 'marl-rec[parquet]'") from error
-    names = pq.read_schema(path).names
-    for name in columns:
-        if name not in names:
-            raise ValueError(f"{path}: missing column {name!r} (columns: {names})")
-    table = pq.read_table(path, columns=columns)
+    try:
+        names = pq.read_schema(path).names
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"{path}: duplicated column names: {duplicated}")
+        for name in columns:
+            if name not in names:
+                raise ValueError(f"{path}: missing column {name!r} (columns: {names})")
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as error:  # truncated or not Parquet at all
+        raise ValueError(f"{path}: not a readable Parquet file: {error}") from error
     out = {}
     for name in columns:
         try:
@@ -136,12 +159,12 @@ def _read_parquet(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
 def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
     """Read a CSV (``.csv``) or Parquet (``.parquet``/``.pq``) bandit log and validate it."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        table = _read_parquet(path, schema.columns)
-    elif path.suffix.lower() == ".csv":
-        table = _read_csv(path, schema.columns)
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise ValueError(f"{path}: unknown file type {path.suffix!r}; expected .csv, .parquet or .pq")
+    if not path.is_file():
+        raise FileNotFoundError(f"no bandit log at {path}")
+    table = _read_csv(path, schema.columns) if suffix == ".csv" else _read_parquet(path, schema.columns)
     n = len(table[schema.reward_column])
     if n == 0:
         raise ValueError(f"{path}: the table has no data rows")
@@ -149,6 +172,13 @@ def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
         bad = np.flatnonzero(~np.isfinite(table[name]))
         if bad.size:
             raise ValueError(f"{path}: column {name!r} row {bad[0]} is NaN, missing or infinite")
+    stored_as_float32 = [*schema.context_columns, schema.reward_column]
+    stored_as_float32 += list(schema.action_columns) if schema.continuous_actions else []
+    for name in stored_as_float32:
+        bad = np.flatnonzero(np.abs(table[name]) > _FLOAT32_MAX)
+        if bad.size:
+            raise ValueError(f"{path}: column {name!r} row {bad[0]} has value {table[name][bad[0]]:g}, "
+                             f"beyond the float32 range the dataset stores (±{_FLOAT32_MAX:.3g})")
 
     def integers(name: str, upper: int | None) -> np.ndarray:
         values = table[name]
@@ -187,7 +217,15 @@ def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
         positions = integers(schema.position_column, schema.num_positions)
         if schema.position_in_context:
             num_positions = schema.num_positions or int(positions.max()) + 1
-            context = np.concatenate([context, np.eye(num_positions)[positions]], axis=1)
+            if schema.num_positions is None and num_positions > MAX_INFERRED_POSITIONS:
+                row = int(positions.argmax())
+                raise ValueError(f"{path}: column {schema.position_column!r} row {row} has position "
+                                 f"{positions[row]}; with position_in_context each position is one-hot encoded, "
+                                 f"so more than {MAX_INFERRED_POSITIONS} positions need BanditSchema.num_positions "
+                                 f"set explicitly")
+            one_hot = np.zeros((n, num_positions), dtype=np.float32)
+            one_hot[np.arange(n), positions] = 1.0
+            context = np.concatenate([context, one_hot], axis=1)
     observations = context.astype(np.float32)
     ones = np.ones(n, dtype=bool)
     dataset = OfflineDataset(
