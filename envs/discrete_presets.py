@@ -136,7 +136,7 @@ class DiscretePresetEnv(ParallelEnv):
     preset stands for. An index outside 0..N-1 or a non-integer raises ValueError.
     """
 
-    metadata = {"name": "fusion_presets_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {**FusionRankingEnv.metadata, "name": "fusion_presets_v0"}
 
     def __init__(self, config: SimulatorConfig | None = None, presets: FusionPresets | None = None,
                  render_mode: str | None = None, **config_overrides: Any) -> None:
@@ -146,6 +146,10 @@ class DiscretePresetEnv(ParallelEnv):
         self.possible_agents = [AGENT]
         self.observation_spaces = {AGENT: self.env.observation_space(AGENT)}
         self.action_spaces = {AGENT: gymnasium.spaces.Discrete(self.presets.num_actions)}
+        self.state_space = self.env.state_space
+
+    def state(self) -> np.ndarray:
+        return self.env.state()
 
     @property
     def agents(self) -> list[str]:  # type: ignore[override]

@@ -17,6 +17,9 @@ of one simulated user.
 - seeding: ``reset(seed=s)`` reseeds the env's own generator; ``reset()`` continues it, so
   a seeded env replays the same sequence of episodes.
 
+- ``state()`` / ``state_space``: the simulator observation (one agent); ``render()``: the
+  last served request (:mod:`marl_rec.envs.render`; ``"ansi"``, ``"rgb_array"``, ``"human"``).
+
 ``FusionRankingGymEnv`` is the Gymnasium single-agent view of the same episode.
 """
 
@@ -29,6 +32,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
+from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
 from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
 
 AGENT = "recommender"
@@ -63,11 +67,8 @@ def _info(result, index: int = 0) -> dict[str, Any]:
     }
 
 
-def _simulator_config(config: SimulatorConfig | None, render_mode: str | None,
-                      overrides: dict[str, Any]) -> SimulatorConfig:
-    """The env's simulator config from a config or keyword overrides (not both); no render modes."""
-    if render_mode is not None:
-        raise ValueError(f"render_mode {render_mode!r} is not supported (render_modes: [])")
+def _simulator_config(config: SimulatorConfig | None, overrides: dict[str, Any]) -> SimulatorConfig:
+    """The env's simulator config from a config or keyword overrides (not both)."""
     if config is None:
         return SimulatorConfig(**overrides)
     if overrides:
@@ -78,18 +79,21 @@ def _simulator_config(config: SimulatorConfig | None, render_mode: str | None,
 class FusionRankingEnv(ParallelEnv):
     """PettingZoo Parallel env with the single agent ``"recommender"``."""
 
-    metadata = {"name": "fusion_ranking_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "fusion_ranking_v0", "render_modes": RENDER_MODES, "render_fps": RENDER_FPS,
+                "is_parallelizable": True}
 
     def __init__(self, config: SimulatorConfig | None = None, render_mode: str | None = None,
                  **config_overrides: Any) -> None:
-        self.config = config = _simulator_config(config, render_mode, config_overrides)
-        self.render_mode = render_mode
+        self.config = config = _simulator_config(config, config_overrides)
         self.sim = UserSimulator(config)
+        self._recorder = RequestRecorder(self.sim, self.metadata["name"], render_mode)
+        self.render_mode = render_mode
         self.possible_agents = [AGENT]
         self.agents: list[str] = []
         obs_space, act_space = make_spaces(config)
         self.observation_spaces = {AGENT: obs_space}
         self.action_spaces = {AGENT: act_space}
+        self.state_space = obs_space  # one agent: the global state is its observation
         self._rng: np.random.Generator | None = None
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
@@ -98,11 +102,18 @@ class FusionRankingEnv(ParallelEnv):
     def action_space(self, agent: str) -> gymnasium.spaces.Box:
         return self.action_spaces[agent]
 
+    def state(self) -> np.ndarray:
+        """Global state for centralised critics: the simulator observation (in ``state_space``)."""
+        if self._rng is None:
+            raise ValueError("state() called before reset(); call reset() first")
+        return self.sim.observe()[0]
+
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None or self._rng is None:
             self._rng = np.random.default_rng(seed)
         obs = self.sim.reset(1, self._rng)
         self.agents = self.possible_agents[:]
+        self._recorder.reset()
         return {AGENT: obs[0]}, {AGENT: {}}
 
     def step(self, actions: dict[str, Any]):
@@ -114,15 +125,18 @@ class FusionRankingEnv(ParallelEnv):
             what = f"unknown agent key(s) {unknown}" if unknown else f"got {keys}"
             raise ValueError(f"actions must be a dict with the single key {AGENT!r}: {what}")
         action = validate_action(actions[AGENT], self.action_spaces[AGENT])
+        self._recorder.before_step(action)
         result = self.sim.step(action)
+        self._recorder.after_step(result, {AGENT: float(result.reward[0])})
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         if terminated or truncated:
             self.agents = []
         return ({AGENT: result.observation[0]}, {AGENT: float(result.reward[0])},
                 {AGENT: terminated}, {AGENT: truncated}, {AGENT: _info(result)})
 
-    def render(self) -> None:
-        return None
+    def render(self) -> str | np.ndarray | None:
+        """The last served request in ``render_mode`` (:mod:`marl_rec.envs.render`)."""
+        return self._recorder.render()
 
     def close(self) -> None:
         return None
@@ -143,13 +157,14 @@ raw_env = env
 class FusionRankingGymEnv(gymnasium.Env):
     """Gymnasium single-agent view of one session (for SB3 and other single-agent libraries)."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
 
     def __init__(self, config: SimulatorConfig | None = None, render_mode: str | None = None,
                  **config_overrides: Any) -> None:
-        self.config = config = _simulator_config(config, render_mode, config_overrides)
-        self.render_mode = render_mode
+        self.config = config = _simulator_config(config, config_overrides)
         self.sim = UserSimulator(config)
+        self._recorder = RequestRecorder(self.sim, "FusionRankingGym", render_mode)
+        self.render_mode = render_mode
         self.observation_space, self.action_space = make_spaces(config)
         self._done = True
 
@@ -157,12 +172,20 @@ class FusionRankingGymEnv(gymnasium.Env):
         super().reset(seed=seed)
         obs = self.sim.reset(1, self.np_random)
         self._done = False
+        self._recorder.reset()
         return obs[0], {}
 
     def step(self, action: Any):
         if self._done:
             raise ValueError("step() called after the episode ended (or before reset()); call reset() first")
-        result = self.sim.step(validate_action(action, self.action_space, "action"))
+        action = validate_action(action, self.action_space, "action")
+        self._recorder.before_step(action)
+        result = self.sim.step(action)
+        self._recorder.after_step(result, {AGENT: float(result.reward[0])})
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         self._done = terminated or truncated
         return result.observation[0], float(result.reward[0]), terminated, truncated, _info(result)
+
+    def render(self) -> str | np.ndarray | None:
+        """The last served request in ``render_mode`` (:mod:`marl_rec.envs.render`)."""
+        return self._recorder.render()

@@ -51,6 +51,10 @@ lifetime satisfaction) and :meth:`UserSimulator.start_new_sessions` begins the n
 session; otherwise the user churns and both agents are *terminated*. After
 ``max_sessions`` sessions a returning user ends the episode by *truncation*.
 
+``state()`` / ``state_space``: the global state for centralised critics,
+``Box(0, 1, (obs_dim + 6 + 2,), float32)`` — the simulator observation, ``LIFETIME_FEATURES``
+and the current goal (the union of both observations). ``render()``: :mod:`marl_rec.envs.render`.
+
 :func:`run_lifetimes` runs whole lifetimes for a batch of users under a (goal policy,
 short-term policy) pair — the simulator's ground truth for retention (sessions per user),
 lifetime engagement and session length.
@@ -67,6 +71,7 @@ from pettingzoo import AECEnv
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from marl_rec.envs.fusion_env import make_spaces, validate_action
+from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
 from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
 
 LONG_TERM = "long_term"
@@ -195,7 +200,8 @@ class LifetimeTracker:
 class HierarchicalInterestEnv(AECEnv):
     """PettingZoo AEC env over one user's lifetime; agents ``"long_term"`` and ``"short_term"``."""
 
-    metadata = {"name": "hierarchical_interest_v0", "render_modes": [], "is_parallelizable": False}
+    metadata = {"name": "hierarchical_interest_v0", "render_modes": RENDER_MODES, "render_fps": RENDER_FPS,
+                "is_parallelizable": False}
 
     def __init__(self, config: HierarchicalConfig | None = None, simulator: SimulatorConfig | None = None,
                  render_mode: str | None = None, **overrides: Any) -> None:
@@ -207,10 +213,9 @@ class HierarchicalInterestEnv(AECEnv):
             raise ValueError(f"pass either a SimulatorConfig or its options {sorted(sim_kwargs)}, not both")
         self.config = config or HierarchicalConfig(**env_kwargs)
         self.sim_config = simulator or SimulatorConfig(**sim_kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported (none are)")
-        self.render_mode = render_mode
         self.sim = UserSimulator(self.sim_config)
+        self._recorder = RequestRecorder(self.sim, self.metadata["name"], render_mode)
+        self.render_mode = render_mode
         self.possible_agents = [LONG_TERM, SHORT_TERM]
         self.agents = []
         _, fusion_space = make_spaces(self.sim_config)
@@ -223,6 +228,9 @@ class HierarchicalInterestEnv(AECEnv):
             LONG_TERM: gymnasium.spaces.Box(-1.0, 1.0, (GOAL_DIM,), np.float32),
             SHORT_TERM: fusion_space,
         }
+        # global state for centralised critics: the union of both observations without
+        # repeating the shared simulator part (see state())
+        self.state_space = gymnasium.spaces.Box(0.0, 1.0, (d + len(LIFETIME_FEATURES) + GOAL_DIM,), np.float32)
         self._rng: np.random.Generator | None = None
         self._sim_obs: np.ndarray | None = None
         self.tracker = LifetimeTracker(self.sim_config, self.config, 1)
@@ -240,6 +248,14 @@ class HierarchicalInterestEnv(AECEnv):
             return self.tracker.short_term_observation(self._sim_obs)[0]
         raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
 
+    def state(self) -> np.ndarray:
+        """Global state (float32, in ``state_space``): the simulator observation, the
+        ``LIFETIME_FEATURES`` and the current goal (zeros before the first goal is set)."""
+        if self._sim_obs is None:
+            raise ValueError("state() called before reset(); call reset() first")
+        long_term = self.tracker.long_term_observation(self._sim_obs)[0]
+        return np.concatenate([long_term, self.tracker.goal[0]]).astype(np.float32)
+
     def reset(self, seed: int | None = None, options: dict | None = None) -> None:
         if seed is not None or self._rng is None:
             self._rng = np.random.default_rng(seed)
@@ -252,6 +268,7 @@ class HierarchicalInterestEnv(AECEnv):
         self.truncations = {agent: False for agent in self.agents}
         self.infos = {agent: {} for agent in self.agents}
         self.agent_selection = LONG_TERM
+        self._recorder.reset()
 
     def step(self, action: Any) -> None:
         agent = self.agent_selection
@@ -264,6 +281,9 @@ class HierarchicalInterestEnv(AECEnv):
             goal_action = validate_action(action, self.action_spaces[LONG_TERM], LONG_TERM)
             self.tracker.start_sessions(np.ones(1, dtype=bool), goal_action)
             self.agent_selection = SHORT_TERM
+            if self._recorder.active:
+                goal = ", ".join(f"{n} {g:.2f}" for n, g in zip(GOAL_NAMES, self.tracker.goal[0]))
+                self._recorder.lines["goal"] = f"{goal} (set by {LONG_TERM} for session {self.tracker.sessions[0]})"
         else:
             self._step_short_term(validate_action(action, self.action_spaces[SHORT_TERM], SHORT_TERM))
         self._accumulate_rewards()
@@ -271,6 +291,7 @@ class HierarchicalInterestEnv(AECEnv):
     def _step_short_term(self, action: np.ndarray) -> None:
         sim, tracker, cfg = self.sim, self.tracker, self.config
         achieved = slate_goal_statistics(sim, sim.rank(action))  # the slate step() will serve
+        self._recorder.before_step(action)
         result = sim.step(action)
         self._sim_obs = result.observation
         engagement = float(result.reward[0])
@@ -279,6 +300,10 @@ class HierarchicalInterestEnv(AECEnv):
         left, capped = bool(result.terminated[0]), bool(result.truncated[0])
         self.rewards[SHORT_TERM] = engagement + cfg.goal_reward_weight * following
         self.rewards[LONG_TERM] = engagement
+        if self._recorder.active:
+            self._recorder.lines["achieved goal"] = ", ".join(
+                f"{n} {g:.2f}" for n, g in zip(GOAL_NAMES, achieved[0]))
+            self._recorder.after_step(result, {SHORT_TERM: self.rewards[SHORT_TERM], LONG_TERM: engagement})
         self.infos[SHORT_TERM] = {
             "engagement": engagement,
             "goal_reward": following,
@@ -316,8 +341,9 @@ class HierarchicalInterestEnv(AECEnv):
         # the next session's goal, or (episode over) long_term's final session return first
         self.agent_selection = LONG_TERM
 
-    def render(self) -> None:
-        return None
+    def render(self) -> str | np.ndarray | None:
+        """The last served request in ``render_mode`` (:mod:`marl_rec.envs.render`)."""
+        return self._recorder.render()
 
     def close(self) -> None:
         return None

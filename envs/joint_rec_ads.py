@@ -57,6 +57,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 
 from marl_rec.envs.fusion_env import make_spaces, validate_action
 from marl_rec.envs.hierarchical import split_overrides
+from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 
 RECOMMENDER = "recommender"
@@ -123,7 +124,8 @@ def validate_ad_action(action: Any, num_actions: int) -> int:
 class JointRecAdsEnv(ParallelEnv):
     """PettingZoo Parallel env with agents ``"recommender"`` and ``"advertiser"``."""
 
-    metadata = {"name": "joint_rec_ads_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "joint_rec_ads_v0", "render_modes": RENDER_MODES, "render_fps": RENDER_FPS,
+                "is_parallelizable": True}
 
     def __init__(self, config: JointRecAdsConfig | None = None, simulator: SimulatorConfig | None = None,
                  render_mode: str | None = None, **overrides: Any) -> None:
@@ -134,10 +136,9 @@ class JointRecAdsEnv(ParallelEnv):
             raise ValueError(f"pass either a SimulatorConfig or its options {sorted(sim_kwargs)}, not both")
         self.config = config or JointRecAdsConfig(**env_kwargs)
         self.sim_config = simulator or SimulatorConfig(**sim_kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported (none are)")
-        self.render_mode = render_mode
         self.sim = UserSimulator(self.sim_config)
+        self._recorder = RequestRecorder(self.sim, self.metadata["name"], render_mode)
+        self.render_mode = render_mode
         self.possible_agents = [RECOMMENDER, ADVERTISER]
         self.agents: list[str] = []
         c = self.sim_config
@@ -205,6 +206,7 @@ class JointRecAdsEnv(ParallelEnv):
         self._sim_obs = self.sim.reset(1, self._rng)
         self._ads_shown = self._requests = self._last_ad_request = 0
         self.agents = self.possible_agents[:]
+        self._recorder.reset()
         return self._observations(), {agent: {} for agent in self.agents}
 
     def step(self, actions: dict[str, Any]):
@@ -222,6 +224,7 @@ class JointRecAdsEnv(ParallelEnv):
                              f"requests, max_ad_share={self.config.max_ad_share}, "
                              f"max_ads_per_session={self.config.max_ads_per_session})")
         slot = 0 if invalid else requested
+        self._recorder.before_step(fusion)
         result = self.sim.step(fusion, np.array([slot]))
         self._sim_obs = result.observation
         info = result.info
@@ -236,6 +239,13 @@ class JointRecAdsEnv(ParallelEnv):
             rewards = {RECOMMENDER: team, ADVERTISER: team}
         else:
             rewards = {RECOMMENDER: engagement, ADVERTISER: revenue}
+        if self._recorder.active:
+            self._recorder.lines = {
+                "advertiser": f"asked for slot {requested}, served {'no ad' if slot == 0 else f'slot {slot}'}"
+                              + (" (masked: ad-load cap)" if invalid else "")
+                              + f"; revenue {revenue:.3f}; {self._ads_shown} ads in {self._requests} requests "
+                              f"(cap {self.config.max_ad_share:g}); next mask {self.action_mask().tolist()}"}
+        self._recorder.after_step(result, rewards, ad_slot=slot if ad_shown else 0)
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         step_info = {
             "engagement": engagement, "revenue": revenue, "components": info["components"][0].copy(),
@@ -251,8 +261,9 @@ class JointRecAdsEnv(ParallelEnv):
                 {a: truncated for a in agents},
                 {a: {**step_info, "components": step_info["components"].copy()} for a in agents})
 
-    def render(self) -> None:
-        return None
+    def render(self) -> str | np.ndarray | None:
+        """The last served request in ``render_mode`` (:mod:`marl_rec.envs.render`)."""
+        return self._recorder.render()
 
     def close(self) -> None:
         return None

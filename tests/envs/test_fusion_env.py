@@ -155,8 +155,8 @@ def test_constructor_rejects_conflicting_arguments():
     for cls in (FusionRankingEnv, FusionRankingGymEnv):
         with pytest.raises(ValueError, match="not both"):
             cls(SimulatorConfig(), max_requests=3)
-        with pytest.raises(ValueError, match="render_mode"):
-            cls(render_mode="human")
+        with pytest.raises(ValueError, match="render_mode 'bogus' is not supported"):
+            cls(render_mode="bogus")
         with pytest.raises(ValueError, match="max_requests"):
             cls(max_requests=0)
 
