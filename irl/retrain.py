@@ -40,17 +40,9 @@ Standardising a learned reward (:func:`standardise_reward`)
     positive scale keeps their optimal policies). ``true_centred`` — the true utility
     z-scored as ``shift="mean"`` would do — measures what the constant costs.
 
-Measured (``marl-rec -m +experiment=reward_learning seed=0,1,2``, BCQ-rec, 2,000 updates; the
-    README's reward-learning section has the table)
-    On the experiment's held-in logs (the engagement expert, which reads the latent user
-    state) the true-utility policy earns less than the logging policy (34.2 vs 41.4 true
-    return per session): the logged actions are confounded with what the learner cannot
-    see, so no reward retrains well and the ratios are training noise (shuffled 1.15).
-    ``retrain.data=uniform`` relabels fresh logs of uniformly random actions instead: the
-    reference earns 61.4 (logging policy 48.4), the preference rewards 0.92 / 0.91 of it,
-    AIRL's g 0.91 — but a shuffled reward 0.94 and engagement 0.96, because BCQ stays near
-    the centre of the action box, which already earns most of the attainable utility. The
-    test's coin-flip logs (best vs worst constant action) are where the reward decides.
+Measured: on the experiment's own (confounded) logs no reward retrains well; on uniform logs
+every reward, even a shuffled one, lands near the reference — bench/results/README.md
+("Relabel and retrain: measured") has the figures.
 
 MaxEnt IRL is not relabelled
     Its reward is a per-topic *state* reward of a user segment over the topic-graph MDP

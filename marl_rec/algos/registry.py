@@ -4,49 +4,8 @@ Each entry is ``name -> (algorithm class, config dataclass)``; the config's defa
 paper's and its ``rec()`` classmethod is the recommendation-sized preset. To add one, put a
 line in ``ALGORITHMS`` (or call :func:`register_algorithm` from your own package).
 
-Recommendation-sized presets (BC, DDPG, TD3, BCQ): how they were chosen
----------------------------------------------------------------------------
-The fusion problem has a 33-dim state and a 4-dim action; per-step rewards are ~3 and
-discounted returns ~90 (γ = 0.99). Measured on the reference simulator, one torch thread,
-on a 2-core host shared with other jobs (CPU ms per update are inflated by that contention;
-their *ratios* are what matters). Returns are mean session returns of 2,000 seeded users.
-
-* BCQ, offline, on a noisy observation-based expert (BC of the heuristic expert + truncated
-  noise σ = 0.3; behaviour return 105.0): at τ = 0.005 every size (VAE/actor/critic
-  256/128/128, 128/64/128, 64/64/64) earned 105-109 after 1-3k updates with Q on initial
-  states still at 15-40 against a true ~90 (the critic is still myopic); at τ = 0.05 they
-  earned 115-117 by 2k updates with a calibrated Q (85-92 vs 94-96), 64/64/64 as well as
-  128/64/128 over three seeds at 7.5-9.0 vs 14.0-16.1 ms/update (256/128/128: 24.2) → rec:
-  64-64 everywhere, τ = 0.05.
-* TD3, online (32 users, σ = 0.1, one update per batched step, 3,000 steps): 128-128 with
-  τ = 0.05 reached a greedy return of 110 by 1,000 updates, as 256-256 did, at half the time
-  per update; 64-64 dipped to 93 on the way; τ = 0.005 needed 2,500 updates → rec: 128-128,
-  τ = 0.05.
-* DDPG, online, same setting, 128-128: τ = 0.05 peaked at 109 and fell to 94 as its critic
-  ran away (Q 128 vs true 76); Fujimoto's re-tuned optimiser (Adam 3e-4, no weight decay)
-  stalled at 78; the paper's optimiser and τ = 0.005 climbed steadily (92 at 2,500 updates)
-  → rec: 128-128, everything else the paper's.
-* BC (with its evaluation critic), offline on the heuristic noisy expert's data: 128-128
-  earned what 256-256 did (113.6 vs 113.1 at 1,000 updates) at half the time per update
-  (3.3 vs 6.6 ms), 64-64 less (110.4) → rec: 128-128, τ = 0.05 for the critic.
-
-Learning tests (tests/marl_rec/algos/test_algos_continuous.py) and why BCQ is not tested on the heuristic expert
---------------------------------------------------------------------------------------------------
-``HeuristicExpertPolicy`` reads the true latent user state and every candidate's true
-response probabilities; the observation holds neither. With truncated noise σ = 0.3 it
-earns 123.8 (noise-free 134.5; uniform random 96.6; the best of the 81 grid constants
-~111.6). A learner that sees only the observation cannot follow it: BC earns 107-114. Worse,
-its logged actions are *confounded* with the hidden information (the expert picks an extreme
-weight vector exactly when the hidden candidates make it pay), so a Q learned from them
-credits those actions in every state: BCQ (rec preset) earns 76-80 after 1,500-3,000
-updates — below random — while its Q on initial states (112-119) is 1.7x its true discounted
-return (65-68); the VAE's modal action alone earns 86. Offline RL assumes the logging policy
-saw no more than the learner does; this dataset breaks that. So BCQ's test uses a
-noisy expert that acts on the observation (BC of the heuristic expert + σ = 0.3, behaviour
-105.1): BCQ-rec reaches 111.8 / 115.4 / 118.5 (margins +6.8 / +10.4 / +13.5 for seeds 0-2;
-the test uses seed 0) after 1,500 updates. TD3's extrapolation test uses the heuristic data as
-specified: TD3-rec's Q on initial states is 2.71-2.77x its true discounted return (41.9)
-after 2,000 updates (seeds 0-2).
+The ``rec`` presets are measured choices (sizes, τ): the measurements, and why BCQ's learning
+test does not use the heuristic expert's data, are in bench/results/README.md ("Algorithm presets").
 """
 
 from __future__ import annotations
