@@ -192,10 +192,19 @@ def _open_table(source: Any, needed: Callable[[list[str]], list[str]], delimiter
             except ImportError as error:
                 raise ImportError("reading Parquet logs needs pyarrow: pip install 'marl-rec[parquet]' "
                                   "(or convert the table to CSV)") from error
-            columns = needed(list(pq.read_schema(path).names))  # read only the columns the schema uses
-            return _arrow_table(pq.read_table(path, columns=columns), path.name), str(path)
+            import pyarrow as pa
+
+            try:
+                columns = needed(list(pq.read_schema(path).names))  # read only the columns the schema uses
+                table = pq.read_table(path, columns=columns)
+            except (pa.ArrowException, OSError) as error:  # truncated, or not Parquet at all
+                raise ValueError(f"{path}: not a readable Parquet file: {error}") from error
+            return _arrow_table(table, path.name), str(path)
         if suffix in (".csv", ".tsv", ".txt"):
-            return _read_csv(path, needed, delimiter or ("\t" if suffix == ".tsv" else ",")), str(path)
+            try:
+                return _read_csv(path, needed, delimiter or ("\t" if suffix == ".tsv" else ",")), str(path)
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}: the file is not UTF-8 text ({error.reason}); save it as UTF-8") from None
         raise ValueError(f"unsupported logged-session file type {suffix!r} for {path} (use .csv, .tsv or .parquet)")
     if hasattr(source, "column_names") and hasattr(source, "column"):  # pyarrow.Table
         return _arrow_table(source, "the table"), type(source).__name__
@@ -242,6 +251,50 @@ def _numeric(table: _Table, name: str) -> np.ndarray:
         problem = "missing value (NaN)" if np.isnan(values[i]) else f"{raw[i]!r} is not finite"
         raise ValueError(f"column {name!r}, {table.row_label(i)}: {problem}")
     return values
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32_range(values: np.ndarray, name: str, row_label: Callable[[int], str]) -> np.ndarray:
+    """``values`` (float64), or a ValueError naming the first row beyond the float32 range the
+    dataset stores (finite here, infinite there)."""
+    beyond = np.abs(values) > _FLOAT32_MAX
+    if beyond.any():
+        i = int(np.flatnonzero(beyond)[0])
+        raise ValueError(f"column {name!r}, {row_label(i)}: {values[i]:g} is beyond the float32 range "
+                         f"(±{_FLOAT32_MAX:.3g}) the dataset stores")
+    return values
+
+
+def _float32_numeric(table: _Table, name: str) -> np.ndarray:
+    """:func:`_numeric`, also refusing values that float32 cannot hold."""
+    return _float32_range(_numeric(table, name), name, table.row_label)
+
+
+def _steps(table: _Table, name: str) -> np.ndarray:
+    """The step column, exactly: integers and timestamps stay int64 (a float64 cast merges
+    distinct nanosecond timestamps, which then read as duplicated steps); other numbers float64."""
+    raw = table.column(name)
+    if raw.ndim == 1 and raw.dtype.kind in "mM":  # Parquet timestamps / durations
+        if np.isnat(raw).any():
+            row = int(np.flatnonzero(np.isnat(raw))[0])
+            raise ValueError(f"column {name!r}, {table.row_label(row)}: missing value (NaT)")
+        return raw.view(np.int64)
+    if raw.ndim == 1 and raw.dtype.kind == "i":
+        return raw.astype(np.int64)
+    if raw.ndim == 1 and raw.dtype.kind in "OU" and all(
+            isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in raw):
+        try:  # CSV text: integers if every cell is one (int() refuses "1.5": then float64)
+            return np.array([int(v) for v in raw], dtype=np.int64)
+        except (ValueError, OverflowError):
+            pass
+    return _numeric(table, name)
+
+
+def _show(value: Any) -> str:
+    """A step for a message: integers in full (timestamps), other numbers short."""
+    return str(int(value)) if isinstance(value, (int, np.integer)) else f"{value:g}"
 
 
 def _flags(table: _Table, name: str) -> np.ndarray:
@@ -332,17 +385,17 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
     label = table.row_label
 
     session, session_ids = _session_codes(table, schema.session_column)
-    step = _numeric(table, schema.step_column)
+    step = _steps(table, schema.step_column)
     order = np.lexsort((step, session))  # group by session (first appearance), then by step
     session, step = session[order], step[order]
     same = (session[1:] == session[:-1]) & (step[1:] == step[:-1])
     if same.any():
         i = int(np.flatnonzero(same)[0])
-        raise ValueError(f"column {schema.step_column!r}: step {step[i]:g} appears twice in session "
+        raise ValueError(f"column {schema.step_column!r}: step {_show(step[i])} appears twice in session "
                          f"{session_ids[session[i]].item()!r} ({label(int(order[i]))} and {label(int(order[i + 1]))})")
 
     def matrix(columns: list[str]) -> np.ndarray:
-        return np.stack([_numeric(table, c)[order] for c in columns], axis=1)
+        return np.stack([_float32_numeric(table, c)[order] for c in columns], axis=1)
 
     observations = matrix(roles["state"]).astype(np.float32)
     if schema.action_kind == "discrete":
@@ -363,9 +416,10 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
         actions = actions.astype(np.float32)
     components = matrix(roles["component"]) if roles["component"] else None
     if schema.reward_column is not None:
-        rewards = _numeric(table, schema.reward_column)[order]
+        rewards = _float32_numeric(table, schema.reward_column)[order]
     else:
         rewards = components @ np.asarray(schema.reward_weights, dtype=np.float64)
+        _float32_range(rewards, "reward (reward_weights · component_columns)", lambda i: label(int(order[i])))
     log_probs = None
     if schema.propensity_column is not None:
         propensity = _numeric(table, schema.propensity_column)[order]
@@ -379,7 +433,8 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"column {schema.propensity_column!r}, {label(int(order[i]))}: propensity "
                              f"{propensity[i]:g} is not {what}")
-        log_probs = np.log(propensity) if schema.propensity_kind == "probability" else propensity
+        log_probs = np.log(propensity) if schema.propensity_kind == "probability" else _float32_range(
+            propensity, schema.propensity_column, lambda i: label(int(order[i])))
 
     # ------------------------------------------------------- session ends
     last = np.ones(len(session), dtype=bool)
@@ -394,7 +449,7 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
             i = int(np.flatnonzero(early)[0])
             session_id = session_ids[session[i]].item()
             raise ValueError(f"column {column!r}, {label(int(order[i]))}: session {session_id!r} is marked {kind} "
-                             f"at step {step[i]:g} but continues at step {step[i + 1]:g}")
+                             f"at step {_show(step[i])} but continues at step {_show(step[i + 1])}")
         flagged[kind] = flags
     if len(flagged) == 2 and (both := flagged["terminal"] & flagged["truncated"]).any():
         i = int(np.flatnonzero(both)[0])
