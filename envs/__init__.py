@@ -1,10 +1,16 @@
 """The user simulator and the PettingZoo / Gymnasium environments built on it (no torch).
 
-Importing ``envs`` registers the environments:
+Importing ``marl_rec.envs`` registers the four environments (one id each; the table of which
+registry holds which form is in :mod:`marl_rec.envs.registration`):
 
-- PettingZoo parallel registry: ``marl_rec/FusionRanking-v0`` (also in the AEC registry
-  through ``parallel_to_aec``);
-- Gymnasium: ``marl_rec/FusionRankingGym-v0``.
+- ``FusionRankingEnv`` (``marl_rec/FusionRanking-v0``): one recommender choosing fusion weights
+  per request; PettingZoo Parallel and AEC;
+- ``FusionRankingGymEnv`` (``gymnasium.make("marl_rec/FusionRanking-v0")``, alias
+  ``marl_rec/FusionRankingGym-v0``): its Gymnasium single-agent view (SB3 and the like);
+- ``JointRecAdsEnv`` (``marl_rec/JointRecAds-v0``): recommender and advertiser on the same
+  feed; PettingZoo Parallel and AEC;
+- ``HierarchicalInterestEnv`` (``marl_rec/HierarchicalInterest-v0``): long-term and
+  short-term controllers over a user's lifetime; PettingZoo AEC.
 """
 
 from marl_rec.envs.registration import register_all
