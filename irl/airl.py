@@ -45,6 +45,7 @@ from torch.nn import functional as F
 
 from marl_rec.irl.common import seeded_mlp
 from marl_rec.irl.data import FEATURE_SETS, feature_dim, transition_features
+from marl_rec.irl.maxent import TopicMDP, soft_value_iteration
 from marl_rec.data import OfflineDataset
 
 
@@ -79,6 +80,17 @@ class AIRLConfig:
                      "policy_epochs", "policy_minibatch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AIRLConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def discriminator_loss(f_expert: torch.Tensor, log_pi_expert: torch.Tensor, f_generator: torch.Tensor,
+                       log_pi_generator: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """AIRL's discriminator objective: ``D = exp(f) / (exp(f) + π(a|s))`` is a logistic
+    regression with logit ``f − log π(a|s)`` (π the current generator, not differentiated),
+    expert transitions labelled 1 and the generator's 0. Returns (loss, accuracy)."""
+    logit = torch.cat([f_expert - log_pi_expert.detach(), f_generator - log_pi_generator.detach()])
+    label = torch.cat([torch.ones_like(f_expert), torch.zeros_like(f_generator)])
+    loss = F.binary_cross_entropy_with_logits(logit, label)
+    return loss, float(((logit > 0).float() == label).float().mean())
 
 
 class SquashedGaussianPolicy(nn.Module):
@@ -210,19 +222,16 @@ class AIRL:
         for _ in range(c.discriminator_steps):
             ie = torch.randint(n_expert, (c.discriminator_batch,), generator=self.generator)
             jf = torch.randint(n_fake, (c.discriminator_batch,), generator=self.generator)
-            logits = []
+            parts = []
             for data, rows in ((expert, ie), (fake, jf)):
                 sample = {k: v[rows] for k, v in data.items()}
                 with torch.no_grad():
                     log_pi = self.policy.log_prob(sample["obs"], sample["action"])
-                logits.append(self.f(sample) - log_pi)
-            logit = torch.cat(logits)
-            label = torch.cat([torch.ones(c.discriminator_batch), torch.zeros(c.discriminator_batch)])
-            loss = F.binary_cross_entropy_with_logits(logit, label)
+                parts.append((self.f(sample), log_pi))
+            loss, accuracy = discriminator_loss(*parts[0], *parts[1])
             self.discriminator_optimizer.zero_grad()
             loss.backward()
             self.discriminator_optimizer.step()
-        accuracy = float(((logit > 0).float() == label).float().mean())
         return {"discriminator_loss": loss.item(), "discriminator_accuracy": accuracy}
 
     def train(self, sim: Any, expert: OfflineDataset, rng: np.random.Generator,
@@ -266,4 +275,106 @@ class AIRL:
         self.value_net.load_state_dict(state["value"])
 
 
-__all__ = ["AIRLConfig", "SquashedGaussianPolicy", "AIRL"]
+# -------------------------------------------------------------------------- tabular
+@dataclass(frozen=True)
+class TabularAIRLConfig:
+    gamma: float = 0.9
+    iterations: int = 200
+    trajectories_per_iteration: int = 256  # generator rollouts per iteration (from the experts' start states)
+    horizon: int = 10  # steps per rollout; the experts' trajectories should be as long
+    discriminator_steps: int = 5
+    lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError(f"TabularAIRLConfig.gamma must be in (0, 1), got {self.gamma}")
+        for name in ("iterations", "trajectories_per_iteration", "horizon", "discriminator_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TabularAIRLConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def sample_transitions(mdp: TopicMDP, log_policy: np.ndarray, start: np.ndarray, num_trajectories: int,
+                       horizon: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(s, a, s') of ``num_trajectories`` rollouts of ``horizon`` steps of the (T, A)
+    log-policy from start states drawn from ``start`` (T,); flat arrays, rollouts in order."""
+    policy_cdf = np.cumsum(np.exp(log_policy) * mdp.action_mask, axis=1)
+    next_cdf = np.cumsum(mdp.transitions, axis=2)
+    s = rng.choice(mdp.num_states, size=num_trajectories, p=start)
+    out = np.empty((3, num_trajectories, horizon), dtype=np.int64)
+    for t in range(horizon):  # all rollouts step together
+        a = np.minimum((policy_cdf[s] <= rng.random(num_trajectories)[:, None]).sum(1), mdp.action_mask.shape[1] - 1)
+        s_next = np.minimum((next_cdf[s, a] <= rng.random(num_trajectories)[:, None]).sum(1), mdp.num_states - 1)
+        out[:, :, t] = s, a, s_next
+        s = s_next
+    return out[0].ravel(), out[1].ravel(), out[2].ravel()
+
+
+class TabularAIRL:
+    """AIRL on a tabular MDP with known dynamics, the setting of Fu et al.'s disentanglement
+    result: a *state-only* reward table g(s) and a potential table h(s),
+    ``f(s, a, s') = g(s) + γ h(s') − h(s)``, the discriminator of :func:`discriminator_loss`.
+    The generator step is exact: the maximum-entropy policy for the reward f, which is the
+    one for g (potential shaping leaves the optimal soft policy unchanged), by soft value
+    iteration. With deterministic dynamics and a soft-optimal expert, g recovers the true
+    state reward up to a constant (the paper's Theorem 5.1); tests/irl/test_irl_airl.py
+    measures it with EPIC."""
+
+    def __init__(self, mdp: TopicMDP, config: TabularAIRLConfig | None = None, seed: int = 0) -> None:
+        self.mdp, self.config = mdp, config or TabularAIRLConfig()
+        self.generator = torch.Generator().manual_seed(seed)
+        t = mdp.num_states
+        self.g = nn.Parameter(torch.zeros(t, dtype=torch.float64))
+        self.h = nn.Parameter(torch.zeros(t, dtype=torch.float64))
+        self.optimizer = torch.optim.Adam([self.g, self.h], lr=self.config.lr)
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def reward(self) -> np.ndarray:
+        """(T,) the learned state reward g."""
+        return self.g.detach().numpy().copy()
+
+    def log_policy(self) -> np.ndarray:
+        """(T, A) the generator: the maximum-entropy policy for the current g."""
+        return soft_value_iteration(self.mdp, self.reward, self.config.gamma)[0]
+
+    def _f(self, s: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
+        return self.g[s] + self.config.gamma * self.h[s_next] - self.h[s]
+
+    def fit(self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray, start: np.ndarray,
+            rng: np.random.Generator) -> list[dict[str, float]]:
+        """Train on expert transitions ``(states, actions, next_states)`` (flat int arrays);
+        generator rollouts start from ``start`` (T,), the distribution of the experts' first
+        states, and last ``horizon`` steps like theirs, so that the two state distributions
+        differ only through the policies."""
+        c = self.config
+        start = np.asarray(start, dtype=np.float64)
+        if start.shape != (self.mdp.num_states,) or np.any(start < 0) or not np.isclose(start.sum(), 1.0):
+            raise ValueError(f"start must be a distribution over the {self.mdp.num_states} states, got {start}")
+        states, actions, next_states = (np.asarray(x, dtype=np.int64) for x in (states, actions, next_states))
+        if not states.shape == actions.shape == next_states.shape or states.ndim != 1:
+            raise ValueError(f"states, actions and next_states must be flat arrays of one length, got "
+                             f"{states.shape}, {actions.shape}, {next_states.shape}")
+        if not self.mdp.action_mask[states, actions].all():
+            raise ValueError("the expert transitions contain actions the MDP masks")
+        expert = [torch.as_tensor(x) for x in (states, actions, next_states)]
+        for iteration in range(1, c.iterations + 1):
+            log_policy = self.log_policy()
+            fake = [torch.as_tensor(x) for x in sample_transitions(self.mdp, log_policy, start,
+                                                                   c.trajectories_per_iteration, c.horizon, rng)]
+            log_pi = torch.as_tensor(log_policy)
+            for _ in range(c.discriminator_steps):
+                # as many expert as generator transitions: a class imbalance would add its log-odds to f
+                rows = torch.randint(len(expert[0]), (len(fake[0]),), generator=self.generator)
+                es, ea, en = (x[rows] for x in expert)
+                loss, accuracy = discriminator_loss(self._f(es, en), log_pi[es, ea],
+                                                    self._f(fake[0], fake[2]), log_pi[fake[0], fake[1]])
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+            self.history.append({"iteration": float(iteration), "discriminator_loss": loss.item(),
+                                 "discriminator_accuracy": accuracy})
+        return self.history
+
+
+__all__ = ["AIRLConfig", "SquashedGaussianPolicy", "AIRL", "discriminator_loss", "TabularAIRLConfig",
+           "TabularAIRL", "sample_transitions"]
