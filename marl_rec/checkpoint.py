@@ -31,6 +31,8 @@ from marl_rec.logging import flatten_hparams
 
 CHECKPOINT_FORMAT = "marl-rec-checkpoint"
 CHECKPOINT_VERSION = 1
+#: what :func:`algorithm_payload` writes (checked on load, so a malformed file is named, not a KeyError)
+ALGORITHM_KEYS = ("name", "class", "obs_dim", "action_spec", "config", "state")
 
 
 class CheckpointError(ValueError):
@@ -80,6 +82,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"checkpoint {path} has version {checkpoint.get('version')}, this code reads "
                               f"version {CHECKPOINT_VERSION}")
+    if checkpoint.get("trainer") is not None and not isinstance(checkpoint["trainer"], Mapping):
+        raise CheckpointError(f"checkpoint {path} is malformed: key 'trainer' must be a mapping or None")
     return checkpoint
 
 
@@ -101,7 +105,15 @@ def _plain_config(config: Any) -> dict[str, Any] | None:
 def restore_algorithm(algorithm: Any, payload: Mapping[str, Any], source: str = "checkpoint") -> None:
     """Check that ``payload`` (from :func:`algorithm_payload`) fits ``algorithm``, then load it.
 
-    Raises CheckpointError naming the algorithm, space or tensor that differs."""
+    Raises CheckpointError naming the algorithm, space or tensor that differs, or the part of
+    a malformed payload."""
+    if not isinstance(payload, Mapping):
+        raise CheckpointError(f"{source} is malformed: its 'algorithm' must be a mapping, got {type(payload).__name__}")
+    missing = [key for key in ALGORITHM_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{source} is malformed: its 'algorithm' lacks the keys {missing}")
+    if not isinstance(payload["state"], Mapping):
+        raise CheckpointError(f"{source} is malformed: 'algorithm.state' is not a mapping")
     current = algorithm_payload_header(algorithm)
     if payload.get("name") != current["name"]:
         raise CheckpointError(f"{source} was written by algorithm {payload.get('name')!r} "

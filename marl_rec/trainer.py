@@ -158,10 +158,14 @@ class Trainer:
         checkpoint = load_checkpoint(Path(run_dir) / cls.checkpoint_name)
         if checkpoint.get("trainer") is None:
             raise CheckpointError(f"{Path(run_dir) / cls.checkpoint_name} holds no trainer state")
-        stored = dict(checkpoint["trainer"]["config"])
-        if num_updates is not None:
-            stored["num_updates"] = num_updates
-        config = TrainerConfig(**stored)
+        try:
+            stored = dict(checkpoint["trainer"]["config"])
+            if num_updates is not None:
+                stored["num_updates"] = num_updates
+            config = TrainerConfig(**stored)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{Path(run_dir) / cls.checkpoint_name} holds no valid trainer config: "
+                                  f"{type(error).__name__}: {error}") from error
         return cls(algorithm, data, config, run_dir, evaluators, agent_name, hparams).fit(resume=True)
 
     def fit(self, resume: bool = False) -> dict[str, float]:
@@ -356,6 +360,16 @@ class Trainer:
         state = checkpoint.get("trainer")
         if state is None:
             raise CheckpointError(f"{self.checkpoint_path} holds no trainer state")
+        missing = [key for key in self._trainer_state() if key not in state]
+        if missing:
+            raise CheckpointError(f"{self.checkpoint_path} is malformed: its trainer state lacks the keys {missing}")
+        try:
+            self._restore_state(checkpoint, state)
+        except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as error:
+            # a well-formed key holding the wrong kind of value (a string step, a list for a dict)
+            raise CheckpointError(f"{self.checkpoint_path} is malformed: {type(error).__name__}: {error}") from error
+
+    def _restore_state(self, checkpoint: Mapping[str, Any], state: Mapping[str, Any]) -> None:
         size = int(getattr(self.sampler, "size", -1))
         if state["dataset_size"] != size:
             raise CheckpointError(f"{self.checkpoint_path} was trained on a dataset of {state['dataset_size']} "
@@ -366,7 +380,7 @@ class Trainer:
                 raise CheckpointError(f"{self.checkpoint_path} was trained with TrainerConfig.{name}="
                                       f"{saved[name]}, this run has {getattr(self.config, name)}: "
                                       f"resuming would not continue the same run")
-        restore_algorithm(self.algorithm, checkpoint["algorithm"], source=str(self.checkpoint_path))
+        restore_algorithm(self.algorithm, checkpoint.get("algorithm"), source=str(self.checkpoint_path))
         self.step = int(state["step"])
         self.generator.set_state(state["sampler_generator"])
         set_numpy_rng_state(self.rng, state["numpy_rng"])
