@@ -16,6 +16,13 @@ a hyperparameter sweep is not averaged as if it were seeds — and writes into t
 ``report.md`` ends with policy selection: per dataset and seed, the learner each estimate
 (FQE, WDR, conservative FQE, the learner's own Q) ranks first, with the mean over seeds of
 its true return and of its regret against the best learner of that seed.
+
+Each run is read defensively, so one broken run never stops the report: a run whose
+``metrics.json`` is unreadable (not UTF-8, not JSON, not an object, a non-integer seed) is
+listed by name under "Runs left out" and skipped; a Hydra run folder without
+``metrics.json`` (killed, or still running) is counted in its row as ``2 (+1 incomplete)``;
+an unreadable ``overrides.yaml`` or ``eval_history.json`` only costs that run its label or
+its curves, with a note.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +56,41 @@ COLUMNS = [  # (metrics key, column title)
 SELECTORS = [("ope_fqe", "FQE"), ("ope_wdr", "WDR"), ("ope_cfqe", "conservative FQE"), ("q_estimate", "own Q")]
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; ValueError saying what is wrong with the file (named by its name)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text") from None
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path.name} is not valid JSON ({error.msg}, line {error.lineno}; truncated?)") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text") from None
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path.name} is not valid YAML ({str(error).splitlines()[0]})") from None
+
+
 def hydra_overrides(folder: Path) -> list[str]:
     """The run's command-line overrides from Hydra's ``.hydra/overrides.yaml`` ([] when absent),
-    without the ``+``/``~`` prefixes."""
+    without the ``+``/``~`` prefixes; ValueError when the file is not a YAML list."""
     path = folder / ".hydra" / "overrides.yaml"
-    return [str(o).lstrip("+~") for o in (yaml.safe_load(path.read_text()) or [])] if path.exists() else []
+    if not path.exists():
+        return []
+    overrides = _read_yaml(path) or []
+    if not isinstance(overrides, list):
+        raise ValueError(f"{path.name} is not a list of overrides")
+    return [str(o).lstrip("+~") for o in overrides]
 
 
 def label_variants(runs: list[tuple[Path, dict[str, Any]]], overrides: dict[Path, list[str]], group: str) -> None:
@@ -71,43 +109,120 @@ def label_variants(runs: list[tuple[Path, dict[str, Any]]], overrides: dict[Path
                 m[group] = f"{name}[{','.join(set_fields)}]"
 
 
-def find_runs(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every run's ``metrics.json``; ``data`` and ``algo`` labelled by :func:`label_variants`."""
-    runs = []
+@dataclass
+class RunScan:
+    """What :func:`scan_runs` found: the complete runs, the incomplete ones (a Hydra run folder
+    without ``metrics.json``) with their (data, algo) label, and notes on runs left out or
+    read in part (``(folder, reason)``)."""
+
+    runs: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    incomplete: list[tuple[Path, tuple[str, str]]] = field(default_factory=list)
+    notes: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _run_metrics(path: Path) -> dict[str, Any] | None:
+    """A run's ``metrics.json`` checked for what the report reads; None when it is not an
+    offline-training run (no ``algo``/``data``: another experiment's metrics); ValueError
+    naming what is wrong."""
+    metrics = _read_json(path)
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics.json holds a {type(metrics).__name__}, not an object")
+    if "algo" not in metrics or "data" not in metrics:
+        return None
+    seed = metrics.get("seed", 0)
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"metrics.json: seed {seed!r} is not an integer")
+    metrics["seed"], metrics["data"], metrics["algo"] = seed, str(metrics["data"]), str(metrics["algo"])
+    return metrics
+
+
+def _configured_label(folder: Path) -> tuple[str, str] | None:
+    """(data, algo) of an incomplete run from its ``.hydra/config.yaml``; None if it is not an
+    offline-training run or the file cannot say."""
+    try:
+        config = _read_yaml(folder / ".hydra" / "config.yaml")
+    except ValueError:
+        return None
+    if not isinstance(config, dict) or "fusion_offline" not in str(config.get("task", "")):
+        return None
+    data, algo = config.get("data"), config.get("algo")
+    if not isinstance(data, dict) or not isinstance(algo, dict) or "name" not in data or "name" not in algo:
+        return None
+    return str(data["name"]), str(algo["name"])
+
+
+def scan_runs(folders: list[Path]) -> RunScan:
+    """Every run under ``folders``: a folder with ``metrics.json`` or a Hydra run folder
+    (``.hydra/config.yaml``), read defensively (see the module docstring); ``data`` and
+    ``algo`` labelled by :func:`label_variants`."""
+    scan = RunScan()
+    candidates: set[Path] = set()
     for folder in folders:
         if not folder.exists():
             raise SystemExit(f"marl-rec-report: no such folder: {folder}")
-        for path in sorted(folder.rglob("metrics.json")):
-            if path.parent.name.startswith("round"):  # BCQ-EE sub-trainings
-                continue
+        candidates.update(path.parent for path in folder.rglob("metrics.json"))
+        candidates.update(path.parent.parent for path in folder.rglob(".hydra/config.yaml"))
+    labelled: list[tuple[Path, dict[str, Any]]] = []  # complete and incomplete runs, labelled together
+    for run in sorted(candidates):
+        if run.name.startswith("round"):  # BCQ-EE sub-trainings
+            continue
+        if (run / "metrics.json").exists():
             try:
-                metrics = json.loads(path.read_text())
-            except json.JSONDecodeError as error:
-                raise SystemExit(f"marl-rec-report: {path} is not valid JSON: {error}") from error
-            if "algo" in metrics and "data" in metrics:
-                metrics["data"], metrics["algo"] = str(metrics["data"]), str(metrics["algo"])
-                runs.append((path.parent, metrics))
-    overrides = {folder: hydra_overrides(folder) for folder, _ in runs}
+                metrics = _run_metrics(run / "metrics.json")
+            except ValueError as error:
+                scan.notes.append((run, f"left out: {error}"))
+                continue
+            if metrics is not None:
+                scan.runs.append((run, metrics))
+                labelled.append((run, metrics))
+            continue
+        label = _configured_label(run)
+        if label is None:
+            scan.notes.append((run, "incomplete (no metrics.json) and not an offline-training run"))
+        else:
+            labelled.append((run, {"data": label[0], "algo": label[1], "incomplete": True}))
+    overrides: dict[Path, list[str]] = {}
+    for run, _ in labelled:
+        try:
+            overrides[run] = hydra_overrides(run)
+        except ValueError as error:
+            overrides[run] = []
+            scan.notes.append((run, f"labelled without its overrides: {error}"))
     for group in ("data", "algo"):
-        label_variants(runs, overrides, group)
-    return runs
+        label_variants(labelled, overrides, group)
+    scan.incomplete = [(run, (m["data"], m["algo"])) for run, m in labelled if m.get("incomplete")]
+    return scan
+
+
+def find_runs(folders: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every complete run's ``metrics.json`` (see :func:`scan_runs`)."""
+    return scan_runs(folders).runs
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:
     if key == "overestimation":
-        q, v = metrics.get("q_estimate"), metrics.get("true_value")
-        return q / v if isinstance(q, (int, float)) and isinstance(v, (int, float)) and v > 0 else None
+        q, v = _value(metrics, "q_estimate"), _value(metrics, "true_value")
+        return q / v if q is not None and v is not None and v > 0 else None
     value = metrics.get(key)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) else None
 
 
-def aggregate(runs: list[tuple[Path, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+def aggregate(runs: list[tuple[Path, dict[str, Any]]],
+              incomplete: list[tuple[Path, tuple[str, str]]] = ()) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (data, algo): seeds, diverged and incomplete runs, and each column's mean, std and count."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for _, metrics in runs:
         groups[(metrics["data"], metrics["algo"])].append(metrics)
+    unfinished: dict[tuple[str, str], int] = defaultdict(int)
+    for _, label in incomplete:
+        unfinished[label] += 1
+        groups.setdefault(label, [])
     table = {}
     for key, members in sorted(groups.items()):
-        row: dict[str, Any] = {"seeds": len(members),
+        row: dict[str, Any] = {"seeds": len(members), "incomplete": unfinished[key],
                                "diverged": sum(m.get("status") == "diverged" for m in members)}
         for column, _ in COLUMNS:
             values = [v for v in (_value(m, column) for m in members) if v is not None]
@@ -120,7 +235,8 @@ def markdown(table: dict[tuple[str, str], dict[str, Any]]) -> str:
     header = ["dataset", "algorithm", "seeds"] + [title for _, title in COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (data, algo), row in table.items():
-        cells = [data, algo, str(row["seeds"]) + (f" ({row['diverged']} diverged)" if row["diverged"] else "")]
+        seeds = str(row["seeds"]) + (f" (+{row['incomplete']} incomplete)" if row.get("incomplete") else "")
+        cells = [data, algo, seeds + (f" ({row['diverged']} diverged)" if row["diverged"] else "")]
         for column, _ in COLUMNS:
             stat = row[column]
             if stat is None:
@@ -145,7 +261,7 @@ def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
     by_data: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for _, m in runs:
         if _value(m, "true_return") is not None:
-            by_data[m["data"]][int(m.get("seed", 0))].append(m)
+            by_data[m["data"]][m["seed"]].append(m)
     for data, by_seed in sorted(by_data.items()):
         seeds = dict(sorted(by_seed.items()))  # cells list the picks in seed order
         best = [max(members, key=lambda m: m["true_return"]) for members in seeds.values()]
@@ -165,25 +281,60 @@ def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def _histories(runs: list[tuple[Path, dict[str, Any]]]) -> list[tuple[dict[str, Any], dict[str, list]]]:
+def _series(history: dict[str, Any], key: str, length: int) -> np.ndarray:
+    """``history[key]`` as floats (None → NaN) of ``length`` points; ValueError saying why not."""
+    values = history.get(key)
+    if not isinstance(values, list):
+        raise ValueError(f"eval_history.json has no list {key!r}")
+    if len(values) != length:
+        raise ValueError(f"eval_history.json: {key!r} has {len(values)} points, 'step' has {length}")
+    try:
+        return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"eval_history.json: {key!r} holds values that are not numbers") from None
+
+
+def _histories(runs: list[tuple[Path, dict[str, Any]]],
+               notes: list[tuple[Path, str]]) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """Each run's evaluation curves (``step``, ``eval/return`` and, when present and as long,
+    the Q-vs-truth pair); a run whose history cannot be read is noted and plotted without it."""
     out = []
     for folder, metrics in runs:
         path = folder / "eval_history.json"
-        if path.exists():
-            history = json.loads(path.read_text()).get("eval") or {}
-            if history.get("step"):
-                out.append((metrics, history))
+        if not path.exists():
+            continue
+        try:
+            content = _read_json(path)
+            history = (content.get("eval") if isinstance(content, dict) else None) or {}
+            if not isinstance(history, dict):
+                raise ValueError("eval_history.json: 'eval' is not an object")
+            if not history.get("step"):
+                continue
+            steps = _series(history, "step", len(history["step"]))
+            curves = {"step": steps, "eval/return": _series(history, "eval/return", len(steps))}
+        except ValueError as error:
+            notes.append((folder, f"no learning curve: {error}"))
+            continue
+        try:
+            for key in ("eval/q_estimate", "eval/discounted_return"):
+                curves[key] = _series(history, key, len(steps))
+        except ValueError as error:
+            notes.append((folder, f"no Q-vs-truth curve: {error}"))
+            curves.pop("eval/q_estimate", None)
+        out.append((metrics, curves))
     return out
 
 
-def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
+def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path,
+         notes: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The figures of the module docstring; runs whose history cannot be read are added to ``notes``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    histories = _histories(runs)
+    histories = _histories(runs, notes if notes is not None else [])
     datasets = sorted({m["data"] for m, _ in histories})
     if datasets:
         # one panel per dataset, one colour per algorithm (its seeds share it), one legend entry each
@@ -210,9 +361,11 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
             for metrics, history in histories:
                 if metrics["data"] == data:
                     ax.plot(history["step"], history["eval/return"], color=colour[metrics["algo"]], alpha=0.8)
-            behaviour = [m["behaviour_return"] for m, _ in histories if m["data"] == data]
+            behaviour = [v for m, _ in histories if m["data"] == data
+                         and (v := _value(m, "behaviour_return")) is not None]
             # median: BCQ-EE/RE runs report the behaviour of their grown dataset, the rest the logged one
-            ax.axhline(float(np.median(behaviour)), color="black", linestyle="--")
+            if behaviour:
+                ax.axhline(float(np.median(behaviour)), color="black", linestyle="--")
             ax.set(title=data, xlabel="update", ylabel="true return (simulator)")
         finish(fig, axes, "learning_curves.png")
 
@@ -220,11 +373,13 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> list[Path]:
         for ax, data in zip(axes, datasets):
             top = 1.0
             for metrics, history in histories:
-                if metrics["data"] != data:
+                if metrics["data"] != data or "eval/q_estimate" not in history:
                     continue
-                q, v = np.asarray(history["eval/q_estimate"]), np.asarray(history["eval/discounted_return"])
+                q, v = history["eval/q_estimate"], history["eval/discounted_return"]
                 ax.plot(v, q, marker="o", markersize=2.5, color=colour[metrics["algo"]], alpha=0.8)
-                top = max(top, float(np.nanmax(np.abs(np.concatenate([q, v])))))
+                finite = np.abs(np.concatenate([q, v]))
+                finite = finite[np.isfinite(finite)]
+                top = max(top, float(finite.max()) if finite.size else top)
             ax.plot([0, top], [0, top], color="black", linestyle="--")
             ax.set(title=data, xlabel="true discounted return", ylabel="Q estimate on initial states")
         finish(fig, axes, "q_vs_true.png")
@@ -299,17 +454,36 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def _notes_section(scan: RunScan, root: Path) -> str:
+    def name(folder: Path) -> str:
+        try:
+            return str(folder.relative_to(root)) if folder != root else "."
+        except ValueError:
+            return str(folder)
+
+    lines = [f"- `{name(run)}`: incomplete (no metrics.json: killed or still running), counted in its row "
+             f"as {data} / {algo}" for run, (data, algo) in scan.incomplete]
+    lines += [f"- `{name(run)}`: {reason}" for run, reason in scan.notes]
+    return "Runs left out or read in part:\n\n" + "\n".join(lines) if lines else ""
+
+
 def report(folders: list[Path]) -> tuple[str, list[Path]]:
-    runs = find_runs(folders)
-    if not runs:
-        raise SystemExit(f"marl-rec-report: no metrics.json with 'algo' and 'data' under {', '.join(map(str, folders))}")
-    aggregated = aggregate(runs)
+    scan = scan_runs(folders)
+    out_dir = folders[0]
+    if not scan.runs:
+        problems = _notes_section(scan, out_dir)
+        raise SystemExit(f"marl-rec-report: no metrics.json with 'algo' and 'data' under "
+                         f"{', '.join(map(str, folders))}" + (f"\n\n{problems}" if problems else ""))
+    aggregated = aggregate(scan.runs, scan.incomplete)
     table = (markdown(aggregated) + "\n\nPolicy selection, per seed: the learner each estimate would ship, its true "
              "return and its regret against the best true return among the runs that have the estimate:\n\n"
-             + selection(runs))
-    out_dir = folders[0]
+             + selection(scan.runs))
+    figures = plot(scan.runs, out_dir, scan.notes)  # first: it notes the runs whose curves it cannot read
+    notes = _notes_section(scan, out_dir)
+    if notes:
+        table += "\n\n" + notes
     write_text(out_dir / "report.md", table + "\n")
-    return table, [out_dir / "report.md"] + plot(runs, out_dir)
+    return table, [out_dir / "report.md"] + figures
 
 
 def main(argv: list[str] | None = None) -> None:
