@@ -155,12 +155,15 @@ def _read_csv(path: Path, needed: Callable[[list[str]], list[str]], delimiter: s
         width = len(header)
         picked: list[tuple[str, ...]] = []
         lines: list[int] = []
+        first_line = reader.line_num + 1  # a quoted cell may span lines: name the line a row starts on
         for row in reader:
             if len(row) != width:
                 if not row:  # blank line
+                    first_line = reader.line_num + 1
                     continue
-                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}")
-            lines.append(reader.line_num)
+                raise ValueError(f"{path}, line {first_line}: {len(row)} fields, the header has {width}")
+            lines.append(first_line)
+            first_line = reader.line_num + 1
             picked.append(pick(row))
     by_column = list(zip(*picked)) if picked else [() for _ in range(len(wanted) + 1)]
     # values keep surrounding spaces: float() ignores them, session ids and flags are stripped where read
