@@ -45,6 +45,9 @@ from marl_rec.data.dataset import OfflineDataset
 #: The largest number of positions inferred from the data (``num_positions=None``): feeds show
 #: tens of slots; a larger position is far more likely an outlier than a real slot.
 MAX_INFERRED_POSITIONS = 100
+#: The largest number of discrete actions inferred from the data (``num_actions=None``).
+MAX_INFERRED_ACTIONS = 1_000_000
+_EXACT_INTEGERS = 2**53  # float64 holds every integer below this exactly
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -180,14 +183,17 @@ def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
             raise ValueError(f"{path}: column {name!r} row {bad[0]} has value {table[name][bad[0]]:g}, "
                              f"beyond the float32 range the dataset stores (±{_FLOAT32_MAX:.3g})")
 
-    def integers(name: str, upper: int | None) -> np.ndarray:
+    def integers(name: str, upper: int | None, inferred_limit: tuple[int, str] | None = None) -> np.ndarray:
+        """Column ``name`` as integers in 0..upper-1; without ``upper``, below ``inferred_limit``
+        (the limit and the schema field that lifts it) and never beyond what float64 holds exactly."""
         values = table[name]
-        bad = np.flatnonzero((values != np.round(values)) | (values < 0)
-                             | (values >= upper if upper is not None else False))
+        limit = upper if upper is not None else inferred_limit[0] if inferred_limit else _EXACT_INTEGERS
+        bad = np.flatnonzero((values != np.round(values)) | (values < 0) | (values >= limit))
         if bad.size:
-            allowed = f"0..{upper - 1}" if upper is not None else ">= 0"
+            allowed = f"0..{upper - 1}" if upper is not None else f"0..{limit - 1}"
+            hint = f" (set BanditSchema.{inferred_limit[1]} for more)" if upper is None and inferred_limit else ""
             raise ValueError(f"{path}: column {name!r} row {bad[0]} has value {values[bad[0]]}; "
-                             f"expected an integer {allowed}")
+                             f"expected an integer {allowed}{hint}")
         return values.astype(np.int64)
 
     context = np.stack([table[c] for c in schema.context_columns], axis=1)
@@ -200,7 +206,7 @@ def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
         spec = ActionSpec("continuous", dim=len(schema.action_columns), low=schema.action_low,
                           high=schema.action_high)
     else:
-        actions = integers(schema.action_columns[0], schema.num_actions)
+        actions = integers(schema.action_columns[0], schema.num_actions, (MAX_INFERRED_ACTIONS, "num_actions"))
         spec = ActionSpec("discrete", num_actions=schema.num_actions or max(2, int(actions.max()) + 1))
     log_probs = None
     if schema.propensity_column is not None:

@@ -71,3 +71,10 @@ def test_a_truncated_parquet_file_is_named(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ValueError, match=r"log\.parquet: not a readable Parquet file"):
         load_bandit_log(path, SCHEMA)
+
+
+@pytest.mark.parametrize("action", ["1e39", "2000000"])
+def test_a_huge_action_index_needs_num_actions(tmp_path: Path, action: str) -> None:
+    path = write(tmp_path / "far.csv", [HEADER, *ROWS[:2], f"0.0,{action},1.0,0.25,1"])
+    with pytest.raises(ValueError, match=r"column 'action' row 2 .* \(set BanditSchema.num_actions for more\)"):
+        load_bandit_log(path, SCHEMA)
