@@ -43,8 +43,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from marl_rec.agents.policies import PolicyOutput
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import PolicyOutput
+from marl_rec.contracts import ActionSpec
 from marl_rec.algos.common import (TorchAlgorithm, adam, check_in_range, check_non_negative, check_positive,
                                    check_positive_int, normalise_hidden)
 from marl_rec.data.multiagent import JointBatch, MultiAgentDataset

@@ -66,11 +66,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_rec.agents.policies import PolicyOutput, action_grid, grid_slates
+from marl_rec.contracts import PolicyOutput
+from marl_rec.agents.policies import action_grid, grid_slates
 from marl_rec.envs.hierarchical import (GOAL_DIM, HierarchicalConfig, LifetimeStats, LifetimeTracker, goal_reward,
                                run_lifetimes, slate_goal_statistics)
 from marl_rec.envs.simulator import NUM_TASKS, TASKS, UserSimulator
-from marl_rec.algos.base import ActionSpec, OfflineAlgorithm
+from marl_rec.algos.base import OfflineAlgorithm
+from marl_rec.contracts import ActionSpec
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data.dataset import OfflineDataset, TensorSampler
 from marl_rec.trainer import Trainer, TrainerConfig

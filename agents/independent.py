@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from marl_rec.agents.policies import PolicyOutput
+from marl_rec.contracts import PolicyOutput
 from marl_rec.algos.base import OfflineAlgorithm
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data.multiagent import MultiAgentDataset

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from marl_rec.agents.policies import PolicyOutput
+from marl_rec.contracts import PolicyOutput
 from marl_rec.envs.joint_rec_ads import ADVERTISER, AD_FEATURES, RECOMMENDER, JointRecAdsConfig, ad_allowed
 from marl_rec.envs.simulator import TASKS, UserSimulator
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.multiagent import MultiAgentDataset
 

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
 from marl_rec.experiments.ope_benchmark import ConstantActor  # noqa: E402
-from marl_rec.algos.base import ActionSpec  # noqa: E402
+from marl_rec.contracts import ActionSpec  # noqa: E402
 from marl_rec.algos.registry import make_algorithm  # noqa: E402
 from marl_rec.data.dataset import TensorSampler  # noqa: E402
 from marl_rec.experiments.common import load_dataset, simulator_factory  # noqa: E402

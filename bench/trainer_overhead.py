@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from marl_rec.algos.base import ActionSpec  # noqa: E402
+from marl_rec.contracts import ActionSpec  # noqa: E402
 from marl_rec.algos.common import TorchAlgorithm  # noqa: E402
 from marl_rec.algos.registry import make_algorithm  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset, TensorSampler  # noqa: E402

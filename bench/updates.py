@@ -54,7 +54,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from marl_rec.algos.base import ActionSpec  # noqa: E402
+from marl_rec.contracts import ActionSpec  # noqa: E402
 from marl_rec.algos.registry import make_algorithm, make_config  # noqa: E402
 from marl_rec.data.d3rlpy_interop import to_d3rlpy  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset, TensorSampler  # noqa: E402

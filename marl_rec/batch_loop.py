@@ -22,9 +22,10 @@ from typing import Any, Callable
 import numpy as np
 
 from marl_rec.algos.bcq_ee import BatchLoopConfig
-from marl_rec.algos.online import PolicyOutput, truncated_normal_log_prob, truncated_normal_sample
+from marl_rec.contracts import PolicyOutput
 from marl_rec.data.collect import collect
 from marl_rec.data.dataset import OfflineDataset
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 
 
 class ExplorationGroups:
@@ -50,8 +51,8 @@ class ExplorationGroups:
             policy_rows = ~random_slot
             mean[policy_rows] = self.algorithm.act(obs[policy_rows], deterministic=True)
             sigma[policy_rows] = self.config.policy_sigma
-        action = truncated_normal_sample(mean, sigma, self.low, self.high, self.rng)
-        return PolicyOutput(action, truncated_normal_log_prob(action, mean, sigma, self.low, self.high))
+        action = truncated_normal_sample(mean, sigma, self.rng, low=self.low, high=self.high)
+        return PolicyOutput(action, truncated_normal_log_prob(action, mean, sigma, low=self.low, high=self.high))
 
 
 def run_batch_loop(algorithm: Any, dataset: OfflineDataset, sim: Any, config: BatchLoopConfig,

@@ -53,7 +53,7 @@ from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.algos.registry import make_config
 from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
-from marl_rec.data.pipelines import DATA_FORMAT_VERSION, cached_dataset, config_hash
+from marl_rec.pipelines import DATA_FORMAT_VERSION, cached_dataset, config_hash
 from marl_rec.experiments.common import trainer_config
 from marl_rec.files import save_figure, write_json
 from marl_rec.logging import TensorBoardLogger

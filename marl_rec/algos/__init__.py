@@ -1,6 +1,8 @@
 """Offline RL algorithms, one file each; all share marl_rec.nets.CriticEnsemble."""
 
-from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm
+from marl_rec.algos.base import OfflineAlgorithm
+
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.bc import BC, BCConfig
 from marl_rec.algos.bcq import BCQ, BCQConfig
 from marl_rec.algos.ddpg import DDPG, DDPGConfig

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from marl_rec.algos.base import ActionSpec, OfflineAlgorithm
+from marl_rec.algos.base import OfflineAlgorithm
+
+from marl_rec.contracts import ActionSpec
 from marl_rec.nets import init_linear_
 
 # ------------------------------------------------------------------ config checks

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.common import (TorchAlgorithm, adam, check_in_range, check_non_negative, check_positive,
                                    check_positive_int, normalise_hidden)
 from marl_rec.nets import CriticEnsemble, TanhGaussianActor, soft_update
@@ -155,9 +155,11 @@ class CQL(TorchAlgorithm):
             pi_actions, pi_log = self.actor.sample(obs, n, g)
             next_pi_actions, next_pi_log = self.actor.sample(next_obs, n, g)
             log_density = torch.stack([torch.full_like(pi_log, self.uniform_log_density), pi_log, next_pi_log])
-        q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
-                            torch.cat([actions, uniform, pi_actions, next_pi_actions]))  # (2, B + 3Bn)
-        q, q_sampled = q_all[:, :b], q_all[:, b:].view(2, 3, b, n)
+        # one critic call per kind of action, not one on all B + 3Bn rows: on a CPU the smaller
+        # activations stay in cache (measured ~10% faster per update at the paper sizes, #19)
+        q = self.critic(obs, actions)  # (2, B)
+        q_sampled = torch.stack([self.critic(obs_rep, a) for a in (uniform, pi_actions, next_pi_actions)],
+                                dim=1).view(2, 3, b, n)
         scaled = (q_sampled - log_density.view(1, 3, b, n)) / c.cql_temperature
         soft_max = c.cql_temperature * torch.logsumexp(scaled.permute(0, 2, 1, 3).reshape(2, b, 3 * n), dim=2)
         gap = soft_max.mean(1) - q.mean(1)  # (2,): one per critic

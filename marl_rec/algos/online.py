@@ -26,43 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import log_ndtr, ndtr, ndtri
 
-from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm
+from marl_rec.algos.base import OfflineAlgorithm
+from marl_rec.contracts import ActionSpec, Batch, PolicyOutput
 from marl_rec.data.dataset import OfflineDataset
-
-# ------------------------------------------------------------------ truncated normal
-
-
-def truncated_normal_sample(mean: np.ndarray, sigma: float, low: float, high: float,
-                            rng: np.random.Generator) -> np.ndarray:
-    """Samples of N(mean, σ²) truncated to [low, high] (elementwise), by inverse CDF."""
-    mean = np.clip(mean, low, high)
-    cdf_low, cdf_high = ndtr((low - mean) / sigma), ndtr((high - mean) / sigma)
-    u = cdf_low + rng.random(np.shape(mean)) * (cdf_high - cdf_low)
-    return np.clip(mean + sigma * ndtri(np.clip(u, 1e-15, 1.0 - 1e-15)), low, high)
-
-
-def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float, low: float,
-                              high: float) -> np.ndarray:
-    """log-density of ``action`` under N(mean, σ²) truncated to [low, high], summed over the
-    last axis. ``mean`` is clipped into the box first, as :func:`truncated_normal_sample` does."""
-    mean = np.clip(mean, low, high)
-    z = (action - mean) / sigma
-    # log(Φ(b) - Φ(a)) = log Φ(b) + log(1 - Φ(a)/Φ(b)); with the mean inside the box Φ(b) >= 1/2
-    log_mass = log_ndtr((high - mean) / sigma) + np.log1p(
-        -np.exp(log_ndtr((low - mean) / sigma) - log_ndtr((high - mean) / sigma)))
-    log_density = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi) - log_mass
-    return log_density.sum(-1)
-
-
-@dataclass
-class PolicyOutput:
-    """Same fields as ``marl_rec.agents.policies.PolicyOutput`` (what ``collect`` expects)."""
-
-    action: np.ndarray  # (B, k)
-    log_prob: np.ndarray | None  # (B,) exact log-density of the action, None if deterministic
-
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 
 class ExplorationPolicy:
     """An algorithm's deterministic action plus truncated Gaussian noise (std ``sigma ×
@@ -84,9 +52,9 @@ class ExplorationPolicy:
         if self.scale == 0:
             return PolicyOutput(np.clip(mean, self.low, self.high).astype(np.float32), None)
         # the density is evaluated at the float32 action that is stored and served, exactly
-        action = truncated_normal_sample(mean, self.scale, self.low, self.high, self.rng).astype(np.float32)
+        action = truncated_normal_sample(mean, self.scale, self.rng, low=self.low, high=self.high).astype(np.float32)
         return PolicyOutput(action, truncated_normal_log_prob(action.astype(np.float64), mean, self.scale,
-                                                              self.low, self.high))
+                                                              low=self.low, high=self.high))
 
 
 # ------------------------------------------------------------------ replay buffer

@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
-from marl_rec.algos.base import ActionSpec, OfflineAlgorithm
+from marl_rec.algos.base import OfflineAlgorithm
+
+from marl_rec.contracts import ActionSpec
 from marl_rec.algos.bc import BC, BCConfig
 from marl_rec.algos.bcq import BCQ, BCQConfig
 from marl_rec.algos.bcq_ee import BCQEEConfig, BCQREConfig

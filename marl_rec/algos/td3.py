@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.common import (TorchAlgorithm, adam, check_in_range, check_non_negative, check_positive,
                                    check_positive_int, normalise_hidden)
 from marl_rec.nets import CriticEnsemble, DeterministicActor, soft_update

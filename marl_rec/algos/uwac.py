@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.bcq import BCQ, BCQConfig
 from marl_rec.algos.common import adam, check_in_range, check_positive
 from marl_rec.nets import CriticEnsemble, set_dropout_generator, soft_update

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 
 

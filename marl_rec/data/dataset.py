@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.contracts import ActionSpec, Batch
 
 REQUIRED_COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals",
                     "truncations", "episode_starts")

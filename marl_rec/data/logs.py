@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}

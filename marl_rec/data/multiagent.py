@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_rec.algos.base import Batch
+from marl_rec.contracts import Batch
 from marl_rec.data.dataset import OfflineDataset, TensorSampler, first_non_finite_row
 from marl_rec.data.storage import (METADATA_FILE, column_file, json_copy, load_column, load_dataset, read_metadata,
                                    save_dataset, save_folder_atomically, write_columns)

@@ -10,9 +10,9 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
-from marl_rec.data.pipelines import build_dataset, cached_dataset, dataset_key
+from marl_rec.pipelines import build_dataset, cached_dataset, dataset_key
 from marl_rec.trainer import TrainerConfig
 
 

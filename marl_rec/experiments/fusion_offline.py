@@ -18,7 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.algos.bcq_ee import BatchLoopConfig
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.batch_loop import run_batch_loop

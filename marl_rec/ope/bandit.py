@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 
 #: The largest number of positions inferred from the data (``num_positions=None``): feeds show

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.nets import mlp
 

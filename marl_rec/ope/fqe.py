@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.algos.common import adam
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.nets import CriticEnsemble, soft_update

@@ -27,8 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from marl_rec.algos.base import ActionSpec
-from marl_rec.algos.online import truncated_normal_log_prob, truncated_normal_sample
+from marl_rec.contracts import ActionSpec
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 
 _ACT_CHUNK = 16384  # rows per act() call: keeps a policy's forward pass small in memory
 
@@ -116,7 +116,7 @@ class GaussianSmoothedPolicy(StochasticTarget):
 
     def log_prob(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         spec, actions = self.action_spec, np.asarray(actions, np.float64)
-        log_prob = truncated_normal_log_prob(actions, self.mean_action(obs), self.bandwidth, spec.low, spec.high)
+        log_prob = truncated_normal_log_prob(actions, self.mean_action(obs), self.bandwidth, low=spec.low, high=spec.high)
         inside = ((actions >= spec.low) & (actions <= spec.high)).all(-1)
         return np.where(inside, log_prob, -np.inf)  # no density outside the box: weight 0
 
@@ -124,7 +124,7 @@ class GaussianSmoothedPolicy(StochasticTarget):
         """(M, N, dim) draws; one ``rng.random`` call for all M, as one batch of N·M states."""
         spec, mean = self.action_spec, self.mean_action(obs)
         return truncated_normal_sample(np.broadcast_to(mean, (num_samples, *mean.shape)), self.bandwidth,
-                                       spec.low, spec.high, rng)
+                                       rng, low=spec.low, high=spec.high)
 
 
 class EpsilonGreedyPolicy(StochasticTarget):

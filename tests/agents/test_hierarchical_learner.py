@@ -22,7 +22,7 @@ from marl_rec.agents.experiments.hierarchical import HierarchicalExperimentConfi
 from marl_rec.agents.policies import GaussianNoisePolicy
 from marl_rec.envs.hierarchical import HierarchicalConfig, goal_reward, run_lifetimes, slate_goal_statistics
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.trainer import TrainerConfig
 

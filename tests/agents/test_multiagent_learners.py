@@ -16,7 +16,7 @@ from marl_rec.agents.multiagent_data import JointRecAdsBatch, RandomAdPolicy, co
 from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
 from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 from marl_rec.trainer import Trainer, TrainerConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data import OfflineDataset
 
 COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations",

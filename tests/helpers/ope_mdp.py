@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import truncnorm
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
-from marl_rec.algos.online import truncated_normal_log_prob, truncated_normal_sample
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 
 S = 3
 D0 = np.array([0.5, 0.3, 0.2])
@@ -93,11 +93,11 @@ class GaussianBehaviour:
         mean = self.mean[state_of(obs)][:, None]
         if deterministic:
             return mean
-        return truncated_normal_sample(mean, self.sigma, -1.0, 1.0, self.rng)
+        return truncated_normal_sample(mean, self.sigma, self.rng)
 
     def log_prob(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return truncated_normal_log_prob(np.asarray(actions, np.float64).reshape(-1, 1),
-                                         self.mean[state_of(obs)][:, None], self.sigma, -1.0, 1.0)
+                                         self.mean[state_of(obs)][:, None], self.sigma)
 
 
 class DeterministicContinuous:

@@ -30,7 +30,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator  # noqa: E402
-from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm  # noqa: E402
+from marl_rec.algos.base import OfflineAlgorithm  # noqa: E402
+from marl_rec.contracts import ActionSpec, Batch  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset  # noqa: E402
 from marl_rec.nets import CriticEnsemble, DeterministicActor, soft_update  # noqa: E402
 from marl_rec.trainer import SimulatorEvaluator, Trainer, TrainerConfig  # noqa: E402

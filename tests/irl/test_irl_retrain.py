@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from marl_rec.agents.policies import ConstantPolicy, PolicyOutput
+from marl_rec.agents.policies import ConstantPolicy
+from marl_rec.contracts import PolicyOutput
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.irl.data import LabelledDataset, collect_with_utility
 from marl_rec.irl.retrain import (REFERENCE, RetrainConfig, TrueUtilityView, no_click_mask, relabel_and_retrain,

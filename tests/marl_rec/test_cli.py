@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra.utils import get_method
 from hydra_config import compose_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -29,6 +31,9 @@ def test_every_experiment_composes(experiment: str) -> None:
     cfg = compose_config([f"+experiment={experiment}"])
     assert cfg.task
     assert cfg.seed == 0
+    # its task resolves to a module-level run(cfg, run_dir), the one signature of every experiment
+    task = get_method(cfg.task)
+    assert task.__name__ == "run" and list(inspect.signature(task).parameters) == ["cfg", "run_dir"]
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -115,7 +120,7 @@ def test_dataset_cache_is_keyed_by_config_content(tmp_path: Path) -> None:
     from marl_rec.envs.simulator import UserSimulator
     from marl_rec.agents.policies import RandomPolicy
     from marl_rec.data import collect
-    from marl_rec.data.pipelines import cached_dataset, config_hash
+    from marl_rec.pipelines import cached_dataset, config_hash
 
     builds = []
 

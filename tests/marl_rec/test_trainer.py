@@ -20,7 +20,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from marl_rec.envs.rollout import run_sessions
-from marl_rec.algos.base import ActionSpec, Batch, OfflineAlgorithm
+from marl_rec.algos.base import OfflineAlgorithm
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.checkpoint import CheckpointError, load_checkpoint
 from marl_rec.trainer import DivergenceError, SimulatorEvaluator, Trainer, TrainerConfig
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.bcq import BCQ, BCQConfig
 from marl_rec.algos.cql import CQL, CQLConfig
 from marl_rec.algos.registry import make_algorithm

@@ -10,8 +10,8 @@ from scipy import stats
 
 from marl_rec.envs.simulator import UserSimulator
 from marl_rec.algos import ActionSpec, make_algorithm
-from marl_rec.algos.online import (ExplorationPolicy, ReplayBuffer, train_online, truncated_normal_log_prob,
-                                   truncated_normal_sample)
+from marl_rec.algos.online import ExplorationPolicy, ReplayBuffer, train_online
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 from marl_rec.data import collect
 
 torch.set_num_threads(1)
@@ -35,11 +35,11 @@ def agent(name: str = "td3", seed: int = 0, **overrides):
 def test_truncated_normal_density_is_scipys_and_samples_follow_it(mean, sigma):
     rng = np.random.default_rng(0)
     means = np.full((4000, 1), mean)
-    samples = truncated_normal_sample(means, sigma, -1.0, 1.0, rng)
+    samples = truncated_normal_sample(means, sigma, rng)
     assert samples.min() >= -1.0 and samples.max() <= 1.0
     a, b = (-1.0 - mean) / sigma, (1.0 - mean) / sigma
     reference = stats.truncnorm(a, b, loc=mean, scale=sigma)
-    np.testing.assert_allclose(truncated_normal_log_prob(samples, means, sigma, -1.0, 1.0),
+    np.testing.assert_allclose(truncated_normal_log_prob(samples, means, sigma),
                                reference.logpdf(samples[:, 0]), rtol=1e-9, atol=1e-9)
     assert stats.kstest(samples[:, 0], reference.cdf).pvalue > 1e-3
 
@@ -47,9 +47,9 @@ def test_truncated_normal_density_is_scipys_and_samples_follow_it(mean, sigma):
 def test_truncated_normal_log_prob_sums_over_action_dimensions():
     rng = np.random.default_rng(1)
     mean = rng.uniform(-1, 1, (50, 4))
-    action = truncated_normal_sample(mean, 0.5, -1.0, 1.0, rng)
-    per_dim = [truncated_normal_log_prob(action[:, [i]], mean[:, [i]], 0.5, -1.0, 1.0) for i in range(4)]
-    np.testing.assert_allclose(truncated_normal_log_prob(action, mean, 0.5, -1.0, 1.0), np.sum(per_dim, 0))
+    action = truncated_normal_sample(mean, 0.5, rng)
+    per_dim = [truncated_normal_log_prob(action[:, [i]], mean[:, [i]], 0.5) for i in range(4)]
+    np.testing.assert_allclose(truncated_normal_log_prob(action, mean, 0.5), np.sum(per_dim, 0))
 
 
 # ------------------------------------------------------------------ the online loop
@@ -77,7 +77,7 @@ def test_behaviour_log_probs_are_the_exact_exploration_densities(sim):
                           exploration_sigma=0.3, start_steps=5, updates_per_step=0)
     data = result.dataset
     mean = algo.act(data.observations)
-    expected = truncated_normal_log_prob(data.actions.astype(np.float64), mean, 0.3, -1.0, 1.0)
+    expected = truncated_normal_log_prob(data.actions.astype(np.float64), mean, 0.3)
     uniform = np.isclose(data.behaviour_log_probs, -4 * np.log(2.0))
     assert 0 < uniform.sum() < len(data)  # the start steps acted uniformly
     np.testing.assert_allclose(data.behaviour_log_probs[~uniform], expected[~uniform], rtol=1e-6, atol=1e-5)
@@ -117,8 +117,7 @@ def test_greedy_run_records_no_log_probs_and_exploration_policy_works_with_colle
     assert result.dataset.behaviour_log_probs is None
     data = collect(sim, ExplorationPolicy(algo, 0.2, np.random.default_rng(4)), 200, np.random.default_rng(5),
                    batch_size=16)
-    expected = truncated_normal_log_prob(data.actions.astype(np.float64), algo.act(data.observations), 0.2,
-                                         -1.0, 1.0)
+    expected = truncated_normal_log_prob(data.actions.astype(np.float64), algo.act(data.observations), 0.2)
     np.testing.assert_allclose(data.behaviour_log_probs, expected, rtol=1e-6, atol=1e-5)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import marl_rec.data.storage as storage
 from marl_rec.data import OfflineDataset
-from marl_rec.data.pipelines import cached_dataset
+from marl_rec.pipelines import cached_dataset
 from marl_rec.files import exclusive_lock
 from offline_data import assert_same, make_dataset
 

@@ -15,7 +15,7 @@ import torch
 
 import marl_rec.data.dataset as dataset_module
 import marl_rec.data.storage as storage
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data import OfflineDataset, TensorSampler, collect, from_d3rlpy, to_d3rlpy
 from offline_data import COLUMNS, assert_same, make_dataset
 

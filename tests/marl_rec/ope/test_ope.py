@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.stats import truncnorm
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.ope import (BehaviourConfig, DoublyRobustConfig, DoublyRobustEstimator, EpisodeArrays, FQEConfig,
                           FQEEstimator, ImportanceConfig, ImportanceSamplingEstimator, OPEContext, OPEEvaluator,

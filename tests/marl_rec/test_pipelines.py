@@ -1,4 +1,4 @@
-"""The dataset cache key of the data pipelines (marl_rec/data/pipelines.py): it covers what
+"""The dataset cache key of the data pipelines (marl_rec/pipelines.py): it covers what
 determines the data (resolved agent preset values, simulator config, behaviour defaults,
 format versions), and an unchanged config reuses the saved dataset."""
 
@@ -16,8 +16,8 @@ from hydra.utils import instantiate
 from marl_rec.agents.policies import HeuristicExpertPolicy
 from marl_rec.envs.simulator import SimulatorConfig
 from marl_rec.algos.td3 import TD3Config
-from marl_rec.data import pipelines
-from marl_rec.data.pipelines import build_dataset, cached_dataset, dataset_key, resolve_targets, resolved_pipeline
+from marl_rec import pipelines
+from marl_rec.pipelines import build_dataset, cached_dataset, dataset_key, resolve_targets, resolved_pipeline
 
 SIMULATOR = {"_target_": "marl_rec.envs.simulator.UserSimulator",
              "config": {"_target_": "marl_rec.envs.simulator.SimulatorConfig", "max_requests": 5, "items_per_topic": 40,

@@ -1,5 +1,8 @@
 """The data pipelines: how an offline dataset is logged from the simulator.
 
+It sits above :mod:`marl_rec.data` and :mod:`marl_rec.algos` (an ``online`` pipeline trains an
+algorithm to log with), so that neither of those two packages imports the other.
+
 The names follow Fujimoto et al. (2019) and the offline-RL literature:
 
 - ``final_buffer``: the whole replay buffer of an online TD3 agent trained in the
@@ -39,6 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from marl_rec.algos.online import ExplorationPolicy, train_online
+from marl_rec.algos.registry import make_algorithm, make_config
+from marl_rec.contracts import ActionSpec
 from marl_rec.data.collect import collect
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.storage import FORMAT_VERSION as STORAGE_FORMAT_VERSION
@@ -50,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the code of a pipeline changes what it logs for the same config (a new column, a
 #: changed collection loop): every cached dataset is then logged again.
-DATA_FORMAT_VERSION = 2  # 2: online agents stop TD targets at the session cap (truncation convention)
+DATA_FORMAT_VERSION = 3  # 2: online agents stop TD targets at the session cap (truncation convention);
+# 3: the world of issue #16 (negative feedback, candidates observed, actions relative to the click weight)
 
 #: What :func:`build_dataset` uses where a pipeline config is silent (part of the cache key);
 #: ``ONLINE_DEFAULTS`` for ``online`` pipelines only.
@@ -140,8 +147,6 @@ def resolved_pipeline(spec: Mapping[str, Any]) -> dict[str, Any]:
     code changes the cache key, and two ways of asking for the same config do not)."""
     resolved = resolve_targets(_with_defaults(spec))
     if spec.get("kind") == "online":
-        from marl_rec.algos.registry import make_config
-
         name, preset, overrides = _online_agent_choice(spec)
         resolved["agent_config"] = _plain(make_config(name, preset, **overrides))
         del resolved["agent_preset"], resolved["agent_overrides"]  # what they select is agent_config
@@ -200,13 +205,11 @@ def collect_mixture(sim: Any, components: list[tuple[Callable, float]], num_tran
     return OfflineDataset.concatenate(parts)
 
 
-def _online_agent(spec: Mapping[str, Any], obs_dim: int, seed: int):
+def _online_agent(spec: Mapping[str, Any], obs_dim: int, action_dim: int, seed: int):
     """The online TD3/DDPG agent of an ``online`` pipeline (rec-sized networks)."""
-    from marl_rec.algos.base import ActionSpec
-    from marl_rec.algos.registry import make_algorithm
-
     name, preset, overrides = _online_agent_choice(spec)
-    return make_algorithm(name, obs_dim, ActionSpec("continuous", dim=4), preset=preset, seed=seed, **overrides)
+    return make_algorithm(name, obs_dim, ActionSpec("continuous", dim=action_dim), preset=preset, seed=seed,
+                          **overrides)
 
 
 def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instantiate: Callable[..., Any],
@@ -236,10 +239,8 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
         data = collect_mixture(sim, components, n, rng, users)
         data.metadata.update(meta)
     elif kind == "online":
-        from marl_rec.algos.online import ExplorationPolicy, train_online
-
         obs_dim = sim.reset(1, np.random.default_rng(seed)).shape[1]
-        agent = _online_agent(spec, obs_dim, seed)
+        agent = _online_agent(spec, obs_dim, int(sim.action_dim), seed)
         steps = int(spec["online_steps"])
         hook = None
         if concurrent_learner is not None:
