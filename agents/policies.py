@@ -13,20 +13,13 @@ a deterministic policy); the data pipelines store it as the behaviour log-probab
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from marl_rec.envs.simulator import NUM_TASKS, UserSimulator
-from marl_rec.algos.online import truncated_normal_log_prob as _truncated_normal_log_prob
-from marl_rec.algos.online import truncated_normal_sample
+from marl_rec.contracts import PolicyOutput
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 
-
-
-@dataclass
-class PolicyOutput:
-    action: np.ndarray  # (B, 4) in [-1, 1]
-    log_prob: np.ndarray | None  # (B,) log-density of the action, None if deterministic
 
 
 class Policy(Protocol):
@@ -140,21 +133,9 @@ class GaussianNoisePolicy:
 
     def __call__(self, sim: UserSimulator, obs: np.ndarray) -> PolicyOutput:
         mean = self.base(sim, obs).action
-        action = sample_truncated_normal(mean, self.sigma, self.rng)
+        action = truncated_normal_sample(mean, self.sigma, self.rng)
         return PolicyOutput(action, truncated_normal_log_prob(action, mean, self.sigma))
 
 
-def sample_truncated_normal(mean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Samples of N(mean, sigma²) truncated to [-1, 1] (the one implementation lives in
-    ``marl_rec.algos.online``)."""
-    return truncated_normal_sample(mean, sigma, -1.0, 1.0, rng)
-
-
-def truncated_normal_log_prob(action: np.ndarray, mean: np.ndarray, sigma: float) -> np.ndarray:
-    """Sum over dimensions of the log-density of N(mean, sigma²) truncated to [-1, 1]."""
-    return _truncated_normal_log_prob(action, mean, sigma, -1.0, 1.0)
-
-
 __all__ = ["PolicyOutput", "Policy", "action_grid", "distinct_action_grid", "grid_slates", "RandomPolicy",
-           "ConstantPolicy", "MyopicGreedyPolicy", "HeuristicExpertPolicy", "GaussianNoisePolicy",
-           "sample_truncated_normal", "truncated_normal_log_prob"]
+           "ConstantPolicy", "MyopicGreedyPolicy", "HeuristicExpertPolicy", "GaussianNoisePolicy"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from marl_rec.agents.policies import PolicyOutput, action_grid, grid_slates
+from marl_rec.contracts import PolicyOutput
+from marl_rec.agents.policies import action_grid, grid_slates
 
 
 class UtilityGreedyPolicy:

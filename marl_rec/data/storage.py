@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from marl_rec.algos.base import ActionSpec
+from marl_rec.contracts import ActionSpec
 from marl_rec.files import fsync_dir
 from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, OfflineDataset
 

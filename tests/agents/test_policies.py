@@ -8,8 +8,8 @@ import pytest
 from scipy import integrate, stats
 
 from marl_rec.agents.policies import (ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,
-                             RandomPolicy, action_grid, distinct_action_grid, sample_truncated_normal,
-                             truncated_normal_log_prob)
+                             RandomPolicy, action_grid, distinct_action_grid)
+from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 from marl_rec.envs.rollout import run_sessions
 from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
 
@@ -43,7 +43,7 @@ def test_truncated_normal_log_prob_matches_scipy():
 @pytest.mark.parametrize("mean,sigma", [(0.0, 0.5), (0.9, 0.3), (-1.0, 0.2)])
 def test_truncated_normal_samples_follow_the_density(mean, sigma):
     """Monte Carlo: the samples' CDF is the truncated normal's (Kolmogorov–Smirnov)."""
-    samples = sample_truncated_normal(np.full((20_000, 1), mean), sigma, np.random.default_rng(1))[:, 0]
+    samples = truncated_normal_sample(np.full((20_000, 1), mean), sigma, np.random.default_rng(1))[:, 0]
     assert samples.min() >= -1.0 and samples.max() <= 1.0
     dist = stats.truncnorm((-1 - mean) / sigma, (1 - mean) / sigma, loc=mean, scale=sigma)
     assert stats.kstest(samples, dist.cdf).pvalue > 1e-3
@@ -54,7 +54,7 @@ def test_importance_weights_have_mean_one():
     rng = np.random.default_rng(2)
     behaviour_mean, target_mean = np.array([0.2, -0.5, 0.9, 0.0]), np.array([0.0, -0.3, 0.7, 0.4])
     mean = np.broadcast_to(behaviour_mean, (200_000, NUM_TASKS))
-    action = sample_truncated_normal(mean, 0.5, rng)
+    action = truncated_normal_sample(mean, 0.5, rng)
     weights = np.exp(truncated_normal_log_prob(action, np.broadcast_to(target_mean, mean.shape), 0.5)
                      - truncated_normal_log_prob(action, mean, 0.5))
     assert abs(weights.mean() - 1.0) < 4 * weights.std() / np.sqrt(weights.size)

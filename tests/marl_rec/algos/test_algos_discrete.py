@@ -12,7 +12,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 
 from marl_rec.envs.discrete_presets import DiscretePresetEnv, EpsilonGreedyPresets, FusionPresets, default_preset_actions
 from marl_rec.envs.fusion_env import AGENT
-from marl_rec.algos.base import ActionSpec, Batch
+from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.discrete_bcq import DiscreteBCQ, DiscreteBCQConfig
 from marl_rec.algos.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from marl_rec.algos.registry import make_algorithm
