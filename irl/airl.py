@@ -71,8 +71,8 @@ class AIRLConfig:
     initial_log_std: float = -0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"AIRLConfig.gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.gamma <= 1.0:  # 0: a myopic expert (potential shaping is then -h(s))
+            raise ValueError(f"AIRLConfig.gamma must be in [0, 1], got {self.gamma}")
         if self.reward_features not in FEATURE_SETS:
             raise ValueError(f"AIRLConfig.reward_features must be one of {sorted(FEATURE_SETS)}, "
                              f"got {self.reward_features!r}")

@@ -135,6 +135,52 @@ def collect_with_utility(sim: Any, policy: Callable[[Any, np.ndarray], Any], num
     return LabelledDataset(logged, utility)
 
 
+@dataclass
+class UtilityProbe:
+    """Where a policy acts, the expected true utility of its action and of ``M`` probe
+    actions in the same state: the reward r(s, a) = E[utility | s, a] of the MDP, which the
+    realised utility (a draw of clicks) is not. Evaluation only.
+
+    observations (N, obs_dim), actions (N, A), expected_utility (N,), probe_actions (N, M, A),
+    probe_utility (N, M), realised_utility (N,)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    expected_utility: np.ndarray
+    probe_actions: np.ndarray
+    probe_utility: np.ndarray
+    realised_utility: np.ndarray
+
+
+def probe_expected_utility(sim: Any, policy: Callable[[Any, np.ndarray], Any], num_users: int,
+                           num_probes: int, rng: np.random.Generator) -> UtilityProbe:
+    """One session of ``num_users`` fresh users under ``policy``; at every request the
+    expected true utility of the policy's action and of ``num_probes`` uniform actions
+    (shared by the batch at that request), from ``sim.slate_expectations``."""
+    from marl_rec.agents.policies import grid_slates
+
+    if num_users < 1 or num_probes < 1:
+        raise ValueError(f"num_users and num_probes must be >= 1, got {num_users} and {num_probes}")
+    obs = sim.reset(num_users, rng)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in UtilityProbe.__dataclass_fields__}
+    while not sim.done.all():
+        active = ~np.asarray(sim.done, dtype=bool)
+        action = np.asarray(policy(sim, obs).action, dtype=np.float64)
+        probes = rng.uniform(-1.0, 1.0, (num_probes, sim.action_dim))
+        expected = sim.slate_expectations(sim.rank(action), use_true=True)["utility"]
+        probe_utility = sim.slate_expectations(grid_slates(sim, probes), use_true=True)["utility"]
+        parts["observations"].append(obs[active])
+        parts["actions"].append(action[active])
+        parts["expected_utility"].append(expected[active])
+        parts["probe_actions"].append(np.broadcast_to(probes, (int(active.sum()),) + probes.shape))
+        parts["probe_utility"].append(probe_utility[active])
+        result = sim.step(action)
+        parts["realised_utility"].append(np.asarray(result.info["true_utility"], np.float64)[active])
+        obs = result.observation
+    return UtilityProbe(**{k: np.concatenate(v).astype(np.float64 if k.endswith("utility") else np.float32)
+                           for k, v in parts.items()})
+
+
 def relabel(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
     """A copy of ``dataset`` whose ``rewards`` column is ``rewards`` (the other columns are
     shared, not copied)."""
@@ -149,4 +195,4 @@ def relabel(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
 
 
 __all__ = ["FEATURE_SETS", "transition_features", "feature_dim", "LabelledDataset",
-           "SimulatorWrapper", "collect_with_utility", "relabel"]
+           "SimulatorWrapper", "collect_with_utility", "UtilityProbe", "probe_expected_utility", "relabel"]

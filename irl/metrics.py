@@ -98,6 +98,23 @@ def epic_distance(reward_a: TransitionReward, reward_b: TransitionReward, obs: n
     return pearson_distance(ca, cb)
 
 
+def epic_distance_myopic(reward_a: np.ndarray, reward_a_probes: np.ndarray, reward_b: np.ndarray,
+                         reward_b_probes: np.ndarray) -> float:
+    """EPIC distance at discount 0, from tabulated rewards: ``reward_*`` (N,) on the coverage
+    transitions, ``reward_*_probes`` (N, M) on M actions drawn from the coverage action
+    distribution in the *same* state. At γ = 0 the canonical reward (:func:`canonicalize`)
+    is ``R(s, a) − E_A R(s, A)`` (up to a constant): potential shaping is then a state-only
+    offset, and it cancels. For rewards that need the simulator's hidden state to evaluate
+    (the expected true utility), which :func:`epic_distance`'s callables cannot."""
+    canonical = []
+    for r, probes in ((reward_a, reward_a_probes), (reward_b, reward_b_probes)):
+        r, probes = np.asarray(r, np.float64), np.asarray(probes, np.float64)
+        if probes.ndim != 2 or probes.shape[0] != r.shape[0] or r.ndim != 1:
+            raise ValueError(f"rewards must be (N,) with probes (N, M), got {r.shape} and {probes.shape}")
+        canonical.append(r - probes.mean(1))
+    return pearson_distance(*canonical)
+
+
 def preference_accuracy(predicted_returns: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy of a reward on preference pairs.
 
@@ -119,4 +136,4 @@ def preference_accuracy(predicted_returns: np.ndarray, labels: np.ndarray) -> fl
 
 
 __all__ = ["TransitionReward", "pearson", "spearman", "pearson_distance", "canonicalize",
-           "epic_distance", "preference_accuracy"]
+           "epic_distance", "epic_distance_myopic", "preference_accuracy"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marl_rec.irl.metrics import canonicalize, epic_distance, pearson, preference_accuracy, spearman
+from marl_rec.irl.metrics import (canonicalize, epic_distance, epic_distance_myopic, pearson, preference_accuracy,
+                                  spearman)
 
 
 def test_correlations_match_scipy_and_handle_constants():
@@ -59,3 +60,28 @@ def test_preference_accuracy_skips_equal_and_skipped():
         preference_accuracy(returns[3:], labels[3:])
     with pytest.raises(ValueError, match=r"\(Q, 2\)"):
         preference_accuracy(np.ones(3), np.ones(3))
+
+
+def test_epic_myopic_cancels_state_offsets_and_matches_epic_at_gamma_zero():
+    rng = np.random.default_rng(0)
+    n, m = 300, 40
+    obs, act = rng.normal(size=(n, 2)), rng.uniform(-1, 1, (n, 1))
+    probes = rng.uniform(-1, 1, (n, m, 1))
+
+    def reward(o, a):
+        return np.sin(3 * a[..., 0]) * (1 + o[..., 0] ** 2)
+
+    r, r_probes = reward(obs, act), reward(obs[:, None], probes)
+    offset = 5 * obs[:, 1] ** 3  # a state-only term: potential shaping at discount 0
+    assert epic_distance_myopic(r + offset, r_probes + offset[:, None], r, r_probes) < 1e-9
+    assert epic_distance_myopic(-r, -r_probes, r, r_probes) == pytest.approx(1.0)
+    # the same number as epic_distance at gamma 0 when the probes are the coverage actions of every state
+    shared = rng.uniform(-1, 1, (m, 1))
+    tab = reward(obs[:, None], np.broadcast_to(shared, (n, m, 1)))
+    other = lambda o, a: np.cos(2 * a[..., 0]) + o[..., 0]  # noqa: E731
+    tab_other = other(obs[:, None], np.broadcast_to(shared, (n, m, 1)))
+    wrap = lambda f: (lambda o, a, nxt: f(o, a))  # noqa: E731
+    expected = epic_distance(wrap(reward), wrap(other), obs, act, obs, obs[:m], shared, gamma=0.0)
+    assert epic_distance_myopic(r, tab, other(obs, act), tab_other) == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(ValueError, match="probes"):
+        epic_distance_myopic(r, r_probes[:-1], r, r_probes)
