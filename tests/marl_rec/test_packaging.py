@@ -29,7 +29,17 @@ def test_every_source_package_is_declared():
         for init in (ROOT / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(ROOT / folder).parts
             found.add(".".join((name, *relative)))
-    assert found == set(tool["packages"])
+    # the Hydra config groups are data folders (no __init__.py): declared, or setuptools warns
+    # "Package would be ignored" and a later setuptools drops their YAML
+    groups = {f"marl_rec.conf.{d.name}" for d in (ROOT / "conf").iterdir() if d.is_dir() and any(d.glob("*.yaml"))}
+    assert groups and all(tool["package-data"].get(group) == ["*.yaml"] for group in groups)
+    assert found | groups == set(tool["packages"])
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert "Apache License\n                           Version 2.0" in (ROOT / "LICENSE").read_text()
 
 
 def test_installed_package_exposes_no_generic_top_level_name(tmp_path):
