@@ -96,6 +96,13 @@ class OfflineDataset:
                 continue
             if len(column) != n:
                 raise ValueError(f"column {name!r} has length {len(column)}, expected {n} (length of 'rewards')")
+        for name in ("terminals", "truncations", "episode_starts", "behaviour_log_probs"):
+            column = getattr(self, name)
+            if column is not None and column.ndim != 1:
+                raise ValueError(f"column {name!r} must be 1-D, got shape {column.shape}")
+        if self.reward_components is not None and self.reward_components.ndim != 2:
+            raise ValueError(f"column 'reward_components' must be 2-D (N, num_components), got shape "
+                             f"{self.reward_components.shape}")
         obs, next_obs = self.observations, self.next_observations
         if obs.ndim != 2:
             raise ValueError(f"column 'observations' must be 2-D (N, obs_dim), got shape {obs.shape}")

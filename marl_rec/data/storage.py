@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import shutil
+import tokenize
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -200,7 +201,7 @@ def read_metadata(path: Path, format_name: str, format_version: int, what: str,
     if not isinstance(meta, dict) or meta.get("format") != format_name:
         raise ValueError(f"{meta_file} is not saved {what} metadata (field 'format' is not {format_name!r})")
     if meta.get("format_version") != format_version:
-        raise ValueError(f"{meta_file}: unsupported format_version {meta.get('format_version')!r} "
+        raise ValueError(f"{meta_file}: unsupported field 'format_version' {meta.get('format_version')!r} "
                          f"(this version of marl_rec reads {format_version})")
     for key in fields:
         if key not in meta:
@@ -236,8 +237,10 @@ def load_column(file: Path, name: str, column: dict[str, Any], mmap: bool, verif
                          f"recorded when it was saved)")
     try:
         array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: {error}") from error
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as error:
+        # (a damaged header fails inside numpy's literal parsing with SyntaxError / TokenError)
+        raise ValueError(f"column {name!r}: file {file} is corrupted or not a .npy file: "
+                         f"{type(error).__name__}: {error}") from error
     if array.dtype.str != column.get("dtype"):
         raise ValueError(f"column {name!r}: file {file} has dtype {array.dtype.str}, metadata says "
                          f"{column.get('dtype')!r}")
@@ -286,10 +289,10 @@ def load_dataset(path: str | Path, mmap: bool | None = None, verify_checksums: b
         raise ValueError(f"{meta_file}: field 'columns' must map each column name to its description")
     for name in REQUIRED_COLUMNS:
         if name not in columns_meta:
-            raise ValueError(f"{meta_file} lists no column {name!r}")
+            raise ValueError(f"{meta_file}: field 'columns' lists no column {name!r}")
     unknown = set(columns_meta) - set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
     if unknown:
-        raise ValueError(f"{meta_file} lists unknown columns {sorted(unknown)}")
+        raise ValueError(f"{meta_file}: field 'columns' lists unknown columns {sorted(unknown)}")
     files = {name: column_file(path, name, column) for name, column in columns_meta.items()}
     if mmap is None:
         mmap = sum(f.stat().st_size for f in files.values()) > mmap_threshold_bytes
@@ -302,11 +305,25 @@ def load_dataset(path: str | Path, mmap: bool | None = None, verify_checksums: b
             raise ValueError(f"column {name!r} has {len(array)} rows, metadata says num_transitions={num_rows}")
         arrays[name] = array
     _check_dtypes_and_actions(arrays, action_spec)
+    names, user_metadata = meta["component_names"], meta["metadata"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{meta_file}: field 'component_names' must be a list of names, got {names!r}")
+    components = arrays.get("reward_components")
+    width = components.shape[1] if components is not None and components.ndim == 2 else 0
+    if names and len(names) != width:
+        raise ValueError(f"{meta_file}: field 'component_names' names {len(names)} components, column "
+                         f"'reward_components' has {width}")
+    if not isinstance(user_metadata, dict):
+        raise ValueError(f"{meta_file}: field 'metadata' must be a JSON object, got {type(user_metadata).__name__}")
     try:
-        return OfflineDataset(**arrays, action_spec=action_spec, component_names=list(meta["component_names"]),
-                              metadata=dict(meta["metadata"]))
+        dataset = OfflineDataset(**arrays, action_spec=action_spec, component_names=list(names),
+                                 metadata=dict(user_metadata))
     except ValueError as error:
         raise ValueError(f"dataset at {path} is invalid: {error}") from error
+    if "num_episodes" in meta and meta["num_episodes"] != dataset.num_episodes:  # optional: other tools' folders
+        raise ValueError(f"{meta_file}: field 'num_episodes' is {meta['num_episodes']!r}, the columns hold "
+                         f"{dataset.num_episodes} episodes")
+    return dataset
 
 
 def _check_dtypes_and_actions(arrays: dict[str, np.ndarray], action_spec: ActionSpec) -> None:
