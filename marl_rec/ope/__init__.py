@@ -6,7 +6,8 @@ Estimators (``estimate(context, policy) -> Estimate`` with a bootstrap interval)
 :class:`DoublyRobustEstimator` (DR, WDR). An :class:`OPEContext` wraps the logged
 :class:`~marl_rec.data.dataset.OfflineDataset` and is shared by the estimators; behaviour
 log-probabilities come from the dataset or :func:`fit_behaviour_policy`. Bandit logs load
-with :func:`load_bandit_log`. Ground truth: :func:`simulated_ab_test`. Comparison:
+with :func:`load_bandit_log` (or :func:`from_obp_feedback` for obp's dicts);
+:func:`bandit_estimates` gives IPS / SNIPS / DM / DR / SNDR with a reward model you bring. Ground truth: :func:`simulated_ab_test`. Comparison:
 :func:`evaluate_policies`, :func:`summarize` and the metrics. Training hook:
 :class:`OPEEvaluator`.
 
@@ -22,7 +23,8 @@ Typical use::
 """
 
 from marl_rec.ope.ab_test import ABArm, paired_difference, simulated_ab_test, true_values
-from marl_rec.ope.bandit import BanditLog, BanditSchema, load_bandit_log
+from marl_rec.ope.bandit import BanditLog, BanditSchema, bandit_log_from_columns, from_obp_feedback, load_bandit_log
+from marl_rec.ope.bandit_estimators import bandit_estimates
 from marl_rec.ope.behaviour import BehaviourConfig, BehaviourModel, fit_behaviour_policy
 from marl_rec.ope.context import OPEContext
 from marl_rec.ope.estimate import Estimate
@@ -37,7 +39,8 @@ from marl_rec.ope.policy import (DeterministicView, EpsilonGreedyPolicy, Gaussia
 
 __all__ = [
     "ABArm", "paired_difference", "simulated_ab_test", "true_values",
-    "BanditLog", "BanditSchema", "load_bandit_log",
+    "BanditLog", "BanditSchema", "bandit_estimates", "bandit_log_from_columns", "from_obp_feedback",
+    "load_bandit_log",
     "BehaviourConfig", "BehaviourModel", "fit_behaviour_policy",
     "OPEContext", "Estimate", "OPEEvaluator",
     "FittedQ", "FQEConfig", "FQEEstimator", "fit_fqe",

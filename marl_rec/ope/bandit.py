@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,6 +170,24 @@ def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
     if not path.is_file():
         raise FileNotFoundError(f"no bandit log at {path}")
     table = _read_csv(path, schema.columns) if suffix == ".csv" else _read_parquet(path, schema.columns)
+    return bandit_log_from_columns(table, schema, path)
+
+
+def bandit_log_from_columns(columns: Mapping[str, Any], schema: BanditSchema,
+                            path: str | Path = "the table") -> BanditLog:
+    """Validate a bandit table already in memory (column name -> 1-D array) and build the log;
+    ``path`` names it in error messages. :func:`load_bandit_log` and :func:`from_obp_feedback`
+    end here."""
+    missing = [name for name in schema.columns if name not in columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    try:
+        table = {name: np.asarray(columns[name], dtype=np.float64).reshape(-1) for name in schema.columns}
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: a column is not numeric ({error})") from None
+    lengths = {name: len(values) for name, values in table.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{path}: columns have different lengths {lengths}")
     n = len(table[schema.reward_column])
     if n == 0:
         raise ValueError(f"{path}: the table has no data rows")
@@ -242,4 +262,34 @@ def load_bandit_log(path: str | Path, schema: BanditSchema) -> BanditLog:
     return BanditLog(dataset, positions, schema)
 
 
-__all__ = ["BanditSchema", "BanditLog", "load_bandit_log"]
+def from_obp_feedback(feedback: Mapping[str, Any], position_in_context: bool = True) -> BanditLog:
+    """An Open Bandit Pipeline bandit-feedback dict as a :class:`BanditLog`.
+
+    Keys read (obp's names): ``n_actions``, ``action`` (n,), ``reward`` (n,), ``pscore`` (n,)
+    — μ(a|x) of the logged action —, ``context`` (n, d) and, optionally, ``position`` (n,)
+    (0-based slot; ``len_list`` slots when given, else max + 1). Other keys (``n_rounds``,
+    ``action_context``, ``expected_reward``, ...) are ignored. Validation is the loader's.
+    """
+    for key in ("n_actions", "action", "reward", "pscore", "context"):
+        if key not in feedback:
+            raise ValueError(f"obp bandit feedback: missing key {key!r} (keys: {sorted(feedback)})")
+    context = np.asarray(feedback["context"], dtype=np.float64)
+    if context.ndim == 1:
+        context = context[:, None]
+    if context.ndim != 2:
+        raise ValueError(f"obp bandit feedback: 'context' must be (n_rounds, dim), got shape {context.shape}")
+    names = tuple(f"context_{j}" for j in range(context.shape[1]))
+    columns: dict[str, Any] = {name: context[:, j] for j, name in enumerate(names)}
+    columns.update(action=feedback["action"], reward=feedback["reward"], propensity=feedback["pscore"])
+    position = feedback.get("position")
+    if position is not None:
+        columns["position"] = position
+    len_list = feedback.get("len_list")
+    schema = BanditSchema(context_columns=names, num_actions=int(feedback["n_actions"]),
+                          position_column=None if position is None else "position",
+                          position_in_context=position_in_context,
+                          num_positions=None if position is None or len_list is None else int(len_list))
+    return bandit_log_from_columns(columns, schema, "obp bandit feedback")
+
+
+__all__ = ["BanditSchema", "BanditLog", "bandit_log_from_columns", "from_obp_feedback", "load_bandit_log"]
