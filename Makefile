@@ -4,7 +4,7 @@ STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench clients clean
 
 $(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,13 @@ bench: $(STAMP)
 	.venv-bench/bin/python -m pytest -q -p no:cacheprovider --fail-on-skip tests/marl_rec/data/test_dataset.py -k d3rlpy
 	.venv-bench/bin/python bench/updates.py
 	.venv-bench/bin/python bench/time_to_quality.py
+
+# The RL libraries users train our environments with (SB3, Tianshou, RLlib; only in
+# .venv-clients): a few thousand steps of each on each environment, and how each client books
+# the agents' rewards; fails if any client errors. bench/clients/train_clients.py says what runs.
+clients: $(STAMP)
+	bash bench/clients/setup_clients_venv.sh
+	.venv-clients/bin/python bench/clients/train_clients.py --out bench/results/clients.json
 
 clean:
 	rm -rf $(VENV)

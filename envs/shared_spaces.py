@@ -18,6 +18,21 @@ masked Discrete advertiser; HierarchicalInterest: goals in ``Box(2)``, fusion we
 
 Rewards, terminations, infos, ``state()`` and ``render()`` are the wrapped env's. Use it on
 the AEC form: ``shared_spaces(pettingzoo.make("aec", "marl_rec/JointRecAds-v0"))``.
+
+Tianshou (2.0.1): ``tianshou.env.PettingZooEnv(shared_spaces(env))`` with one PPO per agent
+(``MultiAgentOnPolicyAlgorithm``) trains every env; bench/clients/train_clients.py is the
+recipe, including two client-side shims for a Tianshou bug (its ``MultiAgentPolicy.forward``
+reads ``batch.obs_next`` for observations without a mask, which collection batches lack).
+
+Rewards under Tianshou's convention (measured by ``make clients``): ``PettingZooEnv`` stores
+``env.rewards`` right after the acting agent's own step, and each agent learns from the reward
+column on its own transitions only. The JointRecAds request is served when its last agent
+(the advertiser) acts, and HierarchicalInterest's ``long_term`` earns its return during
+``short_term``'s steps, so the recommender's and ``long_term``'s own transitions carry 0 — their
+rewards land on the other agent's transitions. No booking by the environment can fix this: it
+would have to pay an agent before its action's outcome exists. Workarounds: RLlib's
+``PettingZooEnv`` (it returns ``last()``, the reward since the agent last acted: exact, same
+measurement), or marl-rec's own learners (``marl_rec.agents``), which drive the simulator.
 """
 
 from __future__ import annotations

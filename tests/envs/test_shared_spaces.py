@@ -78,3 +78,26 @@ def test_hierarchical_long_term_reads_the_first_entries():
     np.testing.assert_allclose(env.unwrapped.tracker.goal[0], [1.0, 0.0])
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros(2, np.float32))
+
+
+def test_aec_rewards_appear_only_when_the_outcome_exists():
+    """What Tianshou's PettingZooEnv reads after each step (``env.rewards``): nothing after the
+    recommender's step (the request is served when the advertiser acts) and nothing for
+    ``long_term`` after its own step; its return accrues during ``short_term``'s steps. The
+    shared_spaces docstring explains why this starves those agents under Tianshou's convention."""
+    joint = shared_spaces(pettingzoo.make("aec", "marl_rec/JointRecAds-v0", **SMALL))
+    joint.reset(seed=0)
+    size = joint.action_space(RECOMMENDER).shape[0]
+    served = 0.0
+    for _ in range(5):
+        joint.step(np.ones(size, np.float32))  # recommender
+        assert joint.rewards == {RECOMMENDER: 0.0, ADVERTISER: 0.0}
+        joint.step(np.zeros(size, np.float32))  # advertiser: the request is served
+        served += joint.rewards[RECOMMENDER]
+    assert served > 0
+    hier = shared_spaces(pettingzoo.make("aec", "marl_rec/HierarchicalInterest-v0", max_sessions=2, **SMALL))
+    hier.reset(seed=0)
+    hier.step(np.zeros(4, np.float32))  # long_term sets the goal
+    assert hier.rewards[LONG_TERM] == 0.0
+    hier.step(np.zeros(4, np.float32))  # short_term serves a request
+    assert hier.agent_selection == SHORT_TERM and hier.rewards[LONG_TERM] == hier.infos[SHORT_TERM]["engagement"]
