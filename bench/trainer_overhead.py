@@ -102,7 +102,8 @@ def conversion(repeats: int = 20_000) -> tuple[float, float]:
     for _ in range(repeats):
         TorchAlgorithm._metrics(values)
     per_update = (time.perf_counter() - start) / repeats * 1e6
-    trainer = Trainer(NoOp(True), TensorSampler(dataset(100)), TrainerConfig(progress=False), tempfile.gettempdir())
+    trainer = Trainer(NoOp(True), TensorSampler(dataset(100)), TrainerConfig(batch_size=256, progress=False),
+                      tempfile.gettempdir())
     trainer._pending = {k: [v.clone() for _ in range(1000)] for k, v in values.items()}  # one log interval
     start = time.perf_counter()
     for _ in range(repeats // 1000):

@@ -76,13 +76,17 @@ class TrainerConfig:
 
     ``eval_every = 0`` evaluates only at the end; ``q_divergence_bound = math.inf`` turns
     the Q check off. The last update is always logged, evaluated and checkpointed.
-    ``device`` is where a dataset is loaded for sampling (ignored for a given sampler)."""
+    ``device`` is where a dataset is loaded for sampling (ignored for a given sampler).
+    ``batch_size = None`` (the default) trains on the algorithm config's ``batch_size``: the
+    algorithm owns it, so ``algo.batch_size=64`` on the command line takes effect. These
+    defaults are the ``marl-rec`` app's ``train`` defaults (``marl_rec.schema`` derives its
+    ``train`` node from this class, less ``batch_size``, ``seed``, ``progress`` and ``device``)."""
 
-    num_updates: int = 100_000
-    batch_size: int = 256
-    eval_every: int = 5_000
-    checkpoint_every: int = 10_000
-    log_every: int = 1_000
+    num_updates: int = 20_000
+    batch_size: int | None = None
+    eval_every: int = 2_000
+    checkpoint_every: int = 5_000
+    log_every: int = 500
     q_divergence_bound: float = 1e4
     seed: int = 0
     progress: bool = True
@@ -90,7 +94,8 @@ class TrainerConfig:
     bootstrap_truncated: bool = False  # TD targets bootstrap through truncations (see marl_rec.data.dataset)
 
     def __post_init__(self) -> None:
-        for name in ("num_updates", "batch_size", "checkpoint_every", "log_every"):
+        names = ("num_updates", "checkpoint_every", "log_every") + (() if self.batch_size is None else ("batch_size",))
+        for name in names:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0:
@@ -126,6 +131,13 @@ class Trainer:
                              f"got {type(data).__name__}")
         if not agent_name or "/" in agent_name:
             raise ValueError(f"agent_name must be non-empty without '/', got {agent_name!r}")
+        if config.batch_size is None:
+            batch_size = getattr(getattr(algorithm, "config", None), "batch_size", None)
+            if not isinstance(batch_size, int) or batch_size < 1:
+                raise ValueError(f"TrainerConfig.batch_size is None (use the algorithm's) but "
+                                 f"{type(algorithm).__name__}'s config has no batch_size >= 1 (got {batch_size!r}); "
+                                 f"set TrainerConfig.batch_size")
+            config = dataclasses.replace(config, batch_size=batch_size)  # checkpoints record the number used
         self.algorithm, self.sampler, self.config = algorithm, data, config
         self.run_dir = Path(run_dir)
         self.evaluators = list(evaluators)
@@ -162,6 +174,10 @@ class Trainer:
             stored = dict(checkpoint["trainer"]["config"])
             if num_updates is not None:
                 stored["num_updates"] = num_updates
+            # every field, or a default would silently replace what the run was started with
+            missing = [f.name for f in dataclasses.fields(TrainerConfig) if f.name not in stored]
+            if missing:
+                raise KeyError(f"trainer config lacks {missing}")
             config = TrainerConfig(**stored)
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{Path(run_dir) / cls.checkpoint_name} holds no valid trainer config: "

@@ -65,11 +65,11 @@ def load_dataset(cfg: DictConfig, learner: Any = None) -> tuple[OfflineDataset, 
 
 
 def trainer_config(cfg: DictConfig, seed: int | None = None, num_updates: int | None = None) -> TrainerConfig:
-    """The :class:`TrainerConfig` of a run: ``cfg.train`` with the run's seed, progress and device."""
-    train = cfg.train
-    return TrainerConfig(num_updates=int(num_updates or train.num_updates), batch_size=int(train.batch_size),
-                         eval_every=int(train.eval_every), checkpoint_every=int(train.checkpoint_every),
-                         log_every=int(train.log_every), q_divergence_bound=float(train.q_divergence_bound),
-                         bootstrap_truncated=bool(train.get("bootstrap_truncated", False)),
-                         seed=int(cfg.seed if seed is None else seed), progress=bool(cfg.progress),
+    """The :class:`TrainerConfig` of a run: ``cfg.train`` (its fields, by the schema derived from
+    TrainerConfig) with the run's seed, progress and device; the batch size stays None, i.e. the
+    algorithm config's."""
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    if num_updates:
+        train["num_updates"] = int(num_updates)
+    return TrainerConfig(**train, seed=int(cfg.seed if seed is None else seed), progress=bool(cfg.progress),
                          device=str(cfg.device))

@@ -281,9 +281,10 @@ def test_tiny_cli_run_writes_table_metrics_and_tensorboard(tmp_path):
 
     nets = [f"agent.{level}.overrides.{key}=[32,32]" for level in ("long_term", "short_term", "flat")
             for key in TINY_NETS]
+    nets += [f"+agent.{level}.overrides.batch_size=64" for level in ("long_term", "short_term", "flat")]
     args = ["+experiment=hierarchical", f"hydra.run.dir={tmp_path / 'run'}", "agent.num_seeds=2",
             "agent.collection.num_users=40", "train.num_updates=30", "train.eval_every=15", "train.log_every=10",
-            "train.checkpoint_every=15", "train.batch_size=64", "evaluation.num_users=16",
+            "train.checkpoint_every=15", "evaluation.num_users=16",
             "evaluation.ab_users_per_group=24", "env.max_sessions=3", "env.max_requests=6", *nets]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "marl_rec.cli", *args], cwd=tmp_path, env=env,

@@ -36,6 +36,41 @@ def test_every_experiment_composes(experiment: str) -> None:
     assert task.__name__ == "run" and list(inspect.signature(task).parameters) == ["cfg", "run_dir"]
 
 
+def test_the_algorithm_owns_the_batch_size(tmp_path: Path) -> None:
+    """``algo.batch_size=64`` is what the run trains on; ``train.batch_size`` is not a setting."""
+    from hydra.errors import ConfigCompositionException
+
+    from marl_rec.experiments.common import learner_spaces, simulator_factory, trainer_config
+    from marl_rec.experiments.fusion_offline import build_algorithm
+    from marl_rec.trainer import Trainer
+
+    cfg = compose_config(["algo=td3", "algo.batch_size=64"])
+    algorithm, _ = build_algorithm(cfg, *learner_spaces(simulator_factory(cfg)()))
+    trainer = Trainer(algorithm, _Sampler(), trainer_config(cfg), tmp_path)
+    assert trainer.config.batch_size == 64 and algorithm.config.batch_size == 64
+    with pytest.raises(ConfigCompositionException, match="batch_size"):
+        compose_config(["train.batch_size=64"])
+
+
+class _Sampler:
+    size, device = 10, "cpu"
+
+    def sample(self, batch_size, generator):  # pragma: no cover - the trainer is only built
+        raise AssertionError
+
+
+def test_train_schema_is_trainer_config() -> None:
+    """The ``train`` node has TrainerConfig's fields and defaults (less those owned elsewhere)."""
+    import dataclasses
+
+    from marl_rec.schema import TRAIN_EXCLUDED
+    from marl_rec.trainer import TrainerConfig
+
+    train = compose_config([]).train
+    expected = {f.name: f.default for f in dataclasses.fields(TrainerConfig) if f.name not in TRAIN_EXCLUDED}
+    assert dict(train) == expected
+
+
 @pytest.mark.parametrize("algo", ALGOS)
 def test_every_algo_composes_with_its_schema(algo: str) -> None:
     cfg = compose_config([f"algo={algo}"])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -154,6 +155,28 @@ def test_config_and_input_validation(tmp_path: Path) -> None:
         Trainer(ScriptedAlgorithm(), synthetic_dataset(num_episodes=2), config(), tmp_path)
     with pytest.raises(ValueError, match="agent_name"):
         Trainer(ScriptedAlgorithm(), ScriptedSampler(), config(), tmp_path, agent_name="a/b")
+
+
+def test_batch_size_none_trains_on_the_algorithms_batch_size(tmp_path: Path) -> None:
+    """The algorithm config owns the batch size: TrainerConfig.batch_size = None samples the
+    algorithm's, records that number (checkpoints compare it on resume), and an explicit value wins."""
+    sizes: list[int] = []
+
+    class Recording(ScriptedSampler):
+        def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+            sizes.append(batch_size)
+            return super().sample(batch_size, generator)
+
+    algorithm = ScriptedAlgorithm()
+    algorithm.config = SimpleNamespace(batch_size=48)
+    trainer = Trainer(algorithm, Recording(), config(batch_size=None, num_updates=3, eval_every=0), tmp_path / "a")
+    trainer.fit()
+    assert sizes == [48, 48, 48] and trainer.config.batch_size == 48
+    sizes.clear()
+    Trainer(algorithm, Recording(), config(batch_size=16, num_updates=2, eval_every=0), tmp_path / "b").fit()
+    assert sizes == [16, 16]
+    with pytest.raises(ValueError, match="TrainerConfig.batch_size is None"):
+        Trainer(ScriptedAlgorithm(), ScriptedSampler(), config(batch_size=None), tmp_path / "c")
 
 
 # ------------------------------------------------------------------ evaluation
