@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import fields
-from pathlib import Path
 
 import gymnasium
 import hydra
@@ -15,6 +14,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hydra.errors import ConfigCompositionException
+from hydra_config import compose_config
 from omegaconf import OmegaConf
 from pettingzoo.test import api_test, parallel_api_test, seed_test
 from pettingzoo.utils.conversions import parallel_to_aec
@@ -22,9 +23,6 @@ from pettingzoo.utils.conversions import parallel_to_aec
 import marl_rec.envs  # noqa: F401  (registers the environments)
 from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv, env as aec_env
 from marl_rec.envs.simulator import SimulatorConfig
-
-CONF = Path(__file__).resolve().parents[2] / "conf" / "env" / "fusion.yaml"
-
 
 def episodes(env: FusionRankingEnv, seed: int, count: int, action_seed: int = 5) -> list[np.ndarray]:
     """Observations and rewards of ``count`` consecutive episodes after ``reset(seed=seed)``."""
@@ -212,12 +210,17 @@ def test_random_actions_gymnasium_view(seed, actions):
 
 # --------------------------------------------------------------------------------------- Hydra
 def test_hydra_config_builds_the_env_with_the_default_world():
-    cfg = OmegaConf.load(CONF)
+    # conf/env/fusion.yaml lists no field: its schema is generated from SimulatorConfig (marl_rec.schema)
+    cfg = compose_config([]).env
     listed = set(cfg.config) - {"_target_"}
     assert listed == {f.name for f in fields(SimulatorConfig)}  # every field overridable
     env = hydra.utils.instantiate(cfg)
     assert isinstance(env, FusionRankingEnv)
-    assert env.config == SimulatorConfig()  # the YAML repeats the dataclass defaults exactly
+    assert env.config == SimulatorConfig()  # the node's defaults are the dataclass's
+    assert compose_config(["env.config.max_requests=9"]).env.config.max_requests == 9
+    for bad in ("env.config.max_request=9", "env.config.max_requests=many"):  # a typo, a wrong type
+        with pytest.raises(ConfigCompositionException, match="max_request"):
+            compose_config([bad])
     obs, _ = env.reset(seed=0)
     assert env.observation_space(AGENT).contains(obs[AGENT])
     overridden = OmegaConf.merge(cfg, OmegaConf.from_dotlist(["config.max_requests=9",
