@@ -6,7 +6,9 @@ sweep), groups runs by (dataset, algorithm) — a run whose Hydra overrides set 
 a hyperparameter sweep is not averaged as if it were seeds — and writes into the first folder:
 
 - ``report.md``: mean ± std over seeds of the true return (simulated A/B test), the
-  behaviour policy's return in the data, the Q estimate vs the true discounted value
+  behaviour policy's return (from the same A/B test, on the same users, where the logging
+  policy is known; the logged episodes' mean for online buffers — the run's
+  ``behaviour_source``), the Q estimate vs the true discounted value
   (overestimation ratio) and each OPE estimate;
 - ``learning_curves.png``: true return during training, one panel per dataset;
 - ``q_vs_true.png``: Q estimate against the true discounted return over training — the
@@ -363,7 +365,7 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path,
                     ax.plot(history["step"], history["eval/return"], color=colour[metrics["algo"]], alpha=0.8)
             behaviour = [v for m, _ in histories if m["data"] == data
                          and (v := _value(m, "behaviour_return")) is not None]
-            # median: BCQ-EE/RE runs report the behaviour of their grown dataset, the rest the logged one
+            # median over runs: each run values the logging policy (A/B test, or logged mean for online buffers)
             if behaviour:
                 ax.axhline(float(np.median(behaviour)), color="black", linestyle="--")
             ax.set(title=data, xlabel="update", ylabel="true return (simulator)")

@@ -82,8 +82,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {"status": status, "algo": cfg.algo.name, "data": cfg.data.name,
                                "seed": int(cfg.seed), "train_seconds": train_seconds, **data_info}
-    metrics["behaviour_return"] = float(dataset.episode_returns(1.0).mean())
-    metrics["behaviour_discounted_return"] = float(dataset.episode_returns(gamma).mean())
+    metrics.update(behaviour_evaluation(cfg, dataset, factory, gamma))
     if "online_final_return" in dataset.metadata:
         metrics["online_agent_return"] = float(dataset.metadata["online_final_return"])
     if status == "completed":
@@ -95,15 +94,73 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def ab_test_seed(cfg: DictConfig) -> int:
+    """The seed of every arm of a run's simulated A/B test: the learned policy's and the
+    behaviour policy's groups are the same users (common random numbers)."""
+    return int(cfg.evaluation.seed) + 1
+
+
+def behaviour_arms(cfg: DictConfig) -> dict[str, tuple[Any, float]] | None:
+    """The logging policy of ``cfg.data`` as A/B arms ``{name: (policy, share of the logged
+    transitions)}``: one arm for a ``policy`` pipeline, one per component for a ``mixture``;
+    None for ``online`` pipelines, whose logging policy changed while it logged (or, with
+    ``collect_after``, is an agent the pipeline does not keep)."""
+    kind = cfg.data.get("kind")
+    if kind == "policy":
+        nodes = [("behaviour", cfg.data.behaviour, 1.0)]
+    elif kind == "mixture":
+        nodes = [(f"behaviour_{i}", c.behaviour, float(c.fraction)) for i, c in enumerate(cfg.data.components)]
+    else:
+        return None
+    arms = {}
+    for index, (name, node, fraction) in enumerate(nodes):
+        node = OmegaConf.to_container(node, resolve=True)
+        policy = instantiate(node)
+        if node.get("_partial_"):  # its noise: a generator of its own, the same in every run
+            policy = policy(rng=np.random.default_rng([int(cfg.evaluation.seed), index]))
+        arms[name] = (policy, fraction)
+    return arms
+
+
+def behaviour_evaluation(cfg: DictConfig, dataset: OfflineDataset, factory: Any, gamma: float) -> dict[str, Any]:
+    """The behaviour policy's value for the tables: from the simulated A/B test the learned
+    policy gets in :func:`final_evaluation` (same seed, so the same users: common random
+    numbers), where the logging policy is known (:func:`behaviour_arms`); else the logged
+    episodes' mean (``behaviour_source: "logged"``). ``behaviour_logged_return`` is always the
+    logged mean. A mixture's value weights each component's arm by its share of the logged
+    sessions (its share of the transitions over its mean session length)."""
+    from marl_rec.ope import simulated_ab_test
+
+    out: dict[str, Any] = {"behaviour_logged_return": float(dataset.episode_returns(1.0).mean()),
+                           "behaviour_logged_discounted_return": float(dataset.episode_returns(gamma).mean())}
+    arms = behaviour_arms(cfg)
+    if arms is None:
+        out.update({"behaviour_return": out["behaviour_logged_return"],
+                    "behaviour_discounted_return": out["behaviour_logged_discounted_return"],
+                    "behaviour_source": "logged"})
+        return out
+    results = simulated_ab_test(factory, {name: policy for name, (policy, _) in arms.items()},
+                                int(cfg.evaluation.ab_users_per_group), seed=ab_test_seed(cfg), gamma=gamma)
+    sessions = np.array([fraction / results[name].session_lengths.mean() for name, (_, fraction) in arms.items()])
+    share = sessions / sessions.sum()
+    out.update({"behaviour_return": float(sum(w * results[n].undiscounted.value for w, n in zip(share, arms))),
+                "behaviour_discounted_return": float(sum(w * results[n].discounted.value for w, n in zip(share, arms))),
+                "behaviour_source": "ab_test"})
+    if len(arms) == 1:
+        arm = results["behaviour"]
+        out.update({"behaviour_return_ci_low": arm.undiscounted.ci_low,
+                    "behaviour_return_ci_high": arm.undiscounted.ci_high})
+    return out
+
+
 def final_evaluation(cfg: DictConfig, algorithm: Any, dataset: OfflineDataset, factory: Any,
                      gamma: float) -> dict[str, float]:
     """OPE estimates of the final policy from the logged data, and its simulated A/B truth."""
-    from marl_rec.ope import DeterministicView, OPEContext, simulated_ab_test
+    from marl_rec.ope import DeterministicView, MissingBehaviourLogProbs, OPEContext, simulated_ab_test
 
     out: dict[str, float] = {}
     users = int(cfg.evaluation.ab_users_per_group)
-    arm = simulated_ab_test(factory, {"learned": algorithm}, users, seed=int(cfg.evaluation.seed) + 1,
-                            gamma=gamma)["learned"]
+    arm = simulated_ab_test(factory, {"learned": algorithm}, users, seed=ab_test_seed(cfg), gamma=gamma)["learned"]
     out.update({"true_value": arm.discounted.value, "true_value_ci_low": arm.discounted.ci_low,
                 "true_value_ci_high": arm.discounted.ci_high, "true_return": arm.undiscounted.value,
                 "true_session_length": float(arm.session_lengths.mean())})
@@ -116,7 +173,7 @@ def final_evaluation(cfg: DictConfig, algorithm: Any, dataset: OfflineDataset, f
             estimator = instantiate(node)
             try:
                 estimate = estimator.estimate(context, policy)
-            except ValueError as error:  # e.g. IS on a dataset without behaviour log-probs
+            except MissingBehaviourLogProbs as error:  # IS/DR on a deterministic logging policy: not applicable
                 out[f"ope_{name}_error"] = str(error)  # type: ignore[assignment]
                 continue
             out[f"ope_{name}"] = float(estimate.value)

@@ -26,7 +26,7 @@ from marl_rec.ope.ab_test import ABArm, paired_difference, simulated_ab_test, tr
 from marl_rec.ope.bandit import BanditLog, BanditSchema, bandit_log_from_columns, from_obp_feedback, load_bandit_log
 from marl_rec.ope.bandit_estimators import bandit_estimates
 from marl_rec.ope.behaviour import BehaviourConfig, BehaviourModel, fit_behaviour_policy
-from marl_rec.ope.context import OPEContext
+from marl_rec.ope.context import MissingBehaviourLogProbs, OPEContext
 from marl_rec.ope.estimate import Estimate
 from marl_rec.ope.evaluator import OPEEvaluator
 from marl_rec.ope.fqe import FittedQ, FQEConfig, FQEEstimator, fit_fqe
@@ -42,7 +42,7 @@ __all__ = [
     "BanditLog", "BanditSchema", "bandit_estimates", "bandit_log_from_columns", "from_obp_feedback",
     "load_bandit_log",
     "BehaviourConfig", "BehaviourModel", "fit_behaviour_policy",
-    "OPEContext", "Estimate", "OPEEvaluator",
+    "MissingBehaviourLogProbs", "OPEContext", "Estimate", "OPEEvaluator",
     "FittedQ", "FQEConfig", "FQEEstimator", "fit_fqe",
     "DoublyRobustConfig", "DoublyRobustEstimator", "EpisodeArrays", "ImportanceConfig",
     "ImportanceSamplingEstimator", "importance_estimate",

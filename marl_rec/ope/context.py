@@ -12,6 +12,12 @@ from marl_rec.ope.behaviour import BehaviourConfig, BehaviourModel, fit_behaviou
 from marl_rec.ope.fqe import FittedQ, FQEConfig, fit_fqe
 
 
+class MissingBehaviourLogProbs(ValueError):
+    """An estimator needs the behaviour policy's log-probabilities (the IS family, DR) and the
+    dataset has none and no behaviour model was given: the one estimator error a study
+    reports as "not applicable" instead of failing (a ValueError, for callers that catch those)."""
+
+
 class OPEContext:
     """A dataset plus what the estimators share on it.
 
@@ -21,7 +27,7 @@ class OPEContext:
       every logged episode — the dataset's start-state distribution);
     * behaviour log-probabilities: the dataset's column if present, else the log-density of
       ``behaviour`` (a fitted :class:`BehaviourModel`, or a :class:`BehaviourConfig` to fit
-      one on first use); with neither, the IS family raises a ``ValueError``;
+      one on first use); with neither, the IS family raises :class:`MissingBehaviourLogProbs`;
     * FQE models per (policy, config), so FQE, conservative FQE and DR fit each once.
       The cache holds the policy object by identity: call :meth:`clear_policy_cache` when a
       policy's parameters change (the :class:`~marl_rec.ope.evaluator.OPEEvaluator` does).
@@ -66,7 +72,7 @@ class OPEContext:
                     self.behaviour = fit_behaviour_policy(self.dataset, self.behaviour)
                 values = self.behaviour.log_prob(self.dataset.observations, self.dataset.actions)
             else:
-                raise ValueError(
+                raise MissingBehaviourLogProbs(
                     "the dataset has no 'behaviour_log_probs' column and no behaviour model was given: "
                     "pass behaviour=fit_behaviour_policy(dataset) (or a BehaviourConfig) to OPEContext")
             if not np.all(np.isfinite(values)):
