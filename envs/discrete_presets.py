@@ -3,7 +3,8 @@
 Industry often ships a handful of hand-tuned fusion-weight vectors ("presets") and lets a
 policy choose among them per request; discrete-action offline algorithms (discrete BCQ,
 discrete CQL, the advertiser's learners) are tested on this view. A preset is a fusion
-action in [-1, 1]^4 (weights ``w = 10 ** a``, see :mod:`marl_rec.envs.simulator`).
+action in [-1, 1]^4 (like / share / watch / negative weights relative to the click weight,
+see :mod:`marl_rec.envs.simulator`).
 
 - :class:`FusionPresets`: the N preset actions, index <-> action conversion.
 - :class:`EpsilonGreedyPresets`: a behaviour policy over presets with exact log-probabilities
@@ -26,15 +27,16 @@ import numpy as np
 from pettingzoo import ParallelEnv
 
 from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv
-from marl_rec.envs.simulator import NUM_TASKS, TASKS, SimulatorConfig
+from marl_rec.envs.simulator import ACTION_DIM, ACTION_TASKS, FUSION_WEIGHT_BASE, SimulatorConfig
+
 
 
 def default_preset_actions() -> np.ndarray:
-    """(15, 4) presets: the neutral action 0 (all weights 1) and every corner of [-1, 1]^4
-    (each task weighted 0.1 or 10) except the two uniform ones, which rank exactly as the
-    neutral action does (the fused score is scale-invariant in w)."""
-    corners = np.array([c for c in itertools.product((-1.0, 1.0), repeat=NUM_TASKS) if len(set(c)) > 1])
-    return np.concatenate([np.zeros((1, NUM_TASKS)), corners])
+    """(17, 4) presets: the neutral action 0 (all weights 1) and every corner of [-1, 1]^4
+    (each weight 0.1 or 10 relative to the click weight). The click weight is fixed, so all
+    17 rank differently."""
+    corners = np.array(list(itertools.product((-1.0, 1.0), repeat=ACTION_DIM)))
+    return np.concatenate([np.zeros((1, ACTION_DIM)), corners])
 
 
 class FusionPresets:
@@ -42,8 +44,8 @@ class FusionPresets:
 
     def __init__(self, actions: np.ndarray | None = None, names: list[str] | None = None) -> None:
         array = default_preset_actions() if actions is None else np.array(actions, dtype=np.float64)
-        if array.ndim != 2 or array.shape[1] != NUM_TASKS or array.shape[0] < 2:
-            raise ValueError(f"preset actions must have shape (N >= 2, {NUM_TASKS}), got {array.shape}")
+        if array.ndim != 2 or array.shape[1] != ACTION_DIM or array.shape[0] < 2:
+            raise ValueError(f"preset actions must have shape (N >= 2, {ACTION_DIM}), got {array.shape}")
         if not np.all(np.isfinite(array)) or np.any(np.abs(array) > 1.0):
             raise ValueError("preset actions must be finite and inside [-1, 1]")
         if len(np.unique(array, axis=0)) != len(array):
@@ -56,7 +58,7 @@ class FusionPresets:
 
     @staticmethod
     def _name(row: np.ndarray) -> str:
-        return ",".join(f"{task}={10 ** a:g}" for task, a in zip(TASKS, row))
+        return ",".join(f"{task}={FUSION_WEIGHT_BASE ** a:g}" for task, a in zip(ACTION_TASKS, row))
 
     @property
     def num_actions(self) -> int:
@@ -82,8 +84,8 @@ class FusionPresets:
         """(B,) preset index of each (B, 4) action that *is* a preset (e.g. logged actions of a
         preset policy); raises ValueError naming the first row that is not one."""
         actions = np.asarray(actions, dtype=np.float64)
-        if actions.ndim != 2 or actions.shape[1] != NUM_TASKS:
-            raise ValueError(f"actions must have shape (B, {NUM_TASKS}), got {actions.shape}")
+        if actions.ndim != 2 or actions.shape[1] != ACTION_DIM:
+            raise ValueError(f"actions must have shape (B, {ACTION_DIM}), got {actions.shape}")
         index = self.nearest(actions)
         off = np.abs(actions - self.actions[index]).max(1) > atol
         if off.any():

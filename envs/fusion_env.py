@@ -5,8 +5,12 @@ user model, the observation layout and the fusion formula. One episode is one se
 of one simulated user.
 
 - agent: ``"recommender"``; action ``Box(-1, 1, (4,), float32)`` — fusion actions for
-  (click, like, share, watch); values outside [-1, 1] are clipped, NaN/inf raise.
-- observation: ``Box(0, 1, (obs_dim,), float32)`` (33 entries with the default config).
+  (like, share, watch, negative), weights relative to the fixed click weight; values outside
+  [-1, 1] are clipped, NaN/inf raise.
+- observation: ``Box(0, 1, (obs_dim,), float32)``, one flat vector (SB3, Tianshou and RLlib
+  read it unchanged): the user summary and the request's top candidates with their predicted
+  behaviours (196 entries with the default config; ``observed_candidates=0``: the summary only,
+  36 entries).
 - reward: engagement = Σ reward_weights · (clicks, likes, shares, watch minutes).
 - termination: the user leaves; truncation: ``max_requests`` requests served.
 - info: ``components`` (the four behaviours), ``true_utility`` (evaluation only),
@@ -64,6 +68,7 @@ def _info(result, index: int = 0) -> dict[str, Any]:
         "components": info["components"][index].copy(),
         "true_utility": float(info["true_utility"][index]),
         "satisfaction": float(info["satisfaction"][index]),
+        "negative_feedback": float(info["negative_feedback"][index]),
     }
 
 

@@ -13,24 +13,44 @@ World (fixed by ``SimulatorConfig.world_seed``)
 Users (sampled from the ``numpy.random.Generator`` given to :meth:`reset`)
     long-term interest over topics (Dirichlet), a short-term interest that drifts along
     graph edges with what they click, per-topic boredom (repetition), ad fatigue,
-    satisfaction in [0, 1] and patience. None of this is observed.
+    satisfaction in [0, 1], patience and a clickbait sensitivity (uniform on
+    ``clickbait_sensitivity``: how much clickbait lowers an item's utility for this user).
+    None of this is observed; the sensitivity shows in the user's history through the
+    negative-feedback rates (``ema_negative``, ``last_negative``).
+
+True utility (evaluation only, and the negative-feedback task's link)
+    of item i for user u: ``2.0 q_i - 0.3 - sensitivity_u · cb_i + 0.4 rel_u(topic_i)``, with
+    q the item's quality, cb its clickbait-ness and rel the topic's relevance for the user
+    net of boredom.
 
 One request (``step``)
     1. *Retrieval* drew ``num_candidates`` items (topics sampled from the user's
        observed profile mixed with uniform) when the previous request ended.
-    2. A *multi-task model* predicts, per candidate, p̂(click), p̂(like | click),
-       p̂(share | click) and the watched fraction of the duration: the true values with
-       Gaussian noise of std ``prediction_noise`` on the logit scale.
-    3. *Fusion ranking*: the action a ∈ [-1, 1]^4 (one entry per task, in the order of
-       ``TASKS``; values outside are clipped) maps to weights ``w_i = 10 ** a_i``
-       (so w ∈ [0.1, 10], always positive, a = 0 is the neutral weight 1), and each
-       candidate is scored ``Σ_i w_i · log(p̂_i + β_i)`` with the fixed priors
-       ``fusion_priors`` (β). The top ``slate_size`` candidates form the slate. An
-       optional ad slot (the advertiser's decision) replaces one slate position with the
-       ad that maximises bid × p̂(ad click).
+    2. A *multi-task model* predicts, per candidate, the five ``PREDICTED_TASKS``:
+       p̂(click), p̂(like | click), p̂(share | click), the watched fraction of the duration
+       and p̂(negative): the probability of negative feedback ("not interested", a skip) on
+       an examined impression, whose true logit is
+       ``negative_intercept - negative_utility_slope · utility`` — it rises with clickbait ×
+       the user's sensitivity and with low quality. Every prediction is the true logit plus
+       independent Gaussian noise of std ``prediction_noise``, so p̂(negative) reveals an
+       item's utility for this user with errors independent of the click model's
+       (:meth:`UserSimulator.predicted_utility` inverts it; R² 0.92 with the truth on the
+       reference world). ``SimulatorConfig.legacy()`` sets the slope to 0: the task then
+       carries nothing (the world before issue #16).
+    3. *Fusion ranking*: the action a ∈ [-1, 1]^4 (``ACTION_TASKS``: like, share, watch,
+       negative; values outside are clipped) sets the weights relative to the click weight,
+       which is fixed at 1: ``w = (1, 10 ** a_like, 10 ** a_share, 10 ** a_watch,
+       -10 ** a_negative)`` (``FUSION_WEIGHT_BASE`` = 10, so |w| ∈ [0.1, 10]; a = 0 is the neutral weight 1, negative
+       feedback lowers the score). Each candidate is scored ``Σ_i w_i · log(p̂_i + β_i)``
+       with the fixed priors ``fusion_priors`` (β, one per predicted task). With the click
+       weight fixed there is no redundant overall scale: every direction of the action box
+       changes the ranking. The top ``slate_size`` candidates form the slate. An optional
+       ad slot (the advertiser's decision) replaces one slate position with the ad that
+       maximises bid × p̂(ad click).
     4. *Responses*, per slate position j with examination probability
        ``1 / (1 + position_decay · j)``: click, then like, share and watch time given
-       the click; an ad click for the ad.
+       the click; negative feedback (independent of the click); an ad click for the ad.
+       ``info["negative_feedback"]`` counts the negative feedback (not part of the reward).
     5. *Reward* (engagement) = Σ ``reward_weights`` · (clicks, likes, shares, watch
        minutes). The per-behaviour components, the ad revenue, and the *true utility*
        of what the user consumed go to ``info`` (never the observation).
@@ -48,16 +68,19 @@ One request (``step``)
        begins the next session for the users who came back (used by the hierarchical
        environment).
 
-Observation (float32, every entry in [0, 1]; ``obs_dim`` = 2·T + 17, names in
-:func:`observation_names`)
-    the user's observed long-term profile (T), an exponential moving average of the
-    clicked topics (T), moving averages of click / like / share / watch rates (4), the
-    last request's click / like / share / watch rates (4), the mean predicted
-    click / like / share / watch of the current candidates (4), and five scalars: the
-    request index / ``max_requests``, the ad-load moving average, the session index / 10
-    (clipped), the session's engagement so far / ``max_requests`` (clipped), and a noisy
-    moving average of satisfaction (what the platform measures: dwell, skips, "not
-    interested"; clipped).
+Observation (float32, every entry in [0, 1]; ``obs_dim`` = 2·T + 20 + 5·M, names in
+:func:`observation_names`) — what the ranking system knows at decision time:
+    the user summary — the user's observed long-term profile (T), an exponential moving
+    average of the clicked topics (T), moving averages of click / like / share / watch /
+    negative-feedback rates (5), the last request's rates (5), the mean prediction of each
+    task over the current candidates (5) — then this request's candidates: the top
+    M = ``observed_candidates`` candidates by p̂(click), best first, each with its five
+    predictions (5·M; a fixed-size, order-canonical encoding any MLP client can read) —
+    and five scalars, always last: the request index / ``max_requests``, the ad-load moving
+    average, the session index / 10 (clipped), the session's engagement so far /
+    ``max_requests`` (clipped), and a noisy moving average of satisfaction (what the
+    platform measures: dwell, skips, "not interested"; clipped). ``observed_candidates=0``
+    is the summary-only observation (``summary_dim`` entries).
 
 Randomness and speed
     Every draw comes from the generator passed to :meth:`UserSimulator.reset`, so a seed
@@ -77,8 +100,22 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+#: The engagement behaviours: the reward components, in order (``info["components"]``).
 TASKS: tuple[str, ...] = ("click", "like", "share", "watch")
 NUM_TASKS = len(TASKS)
+#: What the multi-task model predicts per candidate: the engagement behaviours and negative
+#: feedback ("not interested" / a skip on an examined impression).
+PREDICTED_TASKS: tuple[str, ...] = TASKS + ("negative",)
+NUM_PREDICTIONS = len(PREDICTED_TASKS)
+#: The tasks whose fusion weight the action sets; the click weight is fixed at 1, so every
+#: direction of the action box changes the ranking (no redundant overall scale).
+ACTION_TASKS: tuple[str, ...] = ("like", "share", "watch", "negative")
+ACTION_DIM = len(ACTION_TASKS)
+#: |w_i| = FUSION_WEIGHT_BASE ** a_i for a_i in [-1, 1]: weights from 1/10 to 10 times the click
+#: weight. (Base 100, the weight ratios the former w = 10 ** a on every task reached, was measured:
+#: the best constant gains more from the wider range than the production lookahead does —
+#: production 1.09x the best constant at base 100 vs 1.135x at base 10, 2,000 users, seed 123.)
+FUSION_WEIGHT_BASE = 10.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +133,7 @@ class SimulatorConfig:
     slate_size: int = 5
     max_requests: int = 50
     prediction_noise: float = 0.5  # std of the multi-task model's logit error
-    fusion_priors: tuple[float, ...] = (0.02, 0.02, 0.01, 0.05)  # β per task
+    fusion_priors: tuple[float, ...] = (0.02, 0.02, 0.01, 0.05, 0.02)  # β per predicted task
     reward_weights: tuple[float, ...] = (1.0, 0.5, 1.0, 0.25)  # click, like, share, watch minute
     position_decay: float = 0.25
     max_duration: float = 4.0  # minutes; durations are clipped to it
@@ -116,6 +153,21 @@ class SimulatorConfig:
     ad_revenue_scale: float = 1.0
     clickbait_sensitivity: tuple[float, float] = (0.5, 4.5)  # uniform range over users
     satisfaction_signal_noise: float = 0.15
+    # negative feedback: logit of p(not interested | examined) = intercept - slope · utility, where
+    # utility is the item's true utility for this user (quality, clickbait × the user's
+    # sensitivity, relevance); slope 0 makes the prediction task carry no information (legacy)
+    negative_intercept: float = -2.0
+    negative_utility_slope: float = 1.5
+    # observation: how many of the request's candidates (the top ones by predicted click) are
+    # observed with their predicted behaviours; 0 = the user summary only
+    observed_candidates: int = 32
+
+    @classmethod
+    def legacy(cls, **overrides: Any) -> SimulatorConfig:
+        """The world before issue #16: the platform's predictions carry no signal of an item's
+        utility for the user (negative feedback is noise around a constant) and the agent
+        observes the user summary only. The action parametrisation is the current one."""
+        return cls(**{"negative_utility_slope": 0.0, "observed_candidates": 0, **overrides})
 
     def __post_init__(self) -> None:
         # Hydra / YAML hand over lists: store tuples so the config stays hashable and frozen
@@ -146,16 +198,27 @@ class SimulatorConfig:
             raise ValueError(
                 f"SimulatorConfig.slate_size ({self.slate_size}) exceeds num_candidates "
                 f"({self.num_candidates})")
-        for name in ("fusion_priors", "reward_weights"):
+        for name in ("reward_weights",):
             if len(getattr(self, name)) != NUM_TASKS:
                 raise ValueError(f"SimulatorConfig.{name} needs {NUM_TASKS} values (one per task "
                                  f"{TASKS}), got {getattr(self, name)}")
+        if len(self.fusion_priors) != NUM_PREDICTIONS:
+            raise ValueError(f"SimulatorConfig.fusion_priors needs {NUM_PREDICTIONS} values (one per predicted "
+                             f"task {PREDICTED_TASKS}), got {self.fusion_priors}")
+        if not 0 <= self.observed_candidates <= self.num_candidates:
+            raise ValueError(f"SimulatorConfig.observed_candidates must be in 0..num_candidates "
+                             f"({self.num_candidates}), got {self.observed_candidates}")
         if any(b <= 0 for b in self.fusion_priors):
             raise ValueError(f"SimulatorConfig.fusion_priors must be > 0, got {self.fusion_priors}")
 
     @property
     def obs_dim(self) -> int:
-        return 2 * self.num_topics + 3 * NUM_TASKS + 5
+        return 2 * self.num_topics + 3 * NUM_PREDICTIONS + NUM_PREDICTIONS * self.observed_candidates + 5
+
+    @property
+    def summary_dim(self) -> int:
+        """Entries of the user summary (the observation without the candidates' predictions)."""
+        return 2 * self.num_topics + 3 * NUM_PREDICTIONS + 5
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -165,8 +228,9 @@ def observation_names(config: SimulatorConfig) -> list[str]:
     """Name of every observation entry, in order (documentation and dataset metadata)."""
     t = config.num_topics
     return ([f"profile_topic{i}" for i in range(t)] + [f"recent_topic{i}" for i in range(t)]
-            + [f"ema_{k}" for k in TASKS] + [f"last_{k}" for k in TASKS]
-            + [f"candidates_pred_{k}" for k in TASKS]
+            + [f"ema_{k}" for k in PREDICTED_TASKS] + [f"last_{k}" for k in PREDICTED_TASKS]
+            + [f"candidates_pred_{k}" for k in PREDICTED_TASKS]
+            + [f"candidate{j}_pred_{k}" for j in range(config.observed_candidates) for k in PREDICTED_TASKS]
             + ["request_fraction", "ad_load", "session_index", "session_engagement",
                "satisfaction_signal"])
 
@@ -305,11 +369,12 @@ class UserSimulator:
                              f"{c.num_topics * c.ads_per_topic} ads, got {w.item_topic.shape[0]} "
                              f"and {w.ad_topic.shape[0]}")
         self.obs_dim = c.obs_dim
-        self.action_dim = NUM_TASKS  # fusion actions in [-1, 1], one per task: what learners size their action space by
+        self.action_dim = ACTION_DIM  # fusion actions in [-1, 1]: what learners size their action space by
         self._log_priors = np.asarray(c.fusion_priors, dtype=np.float32)
         self._reward_weights = np.asarray(c.reward_weights, dtype=np.float64)
         self._examination = 1.0 / (1.0 + c.position_decay * np.arange(c.slate_size))
         self._rate_scale = 1.0 / np.array([c.slate_size] * 3 + [c.slate_size * c.max_duration])
+        self._negative_rate_scale = 1.0 / c.slate_size
         self.batch_size = 0
         self.rng: np.random.Generator | None = None
         self.state: dict[str, np.ndarray] = {}
@@ -323,11 +388,14 @@ class UserSimulator:
         #   watched | click -1.0 + 0.5 rel - 3.5 cb + 3.5 q  (fraction of the duration)
         # True utility of an item: 2.0 q + 0.4 rel - sensitivity · cb - 0.3, where each user has
         # a clickbait sensitivity (tolerant users can be "harvested", others not).
+        # The fifth task, negative feedback, is user-dependent: its logit
+        #   negative       negative_intercept - negative_utility_slope · utility
+        # is filled in per candidate once the utility is known (its column here is 0).
         q, cb = w.item_quality[:, None], w.item_clickbait[:, None]
-        intercept = np.array([-2.6, -2.5, -4.0, -1.0])
-        self._item_logits = (intercept + q * np.array([0.8, 4.0, 3.5, 3.5])
-                             + cb * np.array([4.5, -3.0, -2.0, -3.5])).astype(np.float32)
-        self._relevance_coef = np.array([0.8, 0.4, 0.5, 0.5], dtype=np.float32)
+        intercept = np.array([-2.6, -2.5, -4.0, -1.0, 0.0])
+        self._item_logits = (intercept + q * np.array([0.8, 4.0, 3.5, 3.5, 0.0])
+                             + cb * np.array([4.5, -3.0, -2.0, -3.5, 0.0])).astype(np.float32)
+        self._relevance_coef = np.array([0.8, 0.4, 0.5, 0.5, 0.0], dtype=np.float32)
         self._item_utility = (2.0 * w.item_quality - 0.3).astype(np.float32)
         self._item_clickbait = w.item_clickbait.astype(np.float32)
         self._item_duration_fraction = (w.item_duration / c.max_duration).astype(np.float32)
@@ -357,8 +425,8 @@ class UserSimulator:
             "session_index": np.zeros(n, dtype=np.int64),
             "request": np.zeros(n, dtype=np.int64),
             "recent_topics": profile.copy(),
-            "ema": np.zeros((n, NUM_TASKS)),
-            "last": np.zeros((n, NUM_TASKS)),
+            "ema": np.zeros((n, NUM_PREDICTIONS)),
+            "last": np.zeros((n, NUM_PREDICTIONS)),
             "ad_load": np.zeros(n),
             "session_engagement": np.zeros(n),
             "satisfaction_signal": np.full(n, 0.5),
@@ -417,9 +485,9 @@ class UserSimulator:
         c = self.config
         shape, f32 = (n, c.num_candidates), np.float32
         return {"items": np.zeros(shape, np.int64), "topics": np.zeros(shape, np.int64),
-                "logits": np.zeros(shape + (NUM_TASKS,), f32), "pred": np.zeros(shape + (NUM_TASKS,), f32),
-                "log_pred": np.zeros(shape + (NUM_TASKS,), f32), "utility": np.zeros(shape, f32),
-                "duration": np.zeros(shape, f32), "pred_mean": np.zeros((n, NUM_TASKS), f32)}
+                "logits": np.zeros(shape + (NUM_PREDICTIONS,), f32), "pred": np.zeros(shape + (NUM_PREDICTIONS,), f32),
+                "log_pred": np.zeros(shape + (NUM_PREDICTIONS,), f32), "utility": np.zeros(shape, f32),
+                "duration": np.zeros(shape, f32), "pred_mean": np.zeros((n, NUM_PREDICTIONS), f32)}
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
         """A reusable work array (the leading rows of a buffer kept for the whole batch).
@@ -497,10 +565,20 @@ class UserSimulator:
         np.copyto(table, self._relevance_table(index, buf))
         relevance = table.take(user_topic, out=buf("relevance", (n, k)), mode="clip")
         logits = self._item_logits.take(items, axis=0, out=out["logits"], mode="clip")  # (n, C, 4)
-        table_logits = np.multiply(table[:, :, None], self._relevance_coef, out=buf("table_logits", (n, t, NUM_TASKS)))
-        logits += table_logits.reshape(-1, NUM_TASKS).take(
+        table_logits = np.multiply(table[:, :, None], self._relevance_coef,
+                                   out=buf("table_logits", (n, t, NUM_PREDICTIONS)))
+        logits += table_logits.reshape(-1, NUM_PREDICTIONS).take(
             user_topic, axis=0, out=buf("relevance_logits", logits.shape), mode="clip")
-        pred = standard_normal_f32(rng, out["pred"], buf("normal", (n * k * NUM_TASKS // 2,)))
+        # true utility of each candidate for its user, then the negative-feedback logit from it
+        utility = self._item_clickbait.take(items, out=out["utility"], mode="clip")
+        utility *= -sensitivity.astype(np.float32)[:, None]
+        work = buf("utility_tmp", (n, k))
+        utility += self._item_utility.take(items, out=work, mode="clip")
+        utility += np.multiply(relevance, np.float32(0.4), out=work)
+        np.multiply(utility, np.float32(-c.negative_utility_slope), out=work)
+        work += np.float32(c.negative_intercept)
+        logits[..., 4] = work
+        pred = standard_normal_f32(rng, out["pred"], buf("normal", (n * k * NUM_PREDICTIONS // 2,)))
         pred *= np.float32(c.prediction_noise)
         pred += logits
         _sigmoid(pred, out=pred)
@@ -511,11 +589,6 @@ class UserSimulator:
         np.log(log_pred, out=log_pred)
         np.einsum("nck->nk", pred, out=out["pred_mean"])
         out["pred_mean"] *= np.float32(1.0 / k)
-        utility = self._item_clickbait.take(items, out=out["utility"], mode="clip")
-        utility *= -sensitivity.astype(np.float32)[:, None]
-        work = buf("utility_tmp", (n, k))
-        utility += self._item_utility.take(items, out=work, mode="clip")
-        utility += np.multiply(relevance, np.float32(0.4), out=work)
         if index is not None:
             for key, value in out.items():
                 self._cand[key][index] = value
@@ -524,16 +597,17 @@ class UserSimulator:
     cand_items = property(lambda self: self._cand["items"], doc="(B, C) candidate item ids")
     cand_topics = property(lambda self: self._cand["topics"], doc="(B, C) candidate topics")
     cand_pred = property(lambda self: self._cand["pred"],
-                         doc="(B, C, 4) the multi-task model's predicted click / like / share / watch")
+                         doc="(B, C, 5) the multi-task model's predicted click / like / share / watch / negative")
     cand_log_pred = property(lambda self: self._cand["log_pred"],
-                             doc="(B, C, 4) log(cand_pred + β): the fusion-ranking features")
+                             doc="(B, C, 5) log(cand_pred + β): the fusion-ranking features")
     cand_utility = property(lambda self: self._cand["utility"],
                             doc="(B, C) true utility of each candidate for its user (evaluation only)")
 
     @property
     def cand_true(self) -> np.ndarray:
-        """(B, C, 4) true click / like / share / watched-fraction×duration probabilities of the
-        candidates (evaluation and the expert policy only; computed on first access)."""
+        """(B, C, 5) true click / like / share / watched-fraction×duration / negative-feedback
+        probabilities of the candidates (evaluation and the oracle policy only; computed on
+        first access)."""
         if self._cand_true is None:
             true = _sigmoid(self._cand["logits"])
             true[..., 3] *= self._cand["duration"]
@@ -546,12 +620,21 @@ class UserSimulator:
         return table.take(topics + np.arange(0, table.size, table.shape[1])[:, None])
 
     # ---------------------------------------------------------------- ranking
-    def fusion_weights(self, action: np.ndarray) -> np.ndarray:
-        """Map actions in [-1, 1]^4 (clipped) to positive fusion weights ``10 ** a``."""
-        return np.power(10.0, np.maximum(np.minimum(action, 1.0), -1.0))
+    @staticmethod
+    def fusion_weights(action: np.ndarray) -> np.ndarray:
+        """Map actions (..., 4) in [-1, 1] (clipped) to the signed fusion weights (..., 5) of the
+        predicted tasks: click 1, like / share / watch ``10 ** a``, negative ``-10 ** a``
+        (``FUSION_WEIGHT_BASE``)."""
+        action = np.asarray(action)
+        weights = np.empty(action.shape[:-1] + (NUM_PREDICTIONS,), dtype=np.float64)
+        weights[..., 0] = 1.0
+        np.power(FUSION_WEIGHT_BASE, np.maximum(np.minimum(action, 1.0), -1.0), out=weights[..., 1:])
+        weights[..., 4] *= -1.0
+        return weights
 
     def fused_scores(self, action: np.ndarray) -> np.ndarray:
-        """(B, C) fused score ``Σ_i w_i · log(p̂_i + β_i)`` of every candidate under the (B, 4) action."""
+        """(B, C) fused score ``Σ_i w_i · log(p̂_i + β_i)`` of every candidate under the (B, 4) action
+        (``w`` from :meth:`fusion_weights`)."""
         weights = self.fusion_weights(action).astype(np.float32)
         return np.matmul(self.cand_log_pred, weights[:, :, None])[..., 0]
 
@@ -563,23 +646,36 @@ class UserSimulator:
                            out=self._scratch("scores", (self.batch_size, self.config.num_candidates, 1)))
         return np.argsort(scores[..., 0], axis=1)[:, :self.config.slate_size]
 
-    def slate_expectations(self, slate: np.ndarray, use_true: bool = True) -> dict[str, np.ndarray]:
-        """Expected reward, consumed utility and probability of no click of (B, ..., K) slates
-        of candidate positions (true or predicted probabilities; no ads). Used by the
-        reference policies. Every term is linear in the examination probability, so it is
-        computed once per candidate and gathered per slate position."""
+    def predicted_utility(self) -> np.ndarray:
+        """(B, C) each candidate's utility for its user as the platform can estimate it: the
+        negative-feedback prediction inverted through its link,
+        ``(negative_intercept - logit p̂(negative)) / negative_utility_slope`` (0 where the slope
+        is 0: the prediction then carries no utility). Its error is the prediction's own noise."""
+        c = self.config
+        if c.negative_utility_slope == 0.0:
+            return np.zeros(self._cand["pred"].shape[:2])
+        p = np.clip(self._cand["pred"][..., 4].astype(np.float64), 1e-6, 1 - 1e-6)
+        return (c.negative_intercept - np.log(p / (1.0 - p))) / c.negative_utility_slope
+
+    def slate_expectations(self, slate: np.ndarray, use_true: bool = True,
+                           utility: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Expected reward, consumed utility, negative feedback and probability of no click of
+        (B, ..., K) slates of candidate positions (true or predicted probabilities; no ads).
+        ``utility``: (B, C) per-candidate utilities to use instead of the true ones (a policy's
+        estimate). Used by the reference policies. Every term is linear in the examination
+        probability, so it is computed once per candidate and gathered per slate position."""
         probs = (self.cand_true if use_true else self.cand_pred).astype(np.float64)
         c = self.config
         clicked = probs[..., 0]  # (B, C) p(click) if examined
         rw = self._reward_weights
         reward = clicked * (rw[0] + rw[1] * probs[..., 1] + rw[2] * probs[..., 2]
                             + rw[3] * c.max_duration * probs[..., 3])
-        utility = clicked * self.cand_utility
+        utility = clicked * (self.cand_utility if utility is None else utility)
         flat = slate + self._candidate_offsets.reshape((-1,) + (1,) * (slate.ndim - 1))
         exam = self._examination
         no_click = 1.0 - clicked.take(flat) * exam
         return {"reward": reward.take(flat) @ exam, "utility": utility.take(flat) @ exam,
-                "no_click": np.prod(no_click, axis=-1)}
+                "negative": probs[..., 4].take(flat) @ exam, "no_click": np.prod(no_click, axis=-1)}
 
     # ------------------------------------------------------------------- step
     def step(self, action: np.ndarray, ad_slot: np.ndarray | None = None) -> StepResult:
@@ -592,8 +688,8 @@ class UserSimulator:
         b, k, t = self.batch_size, c.slate_size, c.num_topics
         buf = self._scratch
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != (b, NUM_TASKS):
-            raise ValueError(f"action must have shape ({b}, {NUM_TASKS}), got {action.shape}")
+        if action.shape != (b, ACTION_DIM):
+            raise ValueError(f"action must have shape ({b}, {ACTION_DIM}), got {action.shape}")
         if not np.isfinite(action).all():
             raise ValueError("action contains NaN or infinite values")
         if b == 1 and self._single_user_path and ad_slot is None and not s["done"][0]:
@@ -607,18 +703,21 @@ class UserSimulator:
         slate = self.rank(action)
         flat = np.add(slate, self._candidate_offsets, out=buf("flat", (b, k), np.int64))
         items = self.cand_items.take(flat)
-        p = self._cand["logits"].reshape(-1, NUM_TASKS).take(flat, axis=0, out=buf("p", (b, k, NUM_TASKS)),
-                                                               mode="clip")
-        _sigmoid(p, out=p)  # (B, K, 4) true probabilities of the slate
+        p = self._cand["logits"].reshape(-1, NUM_PREDICTIONS).take(
+            flat, axis=0, out=buf("p", (b, k, NUM_PREDICTIONS)), mode="clip")
+        _sigmoid(p, out=p)  # (B, K, 5) true probabilities of the slate
         p[..., 3] *= self._cand["duration"].take(flat)
         utility = self.cand_utility.take(flat)
 
         # responses: click (examination × p(click)), then like and share given the click
-        draws = rng.random(out=buf("draws", (b, 3 * k + 1), np.float64))
+        # and negative feedback on an examined impression (clicked or not)
+        draws = rng.random(out=buf("draws", (b, 4 * k + 1), np.float64))
         threshold = np.multiply(p[..., :3], self._click_examination, out=buf("threshold", (b, k, 3)))
         responses = np.less(draws[:, :3 * k].reshape(b, k, 3), threshold, out=buf("responses", (b, k, 3), np.bool_))
+        negative = np.less(draws[:, 3 * k:4 * k], p[..., 4] * self._examination, out=buf("negative", (b, k), np.bool_))
         if not all_active:
             responses &= active[:, None, None]
+            negative &= active[:, None]
         has_ad = np.zeros(b, dtype=bool)
         ad_click = np.zeros(b, dtype=bool)
         revenue = np.zeros(b)
@@ -634,6 +733,7 @@ class UserSimulator:
                 ad_ids, ad_click, revenue = self._serve_ads(has_ad, ad_slot)
                 # the ad takes the organic item's place at that position
                 responses[has_ad, ad_slot[has_ad] - 1] = False
+                negative[has_ad, ad_slot[has_ad] - 1] = False
         click = responses[..., 0]
         responses[..., 1] &= click
         responses[..., 2] &= click
@@ -673,7 +773,9 @@ class UserSimulator:
         np.subtract(clicked, s["recent_topics"], out=work)
         work *= (0.3 * any_click)[:, None]
         s["recent_topics"] += work
-        np.multiply(components, self._rate_scale, out=s["last"])
+        negative_count = np.count_nonzero(negative, axis=1).astype(np.float64)
+        np.multiply(components, self._rate_scale, out=s["last"][:, :NUM_TASKS])
+        np.multiply(negative_count, self._negative_rate_scale, out=s["last"][:, NUM_TASKS])
         s["ema"] *= 0.7
         s["ema"] += 0.3 * s["last"]
         s["session_engagement"] += reward
@@ -696,6 +798,7 @@ class UserSimulator:
             reward *= active
             consumed_utility *= active
             components *= active[:, None]
+            negative_count *= active
         ended = terminated | truncated
         return_probability = np.zeros(b)
         if ended.any():
@@ -711,6 +814,7 @@ class UserSimulator:
             self._retrieve(np.flatnonzero(active))
         info = {
             "components": components,
+            "negative_feedback": negative_count,
             "true_utility": consumed_utility,
             "satisfaction": sat.copy(),
             "ad_shown": has_ad,
@@ -748,16 +852,17 @@ class UserSimulator:
         relevance = table[topics]
         logits = self._item_logits[items]
         logits += (table[:, None] * self._relevance_coef)[topics]
-        pred = rng.standard_normal((k, NUM_TASKS), dtype=np.float32)
+        utility = self._item_clickbait[items]
+        utility *= np.float32(-s["clickbait_sensitivity"][0])
+        utility += self._item_utility[items]
+        utility += np.float32(0.4) * relevance
+        logits[:, 4] = utility * np.float32(-c.negative_utility_slope) + np.float32(c.negative_intercept)
+        pred = rng.standard_normal((k, NUM_PREDICTIONS), dtype=np.float32)
         pred *= np.float32(c.prediction_noise)
         pred += logits
         _sigmoid(pred, out=pred)
         duration = self._item_duration_fraction[items]
         pred[:, 3] *= duration
-        utility = self._item_clickbait[items]
-        utility *= np.float32(-s["clickbait_sensitivity"][0])
-        utility += self._item_utility[items]
-        utility += np.float32(0.4) * relevance
         cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
         cand["pred"], cand["duration"], cand["utility"] = pred[None], duration[None], utility[None]
         cand["log_pred"] = np.log(pred + self._log_priors)[None]
@@ -765,7 +870,7 @@ class UserSimulator:
         self._cand_true = None
 
     def _step_one(self, action: np.ndarray) -> StepResult:
-        """``step`` for a batch of one live user without an ad (``action``: validated (1, 4))."""
+        """``step`` for a batch of one live user without an ad (``action``: validated (1, ACTION_DIM))."""
         c, w, rng, s, cand = self.config, self.world, self.rng, self.state, self._cand
         k = c.slate_size
         weights = self.fusion_weights(action).astype(np.float32)
@@ -775,8 +880,9 @@ class UserSimulator:
         p = _sigmoid(cand["logits"][0, slate])
         p[:, 3] *= cand["duration"][0, slate]
         utility = cand["utility"][0, slate]
-        draws = rng.random(3 * k + 1)
+        draws = rng.random(4 * k + 1)
         responses = draws[:3 * k].reshape(k, 3) < p[:, :3] * self._click_examination
+        negative_count = float(np.count_nonzero(draws[3 * k:4 * k] < p[:, 4] * self._examination))
         click = responses[:, 0]
         responses[:, 1:] &= click[:, None]
         components = np.empty((1, NUM_TASKS))
@@ -800,8 +906,9 @@ class UserSimulator:
         boredom = s["boredom"][0]
         boredom *= c.boredom_decay
         boredom += clicked * c.boredom_gain
-        last = components[0] * self._rate_scale
-        s["last"][0] = last
+        last = s["last"][0]
+        last[:NUM_TASKS] = components[0] * self._rate_scale
+        last[NUM_TASKS] = negative_count * self._negative_rate_scale
         ema = s["ema"][0]
         ema *= 0.7
         ema += 0.3 * last
@@ -824,6 +931,7 @@ class UserSimulator:
         self._retrieve_one()
         info = {
             "components": components,
+            "negative_feedback": np.array([negative_count]),
             "true_utility": np.array([consumed]),
             "satisfaction": np.array([sat]),
             "ad_shown": np.zeros(1, dtype=bool),
@@ -867,17 +975,23 @@ class UserSimulator:
         """(B, obs_dim) float32 observation, every entry clipped to [0, 1] (layout: module docstring)."""
         c, s = self.config, self.state
         obs = np.empty((self.batch_size, self.obs_dim), dtype=np.float32)
-        t2 = 2 * c.num_topics
+        t2, p = 2 * c.num_topics, NUM_PREDICTIONS
         obs[:, :c.num_topics] = s["profile"]
         obs[:, c.num_topics:t2] = s["recent_topics"]
-        obs[:, t2:t2 + 4] = s["ema"]
-        obs[:, t2 + 4:t2 + 8] = s["last"]
-        obs[:, t2 + 8:t2 + 12] = self._cand["pred_mean"]
-        obs[:, t2 + 12] = s["request"] * (1.0 / c.max_requests)
-        obs[:, t2 + 13] = s["ad_load"]
-        obs[:, t2 + 14] = s["session_index"] * 0.1
-        obs[:, t2 + 15] = s["session_engagement"] * (1.0 / c.max_requests)
-        obs[:, t2 + 16] = s["satisfaction_signal"]
+        obs[:, t2:t2 + p] = s["ema"]
+        obs[:, t2 + p:t2 + 2 * p] = s["last"]
+        obs[:, t2 + 2 * p:t2 + 3 * p] = self._cand["pred_mean"]
+        m = c.observed_candidates
+        if m:  # the top m candidates by predicted click, each with its five predictions
+            order = np.argsort(-self._cand["pred"][..., 0], axis=1)[:, :m]
+            top = np.take_along_axis(self._cand["pred"], order[..., None], axis=1)
+            obs[:, t2 + 3 * p:t2 + 3 * p + m * p] = top.reshape(self.batch_size, m * p)
+        end = obs.shape[1] - 5
+        obs[:, end] = s["request"] * (1.0 / c.max_requests)
+        obs[:, end + 1] = s["ad_load"]
+        obs[:, end + 2] = s["session_index"] * 0.1
+        obs[:, end + 3] = s["session_engagement"] * (1.0 / c.max_requests)
+        obs[:, end + 4] = s["satisfaction_signal"]
         np.maximum(obs, 0.0, out=obs)
         return np.minimum(obs, 1.0, out=obs)
 

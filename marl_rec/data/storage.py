@@ -47,7 +47,10 @@ from marl_rec.files import fsync_dir
 from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, OfflineDataset
 
 FORMAT_NAME = "marl_rec.offline_dataset"
-FORMAT_VERSION = 1
+# 2: fusion actions are the like / share / watch / negative weights relative to a fixed click
+#    weight (issue #16); a version-1 dataset's actions (click / like / share / watch, w = 10 ** a)
+#    mean something else, so it is refused rather than misread
+FORMAT_VERSION = 2
 METADATA_FILE = "metadata.json"
 #: datasets whose columns together exceed this many bytes are memory-mapped when ``mmap=None``
 MMAP_THRESHOLD_BYTES = 1 << 30

