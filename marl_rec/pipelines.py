@@ -10,12 +10,15 @@ The names follow Fujimoto et al. (2019) and the offline-RL literature:
 - ``concurrent``: the replay buffer of an online TD3 agent trained with σ = 0.1; an offline
   learner is trained on the same, growing buffer at the same time (``concurrent_learner``
   below) and its result is reported beside the behaviour agent's;
-- ``imitation``: an expert acting without noise (the heuristic expert, which reads the
-  true user state) — no behaviour log-probabilities (the policy is deterministic);
-- ``random``: uniform actions; ``expert``: the heuristic expert with truncated-Gaussian
-  noise (σ = 0.1); ``medium``: a partially trained online agent with σ = 0.1;
-  ``mixed``: half random, half expert episodes (each episode keeps the log-probability of
-  the policy that logged it).
+- ``imitation``: an expert acting without noise (the trained online TD3 agent acting
+  greedily) — no behaviour log-probabilities (the policy is deterministic);
+- ``random``: uniform actions; ``expert``: the production policy (``ProductionPolicy``: a
+  lookahead on the predictions and the observation only) with truncated-Gaussian noise
+  (σ = 0.1); ``medium``: a partially trained online agent with σ = 0.1; ``mixed``: half
+  random, half expert episodes (each episode keeps the log-probability of the policy that
+  logged it); ``noisy_expert``: the production policy with σ = 0.5 (the OPE benchmark's logs);
+- ``oracle``: the privileged ``HeuristicExpertPolicy`` (true responses, true utilities, hidden
+  user state) with σ = 0.1 — the example of confounded logs.
 
 A pipeline is a config (``conf/data/*.yaml``): ``kind`` is ``policy`` (collect with a
 behaviour policy built from ``behaviour``), ``mixture`` (several ``components``) or
