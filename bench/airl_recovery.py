@@ -16,15 +16,16 @@ the curator's action and of 16 uniform probe actions in the same state):
 - ``airl/boltzmann``: demonstrations of :class:`~marl_rec.irl.experts.BoltzmannCuratorPolicy`
   (a ∝ exp(β E[utility | s, a]), the soft-optimal expert AIRL's theory assumes) and
   γ = 0 to match its horizon; f → β E[utility | s, a] − log Z(s).
-- ``reference/supervised``: an MLP regressed on E[utility | s, a] from the same inputs as
-  g (observation, action) on separate probe users — the ceiling of any reward of those
-  inputs.
+- ``airl/boltzmann_slate``: the same, g also sees :func:`~marl_rec.irl.data.slate_features`
+  (the slate the action would show, as the platform predicts it, from the observation).
+- ``reference/supervised`` (``_slate``): an MLP regressed on E[utility | s, a] from the same
+  inputs as g on separate probe users — the ceiling of any reward of those inputs.
 
 Metrics: ``epic`` = :func:`~marl_rec.irl.metrics.epic_distance_myopic` to E[utility | s, a]
 (EPIC at γ = 0: the state-only offset the demonstrations cannot identify cancels),
 ``pearson_expected`` (raw, with that offset), ``pearson_realised``.
 
-    .venv/bin/python bench/airl_recovery.py [--seeds 3] [--iterations 30] [--beta 10]
+    .venv/bin/python bench/airl_recovery.py [--seeds 3] [--iterations 25] [--beta 10]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from marl_rec.agents.policies import GaussianNoisePolicy
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.files import write_json
 from marl_rec.irl.airl import AIRL, AIRLConfig
-from marl_rec.irl.data import UtilityProbe, collect_with_utility, probe_expected_utility
+from marl_rec.irl.data import UtilityProbe, collect_with_utility, probe_expected_utility, slate_features
 from marl_rec.irl.experiments.reward_learning import ReferenceConfig, fit_reference
 from marl_rec.irl.experts import BoltzmannCuratorPolicy, UtilityGreedyPolicy
 from marl_rec.irl.metrics import epic_distance_myopic, pearson
@@ -50,23 +51,20 @@ from marl_rec.irl.metrics import epic_distance_myopic, pearson
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def score(reward: Callable[[np.ndarray], np.ndarray], probe: UtilityProbe) -> dict[str, float]:
-    """Recovery metrics of ``reward([obs, action])`` on a probe."""
+def score(reward: Callable[[np.ndarray, np.ndarray], np.ndarray], probe: UtilityProbe) -> dict[str, float]:
+    """Recovery metrics of ``reward(obs, action)`` on a probe."""
     n, m, a = probe.probe_actions.shape
-    r = reward(np.concatenate([probe.observations, probe.actions], 1))
-    at_probes = reward(np.concatenate([np.repeat(probe.observations, m, 0), probe.probe_actions.reshape(n * m, a)],
-                                      1)).reshape(n, m)
+    r = reward(probe.observations, probe.actions)
+    at_probes = reward(np.repeat(probe.observations, m, 0), probe.probe_actions.reshape(n * m, a)).reshape(n, m)
     return {"epic": epic_distance_myopic(r, at_probes, probe.expected_utility, probe.probe_utility),
             "pearson_expected": pearson(r, probe.expected_utility),
             "pearson_realised": pearson(r, probe.realised_utility)}
 
 
-def airl_reward(airl: AIRL) -> Callable[[np.ndarray], np.ndarray]:
-    @torch.no_grad()
-    def reward(features: np.ndarray) -> np.ndarray:
-        return airl.reward_net(torch.as_tensor(features, dtype=torch.float32)).squeeze(-1).double().numpy()
-
-    return reward
+def inputs(obs: np.ndarray, action: np.ndarray, slate: bool) -> np.ndarray:
+    """What the supervised reference sees: (obs, action) [+ slate features], as AIRL's g."""
+    parts = [obs, action] + ([slate_features(obs, action, SimulatorConfig())] if slate else [])  # the default world
+    return np.concatenate(parts, 1).astype(np.float32)
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
@@ -76,34 +74,40 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     rows = []
     old_training = {"discriminator_steps": 20, "discriminator_lr": 3e-4}  # the AIRLConfig defaults before the fix
     new_training = {"discriminator_steps": args.discriminator_steps, "discriminator_lr": args.discriminator_lr}
-    setups = {"airl/before": (lambda: GaussianNoisePolicy(UtilityGreedyPolicy(), 0.3, rng), 0.9, old_training),
-              "airl/greedy_noise_trained": (lambda: GaussianNoisePolicy(UtilityGreedyPolicy(), 0.3, rng), 0.9,
-                                            new_training),
-              "airl/boltzmann": (lambda: BoltzmannCuratorPolicy(args.beta, rng), 0.0, new_training)}
-    for name, (demonstrator, gamma, training) in setups.items():
+    greedy = lambda: GaussianNoisePolicy(UtilityGreedyPolicy(), 0.3, rng)  # noqa: E731
+    boltzmann = lambda: BoltzmannCuratorPolicy(args.beta, rng)  # noqa: E731
+    setups = {"airl/before": (greedy, 0.9, old_training, False),
+              "airl/greedy_noise_trained": (greedy, 0.9, new_training, False),
+              "airl/boltzmann": (boltzmann, 0.0, new_training, False),
+              "airl/boltzmann_slate": (boltzmann, 0.0, new_training, True)}
+    for name, (demonstrator, gamma, training, slate) in setups.items():
         expert = collect_with_utility(sim, demonstrator(), args.transitions, rng)
-        config = AIRLConfig(gamma=gamma, iterations=args.iterations, reward_features="state_action", **training)
-        airl = AIRL(sim.obs_dim, sim.action_dim, expert.dataset.reward_components.shape[1], config, seed=seed)
+        config = AIRLConfig(gamma=gamma, iterations=args.iterations, reward_features="state_action",
+                            slate_features=slate, **training)
+        airl = AIRL(sim.obs_dim, sim.action_dim, expert.dataset.reward_components.shape[1], config, seed=seed,
+                    simulator_config=sim.config)
         started = time.perf_counter()
         airl.train(sim, expert.dataset, rng)
-        rows.append({"method": name, "seed": seed, "gamma": gamma, **score(airl_reward(airl), heldout),
+        reward = lambda obs, action, airl=airl: airl.reward_of({"obs": obs, "action": action})  # noqa: E731
+        rows.append({"method": name, "seed": seed, "gamma": gamma, **score(reward, heldout),
                      "seconds": time.perf_counter() - started})
         print(rows[-1], flush=True)
     train = probe_expected_utility(sim, BoltzmannCuratorPolicy(args.beta, rng), args.probe_users * 2, 16, rng)
     n, m, a = train.probe_actions.shape
-    x = np.concatenate([np.repeat(train.observations, m, 0), train.probe_actions.reshape(n * m, a)], 1)
-    started = time.perf_counter()
-    reference = fit_reference(x.astype(np.float32), train.probe_utility.reshape(-1), ReferenceConfig(), seed)
-    rows.append({"method": "reference/supervised", "seed": seed, **score(reference, heldout),
-                 "seconds": time.perf_counter() - started})
-    print(rows[-1], flush=True)
+    obs, actions = np.repeat(train.observations, m, 0), train.probe_actions.reshape(n * m, a)
+    for name, slate in (("reference/supervised", False), ("reference/supervised_slate", True)):
+        started = time.perf_counter()
+        fit = fit_reference(inputs(obs, actions, slate), train.probe_utility.reshape(-1), ReferenceConfig(), seed)
+        reward = lambda o, act, fit=fit, slate=slate: fit(inputs(o, act, slate))  # noqa: E731
+        rows.append({"method": name, "seed": seed, **score(reward, heldout), "seconds": time.perf_counter() - started})
+        print(rows[-1], flush=True)
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--beta", type=float, default=10.0)
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--discriminator-steps", type=int, default=100)

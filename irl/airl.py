@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from marl_rec.irl.common import seeded_mlp
-from marl_rec.irl.data import FEATURE_SETS, feature_dim, transition_features
+from marl_rec.irl.data import FEATURE_SETS, SLATE_FEATURES, feature_dim, slate_features, transition_features
 from marl_rec.irl.maxent import TopicMDP, soft_value_iteration
 from marl_rec.data import OfflineDataset
 
@@ -53,6 +53,9 @@ from marl_rec.data import OfflineDataset
 class AIRLConfig:
     gamma: float = 0.9
     reward_features: str = "state_action"  # what g sees: a key of marl_rec.irl.data.FEATURE_SETS
+    # g also sees marl_rec.irl.data.slate_features(obs, action): the slate the action shows, as the
+    # platform predicts it (needs the simulator config)
+    slate_features: bool = False
     reward_hidden: tuple[int, ...] = (64, 64)
     potential_hidden: tuple[int, ...] = (64, 64)
     policy_hidden: tuple[int, ...] = (64, 64)
@@ -121,12 +124,15 @@ class AIRL:
     """Adversarial IRL with a simulator-trained generator; see the module docstring."""
 
     def __init__(self, obs_dim: int, action_dim: int, num_components: int = 4, config: AIRLConfig | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, simulator_config: Any = None) -> None:
         self.config = c = config or AIRLConfig()
+        if c.slate_features and simulator_config is None:
+            raise ValueError("AIRLConfig.slate_features needs the simulator_config (the observation layout)")
+        self.simulator_config = simulator_config
         self.generator = torch.Generator().manual_seed(seed)
         g = self.generator
-        self.reward_net = seeded_mlp(feature_dim(obs_dim, action_dim, num_components, c.reward_features),
-                                     c.reward_hidden, 1, g)
+        width = feature_dim(obs_dim, action_dim, num_components, c.reward_features)
+        self.reward_net = seeded_mlp(width + (len(SLATE_FEATURES) if c.slate_features else 0), c.reward_hidden, 1, g)
         self.potential_net = seeded_mlp(obs_dim, c.potential_hidden, 1, g)
         self.policy = SquashedGaussianPolicy(obs_dim, action_dim, c.policy_hidden, c.initial_log_std, g)
         self.value_net = seeded_mlp(obs_dim, c.policy_hidden, 1, g)
@@ -138,12 +144,23 @@ class AIRL:
         self.history: list[dict[str, float]] = []
 
     # ----------------------------------------------------------------- reward
+    def _slate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(slate_features(obs.numpy(), action.numpy(), self.simulator_config))
+
     def g(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The reward network on the configured columns of a transition batch."""
+        """The reward network on the configured columns of a transition batch (``obs``,
+        ``action``, ``components``, ``next_obs``; ``slate`` is computed when absent)."""
         columns = {"observations": "obs", "actions": "action", "reward_components": "components",
                    "next_observations": "next_obs"}
-        x = torch.cat([data[columns[name]] for name in FEATURE_SETS[self.config.reward_features]], -1)
-        return self.reward_net(x).squeeze(-1)
+        parts = [data[columns[name]] for name in FEATURE_SETS[self.config.reward_features]]
+        if self.config.slate_features:
+            parts.append(data["slate"] if "slate" in data else self._slate(data["obs"], data["action"]))
+        return self.reward_net(torch.cat(parts, -1)).squeeze(-1)
+
+    @torch.no_grad()
+    def reward_of(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """(N,) g of arrays keyed like :meth:`g`'s batch (float64)."""
+        return self.g({k: torch.as_tensor(v, dtype=torch.float32) for k, v in columns.items()}).double().numpy()
 
     def f(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """g + γ (1 − terminal) h(s') − h(s)."""
@@ -154,7 +171,10 @@ class AIRL:
     @torch.no_grad()
     def reward(self, dataset: OfflineDataset) -> np.ndarray:
         """(N,) learned reward g of every transition of ``dataset`` (float64), to relabel it."""
-        x = torch.as_tensor(transition_features(dataset, self.config.reward_features))
+        x = transition_features(dataset, self.config.reward_features)
+        if self.config.slate_features:
+            x = np.concatenate([x, slate_features(dataset.observations, dataset.actions, self.simulator_config)], 1)
+        x = torch.as_tensor(x)
         return torch.cat([self.reward_net(x[i:i + 65536]).squeeze(-1)
                           for i in range(0, len(x), 65536)]).double().numpy()
 
@@ -178,6 +198,8 @@ class AIRL:
             steps["terminal"].append(torch.as_tensor(result.terminated, dtype=torch.float32))
             steps["ended"].append(torch.as_tensor(result.terminated | result.truncated, dtype=torch.float32))
             steps["active"].append(torch.as_tensor(result.info["active"]))
+            if self.config.slate_features:  # of the state the action was taken in (before the step)
+                steps.setdefault("slate", []).append(self._slate(obs, action))
             obs = next_obs
         return {k: torch.stack(v, 1) for k, v in steps.items()}
 
@@ -217,7 +239,8 @@ class AIRL:
     def _update_discriminator(self, expert: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c = self.config
         active = batch["active"]
-        fake = {k: batch[k][active] for k in ("obs", "action", "next_obs", "components", "terminal")}
+        fake = {k: batch[k][active] for k in ("obs", "action", "next_obs", "components", "terminal", "slate")
+                if k in batch}
         n_expert, n_fake = len(expert["obs"]), len(fake["obs"])
         for _ in range(c.discriminator_steps):
             ie = torch.randint(n_expert, (c.discriminator_batch,), generator=self.generator)
@@ -247,6 +270,9 @@ class AIRL:
                     "components": torch.as_tensor(expert.reward_components if expert.reward_components is not None
                                                   else np.zeros((len(expert), 0)), dtype=torch.float32),
                     "terminal": torch.as_tensor(expert.terminals, dtype=torch.float32)}
+        if self.config.slate_features:
+            expert_t["slate"] = torch.as_tensor(slate_features(expert.observations, expert.actions,
+                                                               self.simulator_config))
         started = time.perf_counter()
         for iteration in range(1, self.config.iterations + 1):
             batch = self.rollout(sim, rng)

@@ -135,6 +135,47 @@ def collect_with_utility(sim: Any, policy: Callable[[Any, np.ndarray], Any], num
     return LabelledDataset(logged, utility)
 
 
+SLATE_FEATURES = ("slate_click", "slate_like", "slate_share", "slate_watch", "slate_negative",
+                  "slate_predicted_utility")
+
+
+def slate_features(observations: np.ndarray, actions: np.ndarray, config: Any) -> np.ndarray:
+    """(N, 6) what the slate each fusion action would show looks like to the platform, from the
+    observation alone: the observed candidates (their five predictions, in the observation)
+    ranked by the simulator's fused score under the action, and over the top ``slate_size``
+    the examination-weighted expected clicks, the expected like / share / watch / negative
+    feedback given a click, and the expected *predicted* utility — the negative-feedback
+    prediction inverted through its link, as ``UserSimulator.predicted_utility`` does.
+
+    Why: E[utility | s, a] is a sum over the slate of p(click) × the item's utility, and
+    which items are on the slate is a sort of the candidates by the action's fused score —
+    a function an MLP on the flat observation and action learns badly (measured in
+    ``bench/airl_recovery.py``: the supervised ceiling). With every candidate observed
+    (``observed_candidates == num_candidates``, the default) the ranking is the
+    simulator's own; with fewer, the unobserved candidates are left out."""
+    from marl_rec.envs.simulator import NUM_PREDICTIONS, UserSimulator
+
+    m, p = config.observed_candidates, NUM_PREDICTIONS
+    if m < config.slate_size:
+        raise ValueError(f"slate_features needs observed_candidates >= slate_size ({config.slate_size}), got {m} "
+                         f"(the summary-only observation carries no candidates)")
+    observations, actions = np.asarray(observations, np.float32), np.asarray(actions, np.float64)
+    start = 2 * config.num_topics + 3 * p
+    cand = observations[:, start:start + m * p].reshape(len(observations), m, p).astype(np.float64)
+    weights = UserSimulator.fusion_weights(actions)  # (N, 5)
+    scores = np.einsum("nmp,np->nm", np.log(cand + np.asarray(config.fusion_priors)), weights)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :config.slate_size]
+    slate = np.take_along_axis(cand, top[..., None], axis=1)  # (N, K, 5)
+    exam = 1.0 / (1.0 + config.position_decay * np.arange(config.slate_size))
+    clicks = slate[..., 0] * exam  # expected clicks per position
+    negative = np.clip(slate[..., 4], 1e-6, 1 - 1e-6)
+    utility = ((config.negative_intercept - np.log(negative / (1 - negative))) / config.negative_utility_slope
+               if config.negative_utility_slope > 0 else np.zeros_like(negative))
+    out = np.concatenate([clicks.sum(1, keepdims=True), np.einsum("nk,nkp->np", clicks, slate[..., 1:]),
+                          (clicks * utility).sum(1, keepdims=True)], axis=1)
+    return out.astype(np.float32)
+
+
 @dataclass
 class UtilityProbe:
     """Where a policy acts, the expected true utility of its action and of ``M`` probe
@@ -195,4 +236,5 @@ def relabel(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
 
 
 __all__ = ["FEATURE_SETS", "transition_features", "feature_dim", "LabelledDataset",
-           "SimulatorWrapper", "collect_with_utility", "UtilityProbe", "probe_expected_utility", "relabel"]
+           "SimulatorWrapper", "collect_with_utility", "SLATE_FEATURES", "slate_features", "UtilityProbe",
+           "probe_expected_utility", "relabel"]

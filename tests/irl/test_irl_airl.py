@@ -152,3 +152,18 @@ def test_probe_expected_utility_is_the_mean_of_the_realised_one_and_the_curator_
     assert gain["sharp"] > 0.2 and abs(gain["uniform"]) < 0.5 * gain["sharp"]
     with pytest.raises(ValueError, match="beta"):
         BoltzmannCuratorPolicy(0.0, rng)
+
+
+def test_airl_slate_features_reach_g_and_need_the_simulator_config():
+    sim = small_sim()
+    rng = np.random.default_rng(0)
+    logged = collect_with_utility(sim, BoltzmannCuratorPolicy(5.0, rng), 200, rng, batch_size=64).dataset
+    config = AIRLConfig(slate_features=True, reward_hidden=(8,), potential_hidden=(8,), policy_hidden=(8,))
+    with pytest.raises(ValueError, match="simulator_config"):
+        AIRL(sim.obs_dim, 4, 4, config)
+    airl = AIRL(sim.obs_dim, 4, 4, config, simulator_config=sim.config)
+    assert airl.reward_net[0].in_features == sim.obs_dim + 4 + 6
+    rewards = airl.reward(logged)
+    assert np.allclose(rewards, airl.reward_of({"obs": logged.observations, "action": logged.actions}), atol=1e-6)
+    batch = airl.rollout(sim, rng)  # the generator's batches carry the slate of the state each action was taken in
+    assert batch["slate"].shape[:2] == batch["obs"].shape[:2]

@@ -5,7 +5,8 @@ import pytest
 
 from marl_rec.agents.policies import RandomPolicy
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
-from marl_rec.irl.data import collect_with_utility, feature_dim, relabel, transition_features
+from marl_rec.irl.data import (SLATE_FEATURES, collect_with_utility, feature_dim, relabel, slate_features,
+                               transition_features)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,25 @@ def test_relabel_replaces_rewards_only(logged):
     assert np.array_equal(d.rewards, original)  # the source dataset is untouched
     with pytest.raises(ValueError, match="shape"):
         relabel(d, np.zeros(len(d) + 1))
+
+
+def test_slate_features_rank_the_observed_candidates_as_the_simulator_does():
+    sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=10))
+    rng = np.random.default_rng(0)
+    obs = sim.reset(64, rng)
+    action = rng.uniform(-1, 1, (64, sim.action_dim))
+    features = slate_features(obs, action, sim.config)
+    assert features.shape == (64, len(SLATE_FEATURES)) and features.dtype == np.float32
+    # the simulator's own slate, valued with its own predictions
+    slate = sim.rank(action)
+    exam = 1.0 / (1.0 + sim.config.position_decay * np.arange(sim.config.slate_size))
+    pred = np.take_along_axis(sim.cand_pred, slate[..., None], axis=1).astype(np.float64)
+    clicks = pred[..., 0] * exam
+    utility = np.take_along_axis(sim.predicted_utility(), slate, axis=1)
+    assert np.allclose(features[:, 0], clicks.sum(1), atol=1e-4)
+    assert np.allclose(features[:, 1:5], np.einsum("nk,nkp->np", clicks, pred[..., 1:]), atol=1e-4)
+    assert np.allclose(features[:, 5], (clicks * utility).sum(1), atol=1e-3)
+    # a different action shows a different slate
+    assert not np.allclose(slate_features(obs, -action, sim.config), features)
+    with pytest.raises(ValueError, match="observed_candidates"):
+        slate_features(obs, action, SimulatorConfig.legacy())
