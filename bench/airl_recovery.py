@@ -21,9 +21,10 @@ the curator's action and of 16 uniform probe actions in the same state):
 - ``reference/supervised`` (``_slate``): an MLP regressed on E[utility | s, a] from the same
   inputs as g on separate probe users — the ceiling of any reward of those inputs.
 
-Metrics: ``epic`` = :func:`~marl_rec.irl.metrics.epic_distance_myopic` to E[utility | s, a]
-(EPIC at γ = 0: the state-only offset the demonstrations cannot identify cancels),
-``pearson_expected`` (raw, with that offset), ``pearson_realised``.
+Metrics (:meth:`~marl_rec.irl.data.UtilityProbe.score`): ``epic_expected`` =
+:func:`~marl_rec.irl.metrics.epic_distance_myopic` to E[utility | s, a] (EPIC at γ = 0: the
+state-only offset the demonstrations cannot identify cancels), ``pearson_expected`` (raw,
+with that offset), ``pearson_realised``.
 
     .venv/bin/python bench/airl_recovery.py [--seeds 3] [--iterations 25] [--beta 10]
 """
@@ -34,36 +35,24 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from marl_rec.agents.policies import GaussianNoisePolicy
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
-from marl_rec.files import write_json
 from marl_rec.irl.airl import AIRL, AIRLConfig
-from marl_rec.irl.data import UtilityProbe, collect_with_utility, probe_expected_utility, slate_features
+from marl_rec.irl.data import collect_with_utility, probe_expected_utility, slate_features
 from marl_rec.irl.experiments.reward_learning import ReferenceConfig, fit_reference
 from marl_rec.irl.experts import BoltzmannCuratorPolicy, UtilityGreedyPolicy
-from marl_rec.irl.metrics import epic_distance_myopic, pearson
+from marl_rec.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def score(reward: Callable[[np.ndarray, np.ndarray], np.ndarray], probe: UtilityProbe) -> dict[str, float]:
-    """Recovery metrics of ``reward(obs, action)`` on a probe."""
-    n, m, a = probe.probe_actions.shape
-    r = reward(probe.observations, probe.actions)
-    at_probes = reward(np.repeat(probe.observations, m, 0), probe.probe_actions.reshape(n * m, a)).reshape(n, m)
-    return {"epic": epic_distance_myopic(r, at_probes, probe.expected_utility, probe.probe_utility),
-            "pearson_expected": pearson(r, probe.expected_utility),
-            "pearson_realised": pearson(r, probe.realised_utility)}
-
-
-def inputs(obs: np.ndarray, action: np.ndarray, slate: bool) -> np.ndarray:
+def inputs(obs: np.ndarray, action: np.ndarray, slate: bool, config: SimulatorConfig) -> np.ndarray:
     """What the supervised reference sees: (obs, action) [+ slate features], as AIRL's g."""
-    parts = [obs, action] + ([slate_features(obs, action, SimulatorConfig())] if slate else [])  # the default world
+    parts = [obs, action] + ([slate_features(obs, action, config)] if slate else [])
     return np.concatenate(parts, 1).astype(np.float32)
 
 
@@ -74,8 +63,13 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     rows = []
     old_training = {"discriminator_steps": 20, "discriminator_lr": 3e-4}  # the AIRLConfig defaults before the fix
     new_training = {"discriminator_steps": args.discriminator_steps, "discriminator_lr": args.discriminator_lr}
-    greedy = lambda: GaussianNoisePolicy(UtilityGreedyPolicy(), 0.3, rng)  # noqa: E731
-    boltzmann = lambda: BoltzmannCuratorPolicy(args.beta, rng)  # noqa: E731
+
+    def greedy():
+        return GaussianNoisePolicy(UtilityGreedyPolicy(), 0.3, rng)
+
+    def boltzmann():
+        return BoltzmannCuratorPolicy(args.beta, rng)
+
     setups = {"airl/before": (greedy, 0.9, old_training, False),
               "airl/greedy_noise_trained": (greedy, 0.9, new_training, False),
               "airl/boltzmann": (boltzmann, 0.0, new_training, False),
@@ -88,8 +82,11 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
                     simulator_config=sim.config)
         started = time.perf_counter()
         airl.train(sim, expert.dataset, rng)
-        reward = lambda obs, action, airl=airl: airl.reward_of({"obs": obs, "action": action})  # noqa: E731
-        rows.append({"method": name, "seed": seed, "gamma": gamma, **score(reward, heldout),
+
+        def reward(obs, action, airl=airl):
+            return airl.reward_of({"obs": obs, "action": action})
+
+        rows.append({"method": name, "seed": seed, "gamma": gamma, **heldout.score(reward),
                      "seconds": time.perf_counter() - started})
         print(rows[-1], flush=True)
     train = probe_expected_utility(sim, BoltzmannCuratorPolicy(args.beta, rng), args.probe_users * 2, 16, rng)
@@ -97,9 +94,14 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     obs, actions = np.repeat(train.observations, m, 0), train.probe_actions.reshape(n * m, a)
     for name, slate in (("reference/supervised", False), ("reference/supervised_slate", True)):
         started = time.perf_counter()
-        fit = fit_reference(inputs(obs, actions, slate), train.probe_utility.reshape(-1), ReferenceConfig(), seed)
-        reward = lambda o, act, fit=fit, slate=slate: fit(inputs(o, act, slate))  # noqa: E731
-        rows.append({"method": name, "seed": seed, **score(reward, heldout), "seconds": time.perf_counter() - started})
+        fit = fit_reference(inputs(obs, actions, slate, sim.config), train.probe_utility.reshape(-1),
+                            ReferenceConfig(), seed)
+
+        def reference(obs, action, fit=fit, slate=slate):
+            return fit(inputs(obs, action, slate, sim.config))
+
+        rows.append({"method": name, "seed": seed, **heldout.score(reference),
+                     "seconds": time.perf_counter() - started})
         print(rows[-1], flush=True)
     return rows
 
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         summary[method] = {k: {"mean": float(np.mean([r[k] for r in mine])), "std": float(np.std([r[k] for r in mine]))}
-                           for k in ("epic", "pearson_expected", "pearson_realised")}
+                           for k in ("epic_expected", "pearson_expected", "pearson_realised")}
     write_json(args.out, {"command": "bench/airl_recovery.py " + " ".join(sys.argv[1:]), "settings": vars(args) | {
         "out": str(args.out)}, "simulator": SimulatorConfig().to_dict(), "rows": rows, "summary": summary})
     for method, values in summary.items():

@@ -192,6 +192,21 @@ class UtilityProbe:
     probe_utility: np.ndarray
     realised_utility: np.ndarray
 
+    def score(self, reward: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict[str, float]:
+        """How well ``reward(obs, action) -> (N,)`` recovers E[utility | s, a] here:
+        ``epic_expected`` (:func:`~marl_rec.irl.metrics.epic_distance_myopic`: a state-only
+        offset, which a myopic demonstrator cannot reveal, cancels), ``pearson_expected`` (raw,
+        offset included) and ``pearson_realised`` (with the click draw)."""
+        from marl_rec.irl.metrics import epic_distance_myopic, pearson
+
+        n, m, a = self.probe_actions.shape
+        r = np.asarray(reward(self.observations, self.actions), np.float64)
+        at_probes = np.asarray(reward(np.repeat(self.observations, m, 0), self.probe_actions.reshape(n * m, a)),
+                               np.float64).reshape(n, m)
+        return {"epic_expected": epic_distance_myopic(r, at_probes, self.expected_utility, self.probe_utility),
+                "pearson_expected": pearson(r, self.expected_utility),
+                "pearson_realised": pearson(r, self.realised_utility)}
+
 
 def probe_expected_utility(sim: Any, policy: Callable[[Any, np.ndarray], Any], num_users: int,
                            num_probes: int, rng: np.random.Generator) -> UtilityProbe:
