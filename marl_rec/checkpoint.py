@@ -203,9 +203,13 @@ def numpy_rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 def set_numpy_rng_state(rng: np.random.Generator, state: Mapping[str, Any]) -> None:
     name = type(rng.bit_generator).__name__
-    if state.get("bit_generator") != name:
-        raise CheckpointError(f"numpy RNG state is for {state.get('bit_generator')!r}, the generator is {name!r}")
-    rng.bit_generator.state = _tensors_to_arrays(state)
+    if not isinstance(state, Mapping) or state.get("bit_generator") != name:
+        found = state.get("bit_generator") if isinstance(state, Mapping) else type(state).__name__
+        raise CheckpointError(f"'numpy_rng': the numpy RNG state is for {found!r}, the generator is {name!r}")
+    try:
+        rng.bit_generator.state = _tensors_to_arrays(state)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:  # numpy checks the fields one by one
+        raise CheckpointError(f"'numpy_rng': malformed numpy RNG state ({type(error).__name__}: {error})") from error
 
 
 def _arrays_to_tensors(value: Any) -> Any:

@@ -102,6 +102,24 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig.eval_every must be >= 0 (0: only at the end), got {self.eval_every}")
         if not self.q_divergence_bound > 0:
             raise ValueError(f"TrainerConfig.q_divergence_bound must be > 0, got {self.q_divergence_bound}")
+        _check_trainer_types(self)
+
+
+def _check_trainer_types(config: TrainerConfig) -> None:
+    """Each field of the type it is used as (a checkpoint's stored config, a script's typo):
+    a seed of None or a progress flag of "no" would fail much later, or silently."""
+    kinds = {"seed": (int,), "progress": (bool,), "bootstrap_truncated": (bool,), "device": (str,),
+             "q_divergence_bound": (int, float)}
+    kinds.update({name: (int,) for name in ("num_updates", "eval_every", "checkpoint_every", "log_every")})
+    if config.batch_size is not None:
+        kinds["batch_size"] = (int,)
+    for name, types in kinds.items():
+        value = getattr(config, name)
+        numeric = isinstance(value, (np.integer, np.floating)) and not isinstance(value, np.bool_)
+        if types != (bool,) and isinstance(value, (bool, np.bool_)) or not (
+                isinstance(value, types) or (numeric and float in types)
+                or (isinstance(value, np.integer) and int in types)):
+            raise TypeError(f"TrainerConfig.{name} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
 
 
 class Trainer:
