@@ -39,8 +39,9 @@ from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy,
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.irl.airl import AIRL, AIRLConfig
 from marl_rec.irl.common import seeded_mlp
-from marl_rec.irl.data import LabelledDataset, collect_with_utility, feature_dim, transition_features
-from marl_rec.irl.experts import UtilityGreedyPolicy
+from marl_rec.irl.data import (FEATURE_SETS, LabelledDataset, collect_with_utility, feature_dim,
+                               probe_expected_utility, transition_features)
+from marl_rec.irl.experts import BoltzmannCuratorPolicy, UtilityGreedyPolicy
 from marl_rec.irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
 from marl_rec.irl.metrics import epic_distance, pearson, preference_accuracy, spearman
 from marl_rec.irl.preferences import (BradleyTerryRewardModel, OracleConfig, PreferenceConfig, PreferenceOracle,
@@ -88,10 +89,16 @@ class RewardLearningConfig:
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     selections: tuple[str, ...] = ("uniform", "disagreement")
     preference_seeds: int = 3
-    # AIRL: demonstrations of the utility-greedy curator with Gaussian noise
-    airl: AIRLConfig = field(default_factory=AIRLConfig)
-    airl_expert_sigma: float = 0.3
-    airl_transitions: int = 30_000
+    # AIRL: demonstrations of the soft-optimal curator of the expected true utility (a myopic
+    # Boltzmann expert, so AIRL's discount is 0) and g on the slate the action shows; the
+    # settings measured in bench/airl_recovery.py
+    airl: AIRLConfig = field(default_factory=lambda: AIRLConfig(
+        gamma=0.0, slate_features=True, iterations=25, discriminator_steps=100, discriminator_lr=1e-3))
+    airl_expert: str = "boltzmann"  # boltzmann | greedy_noise (the utility-greedy curator + Gaussian noise)
+    airl_expert_beta: float = 10.0  # boltzmann: a ∝ exp(beta · E[utility | s, a])
+    airl_expert_sigma: float = 0.3  # greedy_noise: the noise
+    airl_transitions: int = 20_000
+    airl_probe_users: int = 300  # held-out curator users whose E[utility | s, a] scores g (UtilityProbe)
     # evaluation
     heldout_pairs: int = 4000
     epic_transitions: int = 512
@@ -106,6 +113,9 @@ class RewardLearningConfig:
         if unknown:
             raise ValueError(f"RewardLearningConfig.methods has unknown entries {sorted(unknown)}; "
                              f"choose from {', '.join(METHODS)}")
+        if self.airl_expert not in ("boltzmann", "greedy_noise"):
+            raise ValueError(f"RewardLearningConfig.airl_expert must be 'boltzmann' or 'greedy_noise', "
+                             f"got {self.airl_expert!r}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"RewardLearningConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
 
@@ -287,27 +297,46 @@ def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
                                  f"mistakes={config.oracle.mistake_rate}, mean of {config.preference_seeds} seeds"})
 
     if "airl" in config.methods:
-        expert_policy = GaussianNoisePolicy(UtilityGreedyPolicy(), config.airl_expert_sigma, rng)
-        expert = collect_with_utility(sim, expert_policy, config.airl_transitions, rng)
+        def demonstrator() -> Any:
+            if config.airl_expert == "boltzmann":
+                return BoltzmannCuratorPolicy(config.airl_expert_beta, rng)
+            return GaussianNoisePolicy(UtilityGreedyPolicy(), config.airl_expert_sigma, rng)
+
+        expert = collect_with_utility(sim, demonstrator(), config.airl_transitions, rng)
+        probe = probe_expected_utility(sim, demonstrator(), config.airl_probe_users, 16, rng)
         airl = AIRL(sim.obs_dim, expert.dataset.actions.shape[1], expert.dataset.reward_components.shape[1],
-                    config.airl, seed=config.seed)
+                    config.airl, seed=config.seed, simulator_config=config.simulator)
         started = time.perf_counter()
         g_features = config.airl.reward_features
+        widths = {"observations": ("obs", sim.obs_dim), "actions": ("action", expert.dataset.actions.shape[1]),
+                  "reward_components": ("components", expert.dataset.reward_components.shape[1]),
+                  "next_observations": ("next_obs", sim.obs_dim)}
 
         def airl_predict(features: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return airl.reward_net(torch.as_tensor(features)).squeeze(-1).double().numpy()
+            """g of the Evaluator's feature rows (the columns of ``g_features``, in order)."""
+            columns, start = {}, 0
+            for name in FEATURE_SETS[g_features]:
+                key, width = widths[name]
+                columns[key], start = features[:, start:start + width], start + width
+            return airl.reward_of(columns)
 
-        airl.train(sim, expert.dataset, rng,
-                   evaluate=lambda m: evaluate(airl_predict, g_features, epic=False),
+        def airl_metrics(m: AIRL) -> dict[str, float]:
+            out = evaluate(airl_predict, g_features, epic=False)
+            if g_features == "state_action":  # E[utility | s, a] is a function of (s, a) only
+                out.update(probe.score(lambda obs, action: m.reward_of({"obs": obs, "action": action})))
+            return out
+
+        airl.train(sim, expert.dataset, rng, evaluate=airl_metrics,
                    log=lambda entry, i: logger.scalars("irl/airl", entry, i))
-        metrics = evaluate(airl_predict, g_features)
+        metrics = {**airl_metrics(airl), **evaluate(airl_predict, g_features)}
         metrics["seconds"] = time.perf_counter() - started
         metrics["pearson_on_expert_data"] = pearson(airl.reward(expert.dataset), expert.true_utility)
         logger.scalars("irl/airl", metrics, config.airl.iterations)
         rows.append({"method": "airl", **metrics,
-                     "note": f"g({g_features}), generator trained in the simulator, "
-                             f"{config.airl.iterations} iterations"})
+                     "note": f"g({g_features}{', slate' if config.airl.slate_features else ''}), "
+                             f"{config.airl_expert} demonstrator, gamma={config.airl.gamma:g}, generator trained in "
+                             f"the simulator, {config.airl.iterations} iterations; epic_expected/pearson_expected: "
+                             f"vs E[utility|s,a] on {config.airl_probe_users} held-out demonstrator users"})
         learned["airl"] = airl.reward
 
     if "retrain" in config.methods:
@@ -345,7 +374,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """Plain-text tables of the result rows: reward recovery, then retraining (if run)."""
     recovery = [r for r in rows if not r["method"].startswith("retrain/")]
     retrain = [r for r in rows if r["method"].startswith("retrain/")]
-    text = _table(recovery, ["method", "pearson", "spearman", "epic_to_reference", "preference_accuracy", "seconds"])
+    text = _table(recovery, ["method", "pearson", "spearman", "epic_to_reference", "preference_accuracy",
+                             "epic_expected", "pearson_expected", "seconds"])
     if retrain:
         text += ("\n\nretrained on the relabelled logs; true return = true utility per session; ratio and diff "
                  "(with its 95% interval) against retrain/true_utility\n" + _table(retrain, RETRAIN_COLUMNS, 13))

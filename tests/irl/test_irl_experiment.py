@@ -43,7 +43,8 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
         maxent=MaxEntConfig(iterations=60), preference_seeds=1,
         preference=PreferenceConfig(budget=60, queries_per_round=30), airl=AIRLConfig(
             iterations=2, users_per_iteration=32, reward_hidden=(16,), potential_hidden=(16,), policy_hidden=(16,)),
-        airl_transitions=1000, reference=ReferenceConfig(hidden=(32,), steps=100), heldout_pairs=300,
+        airl_transitions=1000, airl_probe_users=40, reference=ReferenceConfig(hidden=(32,), steps=100),
+        heldout_pairs=300,
         epic_transitions=64, epic_samples=32, log_dir=str(tmp_path),
         retrain=RetrainConfig(num_updates=20, algo_overrides={"vae_hidden": (16,), "actor_hidden": (16,),
                                                               "critic_hidden": (16,)},
@@ -56,6 +57,8 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
                        "retrain/behaviour"]
     for row in rows[:6]:
         assert -1.0 <= row["pearson"] <= 1.0 and np.isfinite(row["seconds"])
+    # AIRL is also scored against E[utility | s, a] of held-out demonstrator users
+    assert 0.0 <= rows[5]["epic_expected"] <= 1.0 and -1.0 <= rows[5]["pearson_expected"] <= 1.0
     retrained = {r["method"]: r for r in rows[6:]}
     assert retrained["retrain/true_utility"]["ratio"] == 1.0 and retrained["retrain/true_utility"]["diff"] == 0.0
     for row in retrained.values():
