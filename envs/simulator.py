@@ -100,6 +100,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from marl_rec.envs.config_checks import Range, check_fields
+
 #: The engagement behaviours: the reward components, in order (``info["components"]``).
 TASKS: tuple[str, ...] = ("click", "like", "share", "watch")
 NUM_TASKS = len(TASKS)
@@ -116,6 +118,27 @@ ACTION_DIM = len(ACTION_TASKS)
 #: the best constant gains more from the wider range than the production lookahead does —
 #: production 1.09x the best constant at base 100 vs 1.135x at base 10, 2,000 users, seed 123.)
 FUSION_WEIGHT_BASE = 10.0
+
+
+#: The ranges of SimulatorConfig's fields (their types are checked from the annotations, every
+#: float must be finite). Upper bounds on sizes keep a typo from allocating the machine away.
+SIMULATOR_RANGES: dict[str, Range] = {
+    "world_seed": Range(0, 2**63 - 1),
+    "num_topics": Range(1, 4096),  # the topic transition matrix is num_topics²
+    "topic_graph_neighbours": Range(1, 4096),
+    "items_per_topic": Range(1, None), "ads_per_topic": Range(1, None),  # and MAX_CATALOGUE in total
+    "num_candidates": Range(1, 10_000), "num_ad_candidates": Range(1, 10_000), "slate_size": Range(1, 10_000),
+    "max_requests": Range(1, 1_000_000),
+    "observed_candidates": Range(0, 10_000),
+    **{name: Range(0.0, 1.0) for name in ("topic_graph_rewire", "base_leave", "boredom_decay", "interest_drift")},
+    **{name: Range(0.0) for name in ("prediction_noise", "position_decay", "satisfaction_gain", "no_click_penalty",
+                                     "ad_satisfaction_cost", "satisfaction_decay", "boredom_gain",
+                                     "ad_revenue_scale", "satisfaction_signal_noise")},
+    "max_duration": Range(0.0, low_open=True),
+    "fusion_priors": Range(0.0, low_open=True),  # each β: log(p̂ + β) must stay finite
+}
+#: The most items (and ads) the world holds: num_topics × items_per_topic.
+MAX_CATALOGUE = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -170,26 +193,16 @@ class SimulatorConfig:
         return cls(**{"negative_utility_slope": 0.0, "observed_candidates": 0, **overrides})
 
     def __post_init__(self) -> None:
-        # Hydra / YAML hand over lists: store tuples so the config stays hashable and frozen
-        for name in ("fusion_priors", "reward_weights", "clickbait_sensitivity"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        positive = ("num_topics", "topic_graph_neighbours", "items_per_topic", "ads_per_topic",
-                    "num_candidates", "num_ad_candidates", "slate_size", "max_requests")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"SimulatorConfig.{name} must be >= 1, got {getattr(self, name)}")
-        unit = ("topic_graph_rewire", "base_leave", "boredom_decay", "interest_drift")
-        for name in unit:
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"SimulatorConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        non_negative = ("prediction_noise", "position_decay", "satisfaction_gain", "no_click_penalty",
-                        "ad_satisfaction_cost", "satisfaction_decay", "boredom_gain",
-                        "ad_revenue_scale", "satisfaction_signal_noise")
-        for name in non_negative:
-            if not getattr(self, name) >= 0.0:
-                raise ValueError(f"SimulatorConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.max_duration > 0.0:
-            raise ValueError(f"SimulatorConfig.max_duration must be > 0, got {self.max_duration}")
+        # every field: its annotated type (Hydra / YAML lists become tuples, so the config stays
+        # hashable and frozen), finite, and in its range of SIMULATOR_RANGES (a new field is
+        # covered by its type; give it a range there)
+        check_fields(self, SIMULATOR_RANGES)
+        for items, per_item in (("items_per_topic", "item"), ("ads_per_topic", "ad")):
+            total = self.num_topics * getattr(self, items)
+            if total > MAX_CATALOGUE:
+                raise ValueError(f"SimulatorConfig: num_topics × {items} = {total:,} {per_item}s exceeds the "
+                                 f"catalogue limit of {MAX_CATALOGUE:,} (the world keeps several float64 "
+                                 f"arrays per {per_item} in memory)")
         sensitivity = self.clickbait_sensitivity
         if len(sensitivity) != 2 or not 0.0 <= sensitivity[0] <= sensitivity[1]:
             raise ValueError("SimulatorConfig.clickbait_sensitivity must be a range (low, high) with "
@@ -208,8 +221,6 @@ class SimulatorConfig:
         if not 0 <= self.observed_candidates <= self.num_candidates:
             raise ValueError(f"SimulatorConfig.observed_candidates must be in 0..num_candidates "
                              f"({self.num_candidates}), got {self.observed_candidates}")
-        if any(b <= 0 for b in self.fusion_priors):
-            raise ValueError(f"SimulatorConfig.fusion_priors must be > 0, got {self.fusion_priors}")
 
     @property
     def obs_dim(self) -> int:

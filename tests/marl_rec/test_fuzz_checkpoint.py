@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 import torch
+from fuzzing import FUZZ, assert_refused, outcome
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from trainer_worker import make_algorithm, synthetic_dataset
 
-from fuzzing import FUZZ, assert_refused, outcome
 from marl_rec.checkpoint import load_checkpoint
 from marl_rec.trainer import Trainer, TrainerConfig
-from trainer_worker import make_algorithm, synthetic_dataset
 
 torch.set_num_threads(1)
 CONFIG = TrainerConfig(num_updates=2, batch_size=8, eval_every=0, checkpoint_every=2, log_every=1, progress=False)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzzing import FUZZ, assert_refused, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import FUZZ, assert_refused, outcome
 from marl_rec.data import LoggedSessionSchema, OfflineDataset, from_logged_sessions
 
 SCHEMA = LoggedSessionSchema(state_prefix="s_", action_prefix="a", reward_column="r", component_columns=("click",),
@@ -142,7 +142,7 @@ def test_truncated_or_garbled_files_load_or_are_refused(tmp_path: Path, cut: int
 
 
 pa = pytest.importorskip("pyarrow")
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow.parquet as pq
 
 arrow_columns = st.sampled_from([
     lambda n: pa.array(["x"] * n), lambda n: pa.array([None] * n, type=pa.float64()),

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzzing import FUZZ, assert_refused, outcome
 from hypothesis import assume, given
 from hypothesis import strategies as st
-
-from fuzzing import FUZZ, assert_refused, outcome
-from marl_rec.data import OfflineDataset
 from offline_data import make_dataset
+
+from marl_rec.data import OfflineDataset
 
 TOP_LEVEL = ["format", "format_version", "num_transitions", "num_episodes", "action_spec", "component_names",
              "metadata", "columns"]

@@ -56,8 +56,8 @@ def test_big_endian_columns_load_as_native_and_train(saved: Path) -> None:
         big = array.astype(array.dtype.newbyteorder(">"))
         file = saved / f"{name}.npy"
         np.save(file, big)
-        _edit_metadata(saved, lambda meta: meta["columns"][name].update(
-            dtype=big.dtype.str, sha256=hashlib.sha256(file.read_bytes()).hexdigest()))
+        entry = {"dtype": big.dtype.str, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+        _edit_metadata(saved, lambda meta, name=name, entry=entry: meta["columns"][name].update(entry))
     for mmap in (False, True):
         loaded = OfflineDataset.load(saved, mmap=mmap)
         assert loaded.observations.dtype.isnative and loaded.rewards.dtype.isnative

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzzing import FUZZ, assert_refused, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import FUZZ, assert_refused, outcome
 from marl_rec.ope import BanditSchema, load_bandit_log
 
 SCHEMA = BanditSchema(context_columns=("x0", "x1"), position_column="position")
@@ -104,7 +104,7 @@ def test_truncated_or_garbled_files_load_or_are_refused(tmp_path: Path, cut: int
 
 
 pa = pytest.importorskip("pyarrow")
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow.parquet as pq
 
 
 @FUZZ
