@@ -16,6 +16,7 @@ class OfflineAlgorithm(ABC):
     """update(batch) -> metrics; act(obs) -> actions; q_value(obs, action) -> Q estimates."""
 
     name: str = "base"
+    action_kind: str = "continuous"  # the ActionSpec.kind it learns on ("continuous" or "discrete")
 
     def __init__(self, obs_dim: int, action_spec: ActionSpec, config: Any, seed: int = 0) -> None:
         self.obs_dim, self.action_spec, self.config = obs_dim, action_spec, config

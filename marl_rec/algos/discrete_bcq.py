@@ -40,6 +40,8 @@ class DiscreteQAlgorithm(TorchAlgorithm):
     on tensors; ``act(deterministic=False)`` is ε-greedy with ``config.exploration_epsilon``
     (drawn from ``self.generator``). ``_q_values(obs) -> (B, N)`` is each algorithm's estimate."""
 
+    action_kind = "discrete"
+
     def _require_discrete(self) -> int:
         if not self.action_spec.discrete:
             raise ValueError(f"{type(self).__name__} needs a discrete action space, got {self.action_spec}")

@@ -1,18 +1,22 @@
-"""CQL (fixed α and Lagrangian) and UWAC: configs, checkpoints, determinism, learning."""
+"""CQL (fixed α and Lagrangian) and UWAC: configs, penalties and weights, learning (save/load and
+determinism: the registry contract, tests/marl_rec/algos/test_contract.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from algorithm_contract import build as contract_build
+from algorithm_contract import check_determinism, check_round_trip, spec_of
 
 from marl_rec.contracts import ActionSpec, Batch
-from marl_rec.algos.bcq import BCQ, BCQConfig
+from marl_rec.algos.bcq import BCQConfig
 from marl_rec.algos.cql import CQL, CQLConfig
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.algos.uwac import UWAC, UWACConfig
 
 torch.set_num_threads(1)
+CONTRACT_SPEC = spec_of("cql")
 
 OBS_DIM, SPEC = 33, ActionSpec("continuous", dim=4)
 TINY = {"cql": dict(actor_hidden=(32, 32), critic_hidden=(32, 32), num_sampled_actions=4, tau=0.005),
@@ -67,49 +71,11 @@ def test_wrong_action_space_or_config_type():
 
 
 # ------------------------------------------------------------------------- behaviour
-@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
-def test_save_load_round_trip(variant, tmp_path):
-    algo = make(variant, seed=1)
-    for i in range(5):
-        algo.update(random_batch(i))
-    path = tmp_path / "algo.pt"
-    torch.save(algo.state_dict(), path)
-    clone = make(variant, seed=99)
-    clone.load_state_dict(torch.load(path, weights_only=True))
-    obs = np.random.default_rng(0).random((16, OBS_DIM), dtype=np.float32)
-    assert np.array_equal(algo.act(obs), clone.act(obs))
-    assert np.array_equal(algo.act(obs, deterministic=False), clone.act(obs, deterministic=False))
-    assert np.array_equal(algo.q_value(obs, algo.act(obs)), clone.q_value(obs, clone.act(obs)))
-    # training continues identically: same generator state, optimiser moments, temperatures
-    assert algo.update(random_batch(7)) == clone.update(random_batch(7))
-
-
-@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
-def test_checkpoint_from_other_algorithm_or_size_is_rejected(variant):
-    algo = make(variant)
-    with pytest.raises(ValueError, match="critic_hidden"):
-        algo.load_state_dict(make(variant, critic_hidden=(64, 64)).state_dict())
-    other = BCQ(OBS_DIM, SPEC, BCQConfig.rec()) if variant == "uwac" else make("uwac")
-    with pytest.raises(ValueError, match="algorithm"):
-        algo.load_state_dict(other.state_dict())
-
-
-@pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])
-def test_all_randomness_from_the_algorithm_generator(variant):
-    """Same seed -> identical updates and actions, and updating or acting never touches the
-    global torch RNG (sampled actions, proposals and UWAC's dropout masks all come from
-    ``self.generator``; only building nn.Linear layers draws from it, before re-seeding)."""
-    torch.manual_seed(123)
-    expected_global = torch.rand(3)
-    runs = []
-    for _ in range(2):
-        algo = make(variant, seed=5)
-        torch.manual_seed(123)
-        metrics = [algo.update(random_batch(i)) for i in range(3)]
-        obs = np.random.default_rng(1).random((4, OBS_DIM), dtype=np.float32)
-        runs.append((metrics, algo.act(obs, deterministic=False)))
-        assert torch.equal(torch.rand(3), expected_global)
-    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+def test_lagrange_variant_keeps_the_algorithm_contract():
+    """CQL and UWAC keep the contract by being registered (tests/marl_rec/algos/test_contract.py);
+    the Lagrangian α, a config variant, adds state (log α' and its optimiser): same checks."""
+    check_round_trip(lambda seed: contract_build("cql", seed, lagrange=True), CONTRACT_SPEC)
+    check_determinism(lambda seed: contract_build("cql", seed, lagrange=True), CONTRACT_SPEC)
 
 
 @pytest.mark.parametrize("variant", ["cql", "cql_lagrange", "uwac"])

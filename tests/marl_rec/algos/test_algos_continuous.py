@@ -1,4 +1,4 @@
-"""BC, DDPG, TD3, BCQ: configs, save/load, learning on a fixed batch, registry, and the
+"""BC, DDPG, TD3, BCQ: configs, loading checks, learning on a fixed batch, registry, and the
 offline-RL claims on a noisy-expert dataset from the simulator."""
 
 from __future__ import annotations
@@ -51,51 +51,8 @@ def parameters(algo) -> list[torch.Tensor]:
 
 
 # ------------------------------------------------------------------ save / load
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_save_load_round_trip_gives_identical_actions_and_training(name):
-    algo, batch = small(name, seed=1), random_batch()
-    for _ in range(5):
-        algo.update(batch)
-    clone = small(name, seed=123)  # another seed: everything must come from the state dict
-    clone.load_state_dict(round_trip(algo.state_dict()))
-    obs = np.random.default_rng(0).random((16, OBS_DIM), dtype=np.float32)
-    assert np.array_equal(algo.act(obs), clone.act(obs))
-    assert np.array_equal(algo.act(obs, deterministic=False), clone.act(obs, deterministic=False))
-    actions = algo.act(obs)
-    assert np.array_equal(algo.q_value(obs, actions), clone.q_value(obs, actions))
-    # the optimiser, update counter and generator came along: training continues identically
-    assert algo.update(batch) == clone.update(batch)
-    assert all(torch.equal(a, b) for a, b in zip(parameters(algo), parameters(clone)))
-    assert algo.num_updates == clone.num_updates == 6
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_networks_and_updates_other_seed_differs(name):
-    a, b, c = small(name, seed=7), small(name, seed=7), small(name, seed=8)
-    batch = random_batch()
-    for _ in range(3):
-        assert a.update(batch) == b.update(batch)
-        c.update(batch)
-    assert all(torch.equal(x, y) for x, y in zip(parameters(a), parameters(b)))
-    assert not all(torch.equal(x, y) for x, y in zip(parameters(a), parameters(c)))
-
-
-def test_load_rejects_another_algorithm():
-    td3, ddpg = small("td3"), small("ddpg")
-    with pytest.raises(ValueError, match="from algorithm 'td3'.*into 'ddpg'"):
-        ddpg.load_state_dict(round_trip(td3.state_dict()))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_load_rejects_a_different_network_size(name):
-    algo = small(name)
-    bigger = small(name, critic_hidden=(48, 32))
-    before = parameters(bigger)
-    with pytest.raises(ValueError, match=r"critic_hidden: checkpoint \(32, 32\) vs this \(48, 32\)"):
-        bigger.load_state_dict(round_trip(algo.state_dict()))
-    assert all(torch.equal(x, y) for x, y in zip(before, parameters(bigger)))  # nothing changed
+# (round trip, determinism, shapes, other sizes and algorithms: the registry contract,
+# tests/marl_rec/algos/test_contract.py)
 
 
 def test_load_rejects_other_spaces_and_garbage():
@@ -158,20 +115,6 @@ def test_bcq_greedy_action_does_not_depend_on_the_batch():
 
 
 # ------------------------------------------------------------------ interface details
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_act_and_q_value_shapes_and_errors(name):
-    algo = small(name)
-    obs = np.zeros((5, OBS_DIM), np.float32)
-    assert algo.act(obs).shape == (5, 4) and algo.act(obs).dtype == np.float32
-    assert algo.act(obs[0]).shape == (4,)
-    assert algo.q_value(obs, algo.act(obs)).shape == (5,)
-    assert np.ndim(algo.q_value(obs[0], algo.act(obs[0]))) == 0
-    with pytest.raises(ValueError, match=r"obs must have shape \(B, 33\)"):
-        algo.act(np.zeros((5, 7)))
-    with pytest.raises(ValueError, match=r"action must have shape \(5, 4\)"):
-        algo.q_value(obs, np.zeros((5, 3)))
 
 
 @pytest.mark.parametrize("cls", [BC, DDPG, TD3, BCQ])
@@ -262,7 +205,7 @@ def test_registry_builds_every_algorithm_with_presets_and_overrides():
 # latent user state and every candidate's true response probabilities, which no learner that
 # sees only the observation has. Its actions are then confounded with hidden information:
 # BC of it earns ~112 against its ~124, and BCQ, which picks among the logged actions by a
-# Q learned from them, earns less than random (see marl_rec.algos.registry, "Learning tests").
+# Q learned from them, earns less than random (bench/results/README.md, "Algorithm presets").
 
 EVAL_USERS, EVAL_SEED = 2000, 11
 BCQ_UPDATES, TD3_UPDATES = 1500, 2000
