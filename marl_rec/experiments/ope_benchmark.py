@@ -5,7 +5,9 @@ policies of ``cfg.ope.targets`` (clearly different in quality), estimates each w
 estimator of ``cfg.ope.estimators`` from the logs alone, measures each policy's true value with a simulated A/B
 test, and reports per estimator: median absolute and relative error, Spearman rank
 correlation with the truth, regret@1, the share of policies it underestimates (a lower
-bound should be near 1) and its interval coverage.
+bound should be near 1), the share it underestimates while staying clear of the a-priori
+floor (an estimate collapsed to the floor is "below the truth" without information) and its
+interval coverage (the share of policies whose true value lies inside the 95% interval).
 
 Target policies act on the observation only (OPE evaluates π(s') on logged states, so a
 policy that reads the simulator's latent state — like the heuristic expert — cannot be a
@@ -30,6 +32,7 @@ from marl_rec.data.dataset import TensorSampler
 from marl_rec.experiments.common import load_dataset, simulator_factory
 from marl_rec.files import save_figure, write_json
 from marl_rec.ope import OPEContext, evaluate_policies, simulated_ab_test, summarize, true_values
+from marl_rec.ope.fqe import value_floor
 
 
 class ConstantActor:
@@ -85,7 +88,8 @@ def build_policies(cfg: DictConfig, dataset: Any) -> dict[str, Any]:
 def markdown(summary: list[dict[str, Any]]) -> str:
     columns = [("estimator", "estimator"), ("spearman", "Spearman"), ("median_rel_error", "median rel. error"),
                ("median_abs_error", "median abs. error"), ("regret@1", "regret@1"),
-               ("fraction_below_truth", "share below truth"), ("ci_coverage", "CI coverage"),
+               ("fraction_below_truth", "share below truth"),
+               ("fraction_below_truth_off_floor", "below truth, off the floor"), ("ci_coverage", "CI coverage"),
                ("seconds", "seconds")]
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     for row in summary:
@@ -113,7 +117,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     estimators = {name: instantiate(node) for name, node in cfg.ope.estimators.items()}
     context = OPEContext(dataset, gamma=gamma)
     rows = evaluate_policies(context, policies, estimators, truth=truth)
-    summary = summarize(rows)
+    summary = summarize(rows, floor=value_floor(dataset, gamma))
     table = markdown(summary)
     truth_lines = "\n".join(f"| {name} | {arm.discounted.value:.1f} ± {(arm.discounted.ci_high - arm.discounted.value):.1f} |"
                             for name, arm in arms.items())

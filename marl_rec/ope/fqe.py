@@ -167,6 +167,13 @@ def _expected_q(critic: CriticEnsemble, obs: torch.Tensor, table: torch.Tensor, 
     return q.view(-1, m, b).mean(1)
 
 
+def value_floor(dataset: OfflineDataset, gamma: float) -> float:
+    """A value no policy can fall below: the smallest logged reward (or 0) at every step, over
+    1 / (1 - γ) steps (the longest logged episode when γ = 1)."""
+    horizon = 1.0 / (1.0 - gamma) if gamma < 1 else float(np.diff(dataset.episode_bounds(), axis=1).max())
+    return min(0.0, float(np.min(dataset.rewards))) * horizon
+
+
 def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfig | None = None) -> FittedQ:
     """Train FQE (conservative if ``config.conservative_weight`` > 0) for ``policy`` on ``dataset``."""
     config = config or FQEConfig()
@@ -183,10 +190,7 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
     actions = tensor(dataset.actions, torch.long if spec.discrete else torch.float32)
     # Q is learned in units of the typical return, so its size (and α's meaning) is scale-free
     scale = config.value_scale or float(np.mean(np.abs(dataset.episode_returns(gamma)))) or 1.0
-    # a value no policy can fall below: the smallest logged reward at every step (or 0)
-    worst = min(0.0, float(np.min(dataset.rewards)))
-    horizon = 1.0 / (1.0 - gamma) if gamma < 1 else float(np.diff(dataset.episode_bounds(), axis=1).max())
-    floor = worst * horizon / scale
+    floor = value_floor(dataset, gamma) / scale
     alpha = config.conservative_weight * (float(np.mean(np.abs(dataset.rewards))) or 1.0) / scale
     rewards = tensor(dataset.rewards / scale)
     ends = dataset.terminals | (dataset.truncations & (not config.bootstrap_truncated))
@@ -281,4 +285,4 @@ class FQEEstimator:
         return f"FQEEstimator({self.config})"
 
 
-__all__ = ["FQEConfig", "FittedQ", "fit_fqe", "fqe_estimate", "FQEEstimator"]
+__all__ = ["FQEConfig", "FittedQ", "fit_fqe", "fqe_estimate", "FQEEstimator", "value_floor"]

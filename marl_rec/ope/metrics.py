@@ -102,10 +102,17 @@ def evaluate_policies(dataset: OfflineDataset | OPEContext, policies: Mapping[st
     return rows
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], k: int = 1) -> list[dict[str, Any]]:
+def summarize(rows: Sequence[Mapping[str, Any]], k: int = 1, floor: float | None = None) -> list[dict[str, Any]]:
     """One row per estimator from an :func:`evaluate_policies` table that has ``truth``:
     Spearman correlation, regret@k, median/mean relative and absolute errors, the fraction of
-    policies it underestimates (a lower bound should be near 1) and its CI coverage."""
+    policies it underestimates (a lower bound should be near 1) and its CI coverage.
+
+    With ``floor`` (the a-priori lowest value, ``min(0, r_min) / (1 - γ)``) also
+    ``fraction_below_truth_off_floor``: the share of policies it puts below the truth *and*
+    clear of the floor (above floor + 1% of truth − floor). An estimate at the floor (an
+    importance-sampling estimate whose weights all vanished, a conservative estimate pushed
+    all the way down) is below the truth without saying anything; a useful lower bound
+    scores near 1 here, not only in ``fraction_below_truth``."""
     out = []
     for name in dict.fromkeys(row["estimator"] for row in rows):
         mine = [row for row in rows if row["estimator"] == name]
@@ -124,6 +131,9 @@ def summarize(rows: Sequence[Mapping[str, Any]], k: int = 1) -> list[dict[str, A
             "ci_coverage": float(np.mean([row["covered"] for row in mine])),
             "seconds": float(sum(row["seconds"] for row in mine)),
         })
+        if floor is not None:
+            out[-1]["fraction_below_truth_off_floor"] = float(np.mean(
+                [floor + 0.01 * (row["truth"] - floor) < row["value"] < row["truth"] for row in mine]))
     return out
 
 

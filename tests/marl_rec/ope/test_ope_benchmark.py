@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from marl_rec.experiments.common import load_dataset
 from marl_rec.experiments.ope_benchmark import run
 from hydra_config import compose_config
 
@@ -27,6 +28,7 @@ def test_ope_benchmark_tiny_run(tmp_path: Path) -> None:
                           "ope.targets.algorithms=[td3,bcq]", "ope.targets.checkpoint_steps=[5,20]",
                           "evaluation.ab_users_per_group=64", *ESTIMATOR_UPDATES])
     out = run(cfg, tmp_path)
+    dataset, _ = load_dataset(cfg)  # the run's logs, from the cache it wrote
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     rows = json.loads((tmp_path / "ope_rows.json").read_text())
@@ -42,11 +44,19 @@ def test_ope_benchmark_tiny_run(tmp_path: Path) -> None:
         summary = next(s for s in metrics["summary"] if s["estimator"] == name)
         values = np.array([row["value"] for row in mine])
         truths = np.array([row["truth"] for row in mine])
-        if np.isfinite(values).all() and np.ptp(values) > 0:
+        assert np.isfinite(values).all(), (name, values)
+        if np.ptp(values) > 0:
             assert np.isclose(summary["spearman"], spearmanr(values, truths).statistic)
+        else:  # a constant estimate ranks nothing
+            assert np.isnan(summary["spearman"])
         rel = np.abs(values - truths) / np.abs(truths)
         assert np.isclose(summary["median_rel_error"], np.median(rel), equal_nan=True)
         assert np.isclose(summary["fraction_below_truth"], np.mean(values < truths))
+        floor = min(0.0, float(dataset.rewards.min())) / (1 - cfg.evaluation.gamma)
+        off_floor = (values < truths) & (values > floor + 0.01 * (truths - floor))
+        assert np.isclose(summary["fraction_below_truth_off_floor"], np.mean(off_floor))
+        covered = [row["ci_low"] <= row["truth"] <= row["ci_high"] for row in mine]
+        assert np.isclose(summary["ci_coverage"], np.mean(covered))
     # the true values separate the policies (the benchmark needs clearly different quality)
     assert np.ptp(list(metrics["truth"].values())) > 5.0
     text = (tmp_path / "ope_benchmark.md").read_text()
