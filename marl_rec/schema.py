@@ -4,10 +4,11 @@ generated from the dataclass that owns the settings, so that no YAML or schema r
 - ``algo``: every algorithm gets a schema from its config dataclass: the same fields, each
   ``Optional`` with default ``None`` (= "take the value of the chosen ``preset``"), plus
   ``name`` and ``preset``. The YAML ``conf/algo/<name>.yaml`` starts its defaults list with
-  ``base_<name>`` (a different name from the YAML, as Hydra 1.3 requires).
+  ``/schema/algo/base_<name>@_here_`` (stored in the group ``schema/algo``, not ``algo``, so
+  that ``base_*`` is no ``algo=`` choice; a different name from the YAML, as Hydra 1.3 requires).
 - ``train``: the fields of :class:`marl_rec.trainer.TrainerConfig` with its defaults, less
   ``batch_size`` (the algorithm config owns it), ``seed``, ``progress`` and ``device`` (run-level keys).
-- ``env=fusion``: ``base_fusion``, whose ``config`` node has every field of the simulator's
+- ``env=fusion``: ``/schema/env/base_fusion``, whose ``config`` node has every field of the simulator's
   ``SimulatorConfig`` with its default (looked up by name: the core does not import ``envs``),
   so ``conf/env/fusion.yaml`` lists none of them.
 
@@ -146,6 +147,7 @@ def algorithm_overrides(algo_cfg: Any) -> dict[str, Any]:
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="marl_rec_schema", node=RunSchema)
-    cs.store(group="env", name="base_fusion", node=fusion_env_schema())
+    # in their own groups (schema/...), so that they are not offered as env= / algo= choices
+    cs.store(group="schema/env", name="base_fusion", node=fusion_env_schema())
     for name, (_, config_cls) in ALGORITHMS.items():
-        cs.store(group="algo", name=f"base_{name}", node=algorithm_schema(name, config_cls))
+        cs.store(group="schema/algo", name=f"base_{name}", node=algorithm_schema(name, config_cls))

@@ -173,3 +173,13 @@ def test_dataset_cache_is_keyed_by_config_content(tmp_path: Path) -> None:
     assert changed != config_hash(spec)
     _, other_path, reused_other = cached_dataset(tmp_path, "random", changed, build)
     assert not reused_other and other_path != path and len(builds) == 2
+
+
+def test_help_names_the_app_and_offers_no_schema_bases(tmp_path: Path) -> None:
+    result = run_cli(["--help"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("marl-rec is powered by Hydra")
+    group_section = result.stdout.split("== Config ==")[0]
+    groups = dict(line.split(": ", 1) for line in group_section.splitlines() if line.split(":")[0] in ("algo", "env"))
+    assert set(groups["algo"].split(", ")) == set(ALGOS)  # no base_* schema entries
+    assert "base_" not in groups["env"] and "fusion" in groups["env"]
