@@ -39,9 +39,11 @@ bench: $(STAMP)
 # The RL libraries users train our environments with (SB3, Tianshou, RLlib; only in
 # .venv-clients): a few thousand steps of each on each environment, and how each client books
 # the agents' rewards; fails if any client errors. bench/clients/train_clients.py says what runs.
+# The same venv holds the three launcher extras: each runs a 2-job sweep (a skip fails).
 clients: $(STAMP)
 	bash bench/clients/setup_clients_venv.sh
 	.venv-clients/bin/python bench/clients/train_clients.py --out bench/results/clients.json
+	.venv-clients/bin/python -m pytest -q -p no:cacheprovider --fail-on-skip tests/marl_rec/test_launchers.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build .venv-clients: the project (editable) plus the RL libraries users train our
-# environments with -- Stable-Baselines3, Tianshou and RLlib -- beside the same torch 2.13.0
-# CPU wheel as .venv. The clients never go into the project's own .venv.
+# Build .venv-clients: the project (editable, with its three Hydra launcher extras) plus the RL
+# libraries users train our environments with -- Stable-Baselines3, Tianshou and RLlib -- beside
+# the same torch 2.13.0 CPU wheel as .venv. The clients never go into the project's own .venv.
 #
 #   bench/clients/setup_clients_venv.sh          # idempotent: does nothing when up to date
 #   VENV_CLIENTS=/path bench/clients/setup_clients_venv.sh
@@ -25,7 +25,7 @@ fi
 test -x "$PY" || python3 -m venv "$VENV_CLIENTS"
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q -c constraints-dev.txt "torch==$TORCH_VERSION"
-"$PY" -m pip install -q -c constraints-dev.txt "${CLIENTS[@]}" -e .
+"$PY" -m pip install -q -c constraints-dev.txt "${CLIENTS[@]}" -e '.[joblib,submitit,ray]' pytest hypothesis
 "$PY" -m pip check
 
 versions="$("$PY" - <<PYEOF
