@@ -24,7 +24,9 @@ from typing import Any, Callable
 
 import gymnasium
 import numpy as np
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv
 from marl_rec.envs.simulator import ACTION_DIM, ACTION_TASKS, FUSION_WEIGHT_BASE, SimulatorConfig
@@ -189,5 +191,15 @@ def parallel_env(**kwargs: Any) -> DiscretePresetEnv:
     return DiscretePresetEnv(**kwargs)
 
 
+def raw_env(**kwargs: Any) -> AECEnv:
+    """The AEC form, unwrapped (``parallel_to_aec_wrapper``)."""
+    return parallel_to_aec_wrapper(DiscretePresetEnv(**kwargs))
+
+
+def env(**kwargs: Any) -> AECEnv:
+    """The AEC form inside PettingZoo's ``OrderEnforcingWrapper``."""
+    return OrderEnforcingWrapper(raw_env(**kwargs))
+
+
 __all__ = ["default_preset_actions", "FusionPresets", "EpsilonGreedyPresets", "PresetPolicyOutput",
-           "DiscretePresetEnv", "parallel_env"]
+           "DiscretePresetEnv", "parallel_env", "raw_env", "env"]

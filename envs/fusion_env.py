@@ -33,8 +33,9 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from pettingzoo import ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
 from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
@@ -151,12 +152,15 @@ def parallel_env(**kwargs: Any) -> FusionRankingEnv:
     return FusionRankingEnv(**kwargs)
 
 
-def env(**kwargs: Any):
-    """The AEC form (through ``parallel_to_aec``), for AEC clients."""
-    return parallel_to_aec(FusionRankingEnv(**kwargs))
+def raw_env(**kwargs: Any) -> AECEnv:
+    """The AEC form, unwrapped: PettingZoo's ``parallel_to_aec_wrapper`` of the Parallel env."""
+    return parallel_to_aec_wrapper(FusionRankingEnv(**kwargs))
 
 
-raw_env = env
+def env(**kwargs: Any) -> AECEnv:
+    """The AEC form inside PettingZoo's ``OrderEnforcingWrapper`` (the registered AEC form; what
+    ``parallel_to_aec`` gives)."""
+    return OrderEnforcingWrapper(raw_env(**kwargs))
 
 
 class FusionRankingGymEnv(gymnasium.Env):

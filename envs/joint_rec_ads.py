@@ -1,7 +1,7 @@
 """``JointRecAdsEnv``: a recommender and an advertiser acting on the same feed request.
 
-A thin B = 1 adapter over :class:`marl_rec.envs.simulator.UserSimulator` (PettingZoo Parallel; the
-AEC form is ``parallel_to_aec`` of it). One episode is one session of one simulated user.
+A thin B = 1 adapter over :class:`marl_rec.envs.simulator.UserSimulator` (PettingZoo Parallel,
+``parallel_env``; the AEC form ``raw_env``, and ``env`` with PettingZoo's order enforcing). One episode is one session of one simulated user.
 On every request both agents act at once:
 
 ``"recommender"``
@@ -52,8 +52,9 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from pettingzoo import ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from marl_rec.envs.fusion_env import make_spaces, validate_action
 from marl_rec.envs.hierarchical import split_overrides
@@ -273,12 +274,15 @@ def parallel_env(**kwargs: Any) -> JointRecAdsEnv:
     return JointRecAdsEnv(**kwargs)
 
 
-def env(**kwargs: Any):
-    """The AEC form (through ``parallel_to_aec``), for AEC clients."""
-    return parallel_to_aec(JointRecAdsEnv(**kwargs))
+def raw_env(**kwargs: Any) -> AECEnv:
+    """The AEC form, unwrapped: PettingZoo's ``parallel_to_aec_wrapper`` of the Parallel env."""
+    return parallel_to_aec_wrapper(JointRecAdsEnv(**kwargs))
 
 
-raw_env = env
+def env(**kwargs: Any) -> AECEnv:
+    """The AEC form inside PettingZoo's ``OrderEnforcingWrapper`` (the registered AEC form; what
+    ``parallel_to_aec`` gives)."""
+    return OrderEnforcingWrapper(raw_env(**kwargs))
 
 __all__ = ["JointRecAdsEnv", "JointRecAdsConfig", "ad_allowed", "validate_ad_action", "AD_FEATURES",
            "RECOMMENDER", "ADVERTISER", "MODES", "parallel_env", "env", "raw_env"]
