@@ -12,9 +12,9 @@ import torch
 
 from marl_rec.agents.ctde import CentralisedConfig, CentralisedLearner
 from marl_rec.agents.independent import IndependentLearners, LearnerSpec, masked_act
-from marl_rec.agents.multiagent_data import JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint, relabel
+from marl_rec.agents.multiagent_data import RandomAdPolicy, collect_joint, evaluate_joint, relabel
 from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
-from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig
+from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsBatch, JointRecAdsConfig
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.contracts import ActionSpec
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
@@ -200,3 +200,22 @@ def test_centralised_learner_beats_the_behaviour_pair_on_the_team_objective():
     behaved = evaluate_joint(env, behaviour(np.random.default_rng(3)), 1500, seed=7).summary(4.0)
     margin = 2.0 * np.hypot(learned["team_return_se"], behaved["team_return_se"])
     assert learned["team_return"] > behaved["team_return"] + margin, (learned, behaved)
+
+
+def test_default_discrete_action_is_left_only_where_every_critic_agrees():
+    specs = {RECOMMENDER: ActionSpec("continuous", dim=4), ADVERTISER: ActionSpec("discrete", num_actions=3)}
+    dims = {RECOMMENDER: 5, ADVERTISER: 5}
+    q = torch.tensor([[[10.0, 10.5, 9.0], [10.0, 11.0, 12.0], [10.0, 9.0, 9.5]],     # critic 1
+                      [[20.0, 19.8, 18.0], [20.0, 21.5, 20.8], [20.0, 21.0, 18.0]]])  # critic 2 (E, B, N)
+    allowed = torch.tensor([[True, True, True], [True, True, True], [False, True, True]])
+    plain = CentralisedLearner(5, dims, specs, TINY)
+    # argmax of min_i Q_i: the second critic's offset decides nothing here, the first critic's heads do
+    assert plain.discrete_choice(q, allowed).tolist() == [1, 2, 2]
+    default = CentralisedLearner(5, dims, specs, dataclasses.replace(TINY, default_discrete_action=0))
+    # row 0: the critics disagree on action 1 -> stay at 0; row 1: the worst case of 1 (+1) beats that of
+    # 2 (+0.8) although critic 1 prefers 2; row 2: the default is masked -> the plain rule among the allowed
+    assert default.discrete_choice(q, allowed).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="default_discrete_action"):
+        CentralisedLearner(5, dims, specs, dataclasses.replace(TINY, default_discrete_action=3))
+    with pytest.raises(ValueError, match="default_discrete_action"):
+        CentralisedConfig(default_discrete_action=-1)
