@@ -1,9 +1,14 @@
-"""What every experiment's ``run(cfg, run_dir)`` starts from: the run's simulator, its
-learner's spaces, its cached dataset and its :class:`TrainerConfig` (from ``cfg.train``)."""
+"""What every experiment's ``run(cfg, run_dir)`` starts from: the run's settings checked
+(:func:`validate_run`), its simulator, its learner's spaces, its cached dataset and its
+:class:`TrainerConfig` (from ``cfg.train``)."""
 
 from __future__ import annotations
 
+import math
+import re
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,3 +78,76 @@ def trainer_config(cfg: DictConfig, seed: int | None = None, num_updates: int | 
         train["num_updates"] = int(num_updates)
     return TrainerConfig(**train, seed=int(cfg.seed if seed is None else seed), progress=bool(cfg.progress),
                          device=str(cfg.device))
+
+
+def check_cache_dir(cache_dir: Any) -> Path:
+    """``cache_dir`` created if missing and checked writable (a file is created and removed in
+    it), so an unusable cache fails the run before the data is logged, not when it is saved."""
+    path = Path(str(cache_dir))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(f"cache_dir={path}: not a writable folder ({error.strerror or error})") from error
+    return path
+
+
+def _setting(node: Any, prefix: str, key: str, kind: type, allowed: Any, why: str) -> Any:
+    """``node[key]`` of type ``kind`` (an int is a float; a bool is neither) satisfying
+    ``allowed(value)``; ValueError naming ``prefix.key`` and ``why`` otherwise."""
+    value = node.get(key)
+    numeric = kind in (int, float) and not isinstance(value, bool)
+    typed = (isinstance(value, int) if kind is int else isinstance(value, (int, float)) if kind is float
+             else isinstance(value, kind)) and (numeric or kind not in (int, float))
+    if not typed or (kind is float and not math.isfinite(value)) or not allowed(value):
+        raise ValueError(f"{prefix}.{key}={value!r}: must be {why}")
+    return value
+
+
+def _rename_fields(error: Exception, owner: str, prefix: str) -> str:
+    """An error message with ``Owner.field`` written as the config key ``prefix.field``."""
+    return re.sub(rf"\b{owner}\.", f"{prefix}.", str(error))
+
+
+def validate_run(cfg: DictConfig) -> TrainerConfig:
+    """Check every setting of an offline-training run before any work (logging data, training):
+    ``cache_dir`` (created, writable), the simulator config (``env.config``), ``data``, ``train``,
+    ``evaluation`` and the OPE estimators and behaviour policies it will build. Raises ValueError
+    (or TypeError) naming the config key; returns the run's :class:`TrainerConfig`."""
+    check_cache_dir(cfg.cache_dir)
+    try:
+        instantiate(cfg.simulator.config)  # SimulatorConfig checks each field's type, finiteness and range
+    except Exception as error:  # Hydra wraps the config's own error: report the field's key
+        cause = error.__cause__ or error
+        raise ValueError(_rename_fields(cause, "SimulatorConfig", "env.config")) from error
+
+    data = cfg.data
+    kind = data.get("kind")
+    if kind not in ("policy", "mixture", "online"):
+        raise ValueError(f"data.kind={kind!r}: must be 'policy', 'mixture' or 'online'")
+    if kind != "online" or data.get("collect_after") is not None:  # (an online buffer is what it is)
+        _setting(data, "data", "num_transitions", int, lambda v: v >= 1, "an integer >= 1")
+    if kind == "online":
+        _setting(data, "data", "online_steps", int, lambda v: v >= 1, "an integer >= 1")
+        _setting(data, "data", "exploration_sigma", float, lambda v: v >= 0, "a finite number >= 0")
+
+    evaluation = cfg.evaluation
+    _setting(evaluation, "evaluation", "num_users", int, lambda v: v >= 1, "an integer >= 1 (users of the learning curves)")
+    _setting(evaluation, "evaluation", "seed", int, lambda v: v >= 0, "an integer >= 0")
+    _setting(evaluation, "evaluation", "gamma", float, lambda v: 0.0 <= v <= 1.0, "a discount in [0, 1]")
+    _setting(evaluation, "evaluation", "ab_users_per_group", int, lambda v: v >= 2,
+             "an integer >= 2 (the A/B test's confidence interval needs two users per group)")
+    _setting(evaluation, "evaluation", "ope", bool, lambda v: True, "true or false")
+    try:
+        trainer = trainer_config(cfg)
+    except (TypeError, ValueError) as error:
+        raise type(error)(_rename_fields(error, "TrainerConfig", "train")) from error
+
+    if evaluation.ope and cfg.get("ope") is not None:
+        for name, node in cfg.ope.estimators.items():
+            try:
+                instantiate(node)
+            except Exception as error:
+                raise ValueError(f"ope.estimators.{name}: {error.__cause__ or error}") from error
+    return trainer

@@ -23,7 +23,7 @@ from marl_rec.algos.bcq_ee import BatchLoopConfig
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.batch_loop import run_batch_loop
 from marl_rec.data.dataset import OfflineDataset
-from marl_rec.experiments.common import flatten, learner_spaces, load_dataset, simulator_factory, trainer_config
+from marl_rec.experiments.common import flatten, learner_spaces, load_dataset, simulator_factory, validate_run
 from marl_rec.files import write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.schema import algorithm_overrides
@@ -41,18 +41,19 @@ def build_algorithm(cfg: DictConfig, obs_dim: int, action_spec: ActionSpec) -> t
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Log (or reuse) the dataset, train ``cfg.algo`` offline, estimate with OPE, A/B test."""
+    train_cfg = validate_run(cfg)  # every setting, before the data is logged or anything trains
     torch.set_num_threads(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))  # the entry point seeds the global stream (dropout)
     run_dir = Path(run_dir)
     factory = simulator_factory(cfg)
     obs_dim, action_spec = learner_spaces(factory())
     algorithm, loop = build_algorithm(cfg, obs_dim, action_spec)
-    dataset, data_info = load_dataset(cfg, learner=algorithm)
+    behaviour_arms(cfg)  # builds the behaviour policies the final A/B test runs: a bad node fails now
     gamma = float(cfg.evaluation.gamma)
     evaluator = SimulatorEvaluator(factory, int(cfg.evaluation.num_users), int(cfg.evaluation.seed), gamma)
+    dataset, data_info = load_dataset(cfg, learner=algorithm)
     hparams = flatten({"algo": OmegaConf.to_container(cfg.algo, resolve=True),
                        "data": {"name": cfg.data.name}, "seed": int(cfg.seed)})
-    train_cfg = trainer_config(cfg)
     status, history, loop_history = "completed", {}, []
     started = time.perf_counter()
     try:
