@@ -74,7 +74,7 @@ Observation (float32, every entry in [0, 1]; ``obs_dim`` = 2·T + 20 + 5·M, nam
     average of the clicked topics (T), moving averages of click / like / share / watch /
     negative-feedback rates (5), the last request's rates (5), the mean prediction of each
     task over the current candidates (5) — then this request's candidates: the top
-    M = ``observed_candidates`` candidates by p̂(click), best first, each with its five
+    M = min(``observed_candidates``, ``num_candidates``) candidates by p̂(click), best first, each with its five
     predictions (5·M; a fixed-size, order-canonical encoding any MLP client can read) —
     and five scalars, always last: the request index / ``max_requests``, the ad-load moving
     average, the session index / 10 (clipped), the session's engagement so far /
@@ -218,13 +218,17 @@ class SimulatorConfig:
         if len(self.fusion_priors) != NUM_PREDICTIONS:
             raise ValueError(f"SimulatorConfig.fusion_priors needs {NUM_PREDICTIONS} values (one per predicted "
                              f"task {PREDICTED_TASKS}), got {self.fusion_priors}")
-        if not 0 <= self.observed_candidates <= self.num_candidates:
-            raise ValueError(f"SimulatorConfig.observed_candidates must be in 0..num_candidates "
-                             f"({self.num_candidates}), got {self.observed_candidates}")
+        if self.observed_candidates < 0:
+            raise ValueError(f"SimulatorConfig.observed_candidates must be >= 0, got {self.observed_candidates}")
 
     @property
     def obs_dim(self) -> int:
-        return 2 * self.num_topics + 3 * NUM_PREDICTIONS + NUM_PREDICTIONS * self.observed_candidates + 5
+        return 2 * self.num_topics + 3 * NUM_PREDICTIONS + NUM_PREDICTIONS * self.num_observed_candidates + 5
+
+    @property
+    def num_observed_candidates(self) -> int:
+        """Candidates in the observation: ``observed_candidates``, at most ``num_candidates``."""
+        return min(self.observed_candidates, self.num_candidates)
 
     @property
     def summary_dim(self) -> int:
@@ -241,7 +245,7 @@ def observation_names(config: SimulatorConfig) -> list[str]:
     return ([f"profile_topic{i}" for i in range(t)] + [f"recent_topic{i}" for i in range(t)]
             + [f"ema_{k}" for k in PREDICTED_TASKS] + [f"last_{k}" for k in PREDICTED_TASKS]
             + [f"candidates_pred_{k}" for k in PREDICTED_TASKS]
-            + [f"candidate{j}_pred_{k}" for j in range(config.observed_candidates) for k in PREDICTED_TASKS]
+            + [f"candidate{j}_pred_{k}" for j in range(config.num_observed_candidates) for k in PREDICTED_TASKS]
             + ["request_fraction", "ad_load", "session_index", "session_engagement",
                "satisfaction_signal"])
 
@@ -414,6 +418,9 @@ class UserSimulator:
         self._click_examination = np.ones((c.slate_size, 3), dtype=np.float32)
         self._click_examination[:, 0] = self._examination  # p(click) is scaled by examination
         self._uniform_cdf = (0.3 / c.num_topics) * np.arange(1, c.num_topics + 1)
+        self._ad_topic = w.ad_topic
+        self._ad_logit_base = (-2.5 + 1.5 * w.ad_quality).astype(np.float32)  # + 0.8 relevance
+        self._inverse_max_bid = 1.0 / float(w.ad_bid.max())
 
     # ------------------------------------------------------------------ users
     def _sample_users(self, n: int) -> dict[str, np.ndarray]:
@@ -498,7 +505,9 @@ class UserSimulator:
         return {"items": np.zeros(shape, np.int64), "topics": np.zeros(shape, np.int64),
                 "logits": np.zeros(shape + (NUM_PREDICTIONS,), f32), "pred": np.zeros(shape + (NUM_PREDICTIONS,), f32),
                 "log_pred": np.zeros(shape + (NUM_PREDICTIONS,), f32), "utility": np.zeros(shape, f32),
-                "duration": np.zeros(shape, f32), "pred_mean": np.zeros((n, NUM_PREDICTIONS), f32)}
+                "duration": np.zeros(shape, f32), "pred_mean": np.zeros((n, NUM_PREDICTIONS), f32),
+                "ads": np.zeros((n, c.num_ad_candidates), np.int64),
+                "ad_logit": np.zeros((n, c.num_ad_candidates), f32), "ad_pred": np.zeros((n, c.num_ad_candidates), f32)}
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
         """A reusable work array (the leading rows of a buffer kept for the whole batch).
@@ -600,6 +609,19 @@ class UserSimulator:
         np.log(log_pred, out=log_pred)
         np.einsum("nck->nk", pred, out=out["pred_mean"])
         out["pred_mean"] *= np.float32(1.0 / k)
+        # the ad auction's retrieval: num_ad_candidates ads drawn uniformly, their true ad-click
+        # logits (-2.5 + 0.8 relevance + 1.5 ad quality) and the ad-click model's predictions
+        ads = out["ads"]
+        ads[...] = rng.integers(0, self.world.ad_topic.size, ads.shape)
+        ad_logit = out["ad_logit"]
+        table.take(np.add(self._ad_topic.take(ads), self._topic_offsets[:n], out=buf("ad_topic", ads.shape, np.int64)),
+                   out=ad_logit, mode="clip")
+        ad_logit *= np.float32(0.8)
+        ad_logit += self._ad_logit_base.take(ads)
+        ad_pred = standard_normal_f32(rng, out["ad_pred"])
+        ad_pred *= np.float32(c.prediction_noise)
+        ad_pred += ad_logit
+        _sigmoid(ad_pred, out=ad_pred)
         if index is not None:
             for key, value in out.items():
                 self._cand[key][index] = value
@@ -625,10 +647,13 @@ class UserSimulator:
             self._cand_true = true
         return self._cand_true
 
-    def _relevance(self, index: np.ndarray, topics: np.ndarray) -> np.ndarray:
-        """Relevance of ``topics`` (n, m) for the users in ``index``, net of boredom."""
-        table = self._relevance_table(index)
-        return table.take(topics + np.arange(0, table.size, table.shape[1])[:, None])
+    def ad_candidate_values(self) -> np.ndarray:
+        """(B, num_ad_candidates) float32 in [0, 1]: bid × p̂(ad click) of this request's ad
+        candidates — what the ad auction ranks by — best first, divided by the largest bid of
+        the inventory (the advertiser's observation of the ads it could serve)."""
+        value = self.world.ad_bid[self._cand["ads"]] * self._cand["ad_pred"]
+        value.sort(axis=1)
+        return (value[:, ::-1] * self._inverse_max_bid).astype(np.float32)
 
     # ---------------------------------------------------------------- ranking
     @staticmethod
@@ -876,6 +901,12 @@ class UserSimulator:
         pred[:, 3] *= duration
         cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
         cand["pred"], cand["duration"], cand["utility"] = pred[None], duration[None], utility[None]
+        ads = rng.integers(0, self.world.ad_topic.size, c.num_ad_candidates)
+        ad_logit = table[self._ad_topic[ads]] * np.float32(0.8) + self._ad_logit_base[ads]
+        ad_pred = rng.standard_normal(c.num_ad_candidates, dtype=np.float32)
+        ad_pred *= np.float32(c.prediction_noise)
+        ad_pred += ad_logit
+        cand["ads"], cand["ad_logit"], cand["ad_pred"] = ads[None], ad_logit[None], _sigmoid(ad_pred)[None]
         cand["log_pred"] = np.log(pred + self._log_priors)[None]
         cand["pred_mean"] = np.einsum("ck->k", pred)[None] * np.float32(1.0 / k)
         self._cand_true = None
@@ -958,17 +989,14 @@ class UserSimulator:
 
     def _serve_ads(self, has_ad: np.ndarray, ad_slot: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pick, for each user with an ad, the ad maximising bid × predicted ad-click among
-        ``num_ad_candidates`` retrieved ads, and draw its click. Returns (B,) ad ids (-1: none),
+        """Pick, for each user with an ad, the ad maximising bid × predicted ad-click among the
+        request's ``num_ad_candidates`` retrieved ads, and draw its click. Returns (B,) ad ids (-1: none),
         ad clicks and revenue."""
         c, w, rng = self.config, self.world, self.rng
         b = self.batch_size
         index = np.flatnonzero(has_ad)
-        ads = rng.integers(0, w.ad_topic.size, (index.size, c.num_ad_candidates))
-        rel = self._relevance(index, w.ad_topic[ads])
-        logit = -2.5 + 0.8 * rel + 1.5 * w.ad_quality[ads]
-        predicted = _sigmoid(logit + c.prediction_noise * rng.standard_normal(logit.shape))
-        best = np.argmax(w.ad_bid[ads] * predicted, axis=1)
+        ads, logit = self._cand["ads"][index], self._cand["ad_logit"][index].astype(np.float64)
+        best = np.argmax(w.ad_bid[ads] * self._cand["ad_pred"][index], axis=1)
         chosen = ads[np.arange(index.size), best]
         exam = self._examination[ad_slot[index] - 1]
         p_click = _sigmoid(logit[np.arange(index.size), best]) * exam
@@ -992,19 +1020,24 @@ class UserSimulator:
         obs[:, t2:t2 + p] = s["ema"]
         obs[:, t2 + p:t2 + 2 * p] = s["last"]
         obs[:, t2 + 2 * p:t2 + 3 * p] = self._cand["pred_mean"]
-        m = c.observed_candidates
-        if m:  # the top m candidates by predicted click, each with its five predictions
-            order = np.argsort(-self._cand["pred"][..., 0], axis=1)[:, :m]
-            top = np.take_along_axis(self._cand["pred"], order[..., None], axis=1)
-            obs[:, t2 + 3 * p:t2 + 3 * p + m * p] = top.reshape(self.batch_size, m * p)
         end = obs.shape[1] - 5
         obs[:, end] = s["request"] * (1.0 / c.max_requests)
         obs[:, end + 1] = s["ad_load"]
         obs[:, end + 2] = s["session_index"] * 0.1
         obs[:, end + 3] = s["session_engagement"] * (1.0 / c.max_requests)
         obs[:, end + 4] = s["satisfaction_signal"]
-        np.maximum(obs, 0.0, out=obs)
-        return np.minimum(obs, 1.0, out=obs)
+        m = c.num_observed_candidates
+        if m:  # the top m candidates by predicted click, each with its five predictions (in [0, 1])
+            pred = self._cand["pred"]
+            order = np.argsort(np.negative(pred[..., 0]), axis=1)[:, :m]
+            order += self._candidate_offsets  # flat row of each chosen candidate
+            top = pred.reshape(-1, p).take(order, axis=0, mode="clip")
+            obs[:, t2 + 3 * p:end] = top.reshape(self.batch_size, m * p)
+        # the summary parts can leave [0, 1] (clipped); the predictions never do
+        for part in (obs[:, :t2 + 3 * p], obs[:, end:]):
+            np.maximum(part, 0.0, out=part)
+            np.minimum(part, 1.0, out=part)
+        return obs
 
     @property
     def done(self) -> np.ndarray:

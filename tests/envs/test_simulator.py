@@ -33,7 +33,6 @@ def rollout(sim: UserSimulator, batch: int, seed: int, steps: int, action_seed: 
     ("topic_graph_rewire", 1.5), ("base_leave", -0.1), ("prediction_noise", -1.0),
     ("max_duration", 0.0), ("fusion_priors", (0.1, 0.1, 0.1)), ("fusion_priors", (0.1, 0.1, 0.0, 0.1, 0.1)),
     ("reward_weights", (1.0,)), ("clickbait_sensitivity", (2.0, 1.0)), ("observed_candidates", -1),
-    ("observed_candidates", 33),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -108,6 +107,12 @@ def test_step_shapes_dtypes_and_ranges(sim):
     expected = -np.sort(-sim.cand_pred[..., 0], axis=1)[:, :c.observed_candidates]
     np.testing.assert_array_equal(block[..., 0], np.clip(expected, 0, 1))
     assert names[-1] == "satisfaction_signal"
+
+
+def test_observed_candidates_are_at_most_the_candidates():
+    assert SimulatorConfig(num_candidates=6, slate_size=3).num_observed_candidates == 6
+    assert SimulatorConfig(num_candidates=6, slate_size=3, observed_candidates=4).obs_dim == \
+        SimulatorConfig(observed_candidates=0).obs_dim + 20
 
 
 def test_summary_only_observation_is_an_option():
