@@ -74,6 +74,9 @@ class RewardLearningConfig:
     num_transitions: int = 60_000
     behaviour_sigma: float = 0.5
     heldout_fraction: float = 0.3
+    # log per request what the platform knows about what was consumed (irl/data.py CONSUMED_FEATURES:
+    # the clicked items' predictions, predicted utility, positions) as extra reward components
+    log_consumed: bool = True
     feature_set: str = "transition"
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     # MaxEnt IRL
@@ -248,7 +251,7 @@ def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
     learned: dict[str, Callable[[OfflineDataset], np.ndarray]] = {}
     if needs_logs:
         behaviour = GaussianNoisePolicy(HeuristicExpertPolicy(), config.behaviour_sigma, rng)
-        logged = collect_with_utility(sim, behaviour, config.num_transitions, rng)
+        logged = collect_with_utility(sim, behaviour, config.num_transitions, rng, consumed=config.log_consumed)
         train, heldout = logged.split_episodes(1.0 - config.heldout_fraction, rng)
         started = time.perf_counter()
         reference = fit_reference(transition_features(train.dataset, "transition"), train.true_utility,
@@ -302,7 +305,8 @@ def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
                 return BoltzmannCuratorPolicy(config.airl_expert_beta, rng)
             return GaussianNoisePolicy(UtilityGreedyPolicy(), config.airl_expert_sigma, rng)
 
-        expert = collect_with_utility(sim, demonstrator(), config.airl_transitions, rng)
+        expert = collect_with_utility(sim, demonstrator(), config.airl_transitions, rng,
+                                      consumed=config.log_consumed)
         probe = probe_expected_utility(sim, demonstrator(), config.airl_probe_users, 16, rng)
         airl = AIRL(sim.obs_dim, expert.dataset.actions.shape[1], expert.dataset.reward_components.shape[1],
                     config.airl, seed=config.seed, simulator_config=config.simulator)
@@ -347,7 +351,8 @@ def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
                                             np.random.default_rng([config.seed, 3]))
         else:  # fresh logs of uniformly random actions, as many transitions as the held-in logs
             uniform_rng = np.random.default_rng([config.seed, 5])
-            retrain_data = collect_with_utility(sim, RandomPolicy(uniform_rng), len(train.dataset), uniform_rng)
+            retrain_data = collect_with_utility(sim, RandomPolicy(uniform_rng), len(train.dataset), uniform_rng,
+                                                consumed=config.log_consumed)
             behaviour = RandomPolicy(np.random.default_rng([config.seed, 3]))
         retrain_rows = relabel_and_retrain(
             retrain_data, {name: reward(retrain_data.dataset) for name, reward in learned.items()},
