@@ -350,3 +350,13 @@ def test_run_sessions_rejects_bad_arguments(sim):
         run_sessions(policy, 0, np.random.default_rng(0), sim=sim)
     with pytest.raises(ValueError, match="disagree"):
         run_sessions(policy, 5, np.random.default_rng(0), config=SimulatorConfig(max_requests=3), sim=sim)
+
+
+def test_legacy_world_is_a_config_preset():
+    """``env=fusion_legacy`` builds the world before issue #16 (SimulatorConfig.legacy())."""
+    from hydra.utils import instantiate
+    from hydra_config import compose_config
+
+    env = instantiate(compose_config(["env=fusion_legacy"]).env)
+    assert env.config == SimulatorConfig.legacy()
+    assert env.config.negative_utility_slope == 0.0 and env.config.obs_dim == env.config.summary_dim
