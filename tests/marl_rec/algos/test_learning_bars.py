@@ -1,5 +1,6 @@
 """Learning bars a broken learner fails: each offline learner beats the data's deterministic
-clone, over two seeds, on MDPs whose policy values are exact (tests/helpers/ope_mdp.py).
+clone (and, continuous, behaviour cloning trained on the same data with the same budget),
+over two seeds, on MDPs whose policy values are exact (tests/helpers/ope_mdp.py).
 
 The bar is the clone, not the behaviour policy: cloning the most likely logged action already
 beats a noisy behaviour, so "beats the behaviour" is passed by a learner that only imitates.
@@ -7,9 +8,15 @@ Controls show the bar discriminates: the same learner with its policy-improvemen
 switched off (discrete BCQ with threshold 1 may only take the imitation network's argmax;
 discrete CQL with an overwhelming penalty) lands on the clone and fails it.
 
-The data: in state 0 the behaviour never takes action 1; in states 1 and 2 it prefers
+Discrete data: in state 0 the behaviour never takes action 1; in states 1 and 2 it prefers
 action 0 (0.6 vs 0.4), though action 1 pays more there. The clone (0, 0, 0) is worth 1.36,
 the best policy (0, 1, 1) 3.81.
+
+Continuous data: a ~ N(b_s, 0.5²) truncated to [-1, 1] around b = (0, 0.2, -0.2), worth 2.52
+as a deterministic policy; the reward peaks elsewhere (the best constant-per-state policy is
+worth about 3.4). BCQ, UWAC and CQL must clear the clone and BC by 0.1; the control is CQL
+without its penalty (α = 0), which lands at 2.57-2.60 and fails. CQL runs at α = 1 here: at
+the rec preset's α = 5 it stays at the clone on this wide-coverage data (2.40 / 2.54 measured).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import torch
 
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data import TensorSampler
-from ope_mdp import DeterministicTabular, TabularPolicy, rollout
+from ope_mdp import DeterministicContinuous, DeterministicTabular, GaussianBehaviour, TabularPolicy, rollout
 
 GAMMA = 0.9
 MU = [[1.0, 0.0], [0.6, 0.4], [0.6, 0.4]]
@@ -29,7 +36,15 @@ UPDATES = 600
 SEEDS = (0, 1)
 MARGIN = 0.2  # the bar: the clone's exact value + 0.2 (the best policy is 2.4 above it)
 # the rec presets with 32-32 networks: three one-hot states need no more, and the test stays fast
-SMALL = {"discrete_bcq": {"q_hidden": (32, 32), "imitation_hidden": (32, 32)}, "discrete_cql": {"hidden": (32, 32)}}
+SMALL = {"discrete_bcq": {"q_hidden": (32, 32), "imitation_hidden": (32, 32)}, "discrete_cql": {"hidden": (32, 32)},
+         "bc": {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "batch_size": 128},
+         "bcq": {"vae_hidden": (32, 32), "actor_hidden": (32, 32), "critic_hidden": (32, 32), "batch_size": 128},
+         "uwac": {"vae_hidden": (32, 32), "actor_hidden": (32, 32), "critic_hidden": (32, 32), "batch_size": 128,
+                  "num_dropout_samples": 5},
+         "cql": {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "batch_size": 128, "bc_warmup_updates": 200,
+                 "cql_alpha": 1.0}}
+BEHAVIOUR_MEAN = [0.0, 0.2, -0.2]
+CONTINUOUS_CLONE = DeterministicContinuous(BEHAVIOUR_MEAN)
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +53,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def continuous_data():
+    return rollout(GaussianBehaviour(BEHAVIOUR_MEAN, 0.5, seed=1), 2000, np.random.default_rng(1), continuous=True,
+                   gamma=GAMMA).dataset
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +74,9 @@ def true_value(name: str, data, seed: int, **overrides) -> float:
     for _ in range(UPDATES):
         algo.update(sampler.sample(algo.config.batch_size, generator))
     greedy = algo.act(np.eye(3, dtype=np.float32))  # the three (one-hot) states
-    return DeterministicTabular(greedy).true_value(GAMMA)
+    if data.action_spec.discrete:
+        return DeterministicTabular(greedy).true_value(GAMMA)
+    return DeterministicContinuous(greedy[:, 0]).true_value(GAMMA)
 
 
 @pytest.mark.parametrize("name", ["discrete_bcq", "discrete_cql"])
@@ -68,3 +91,21 @@ def test_discrete_learner_beats_the_data_clone_over_two_seeds(name: str, discret
 def test_a_learner_that_only_imitates_fails_the_bar(name: str, broken: dict, discrete_data) -> None:
     value = true_value(name, discrete_data, SEEDS[0], **broken)
     assert value < CLONE.true_value(GAMMA) + MARGIN, value
+
+
+@pytest.fixture(scope="module")
+def continuous_bars(continuous_data) -> dict[int, float]:
+    """Per seed: the better of the clone's exact value and BC's (same data, same budget), + margin."""
+    clone = CONTINUOUS_CLONE.true_value(GAMMA)
+    return {seed: max(clone, true_value("bc", continuous_data, seed)) + 0.1 for seed in SEEDS}
+
+
+@pytest.mark.parametrize("name", ["bcq", "uwac", "cql"])
+def test_continuous_learner_beats_behaviour_cloning_over_two_seeds(name: str, continuous_data, continuous_bars) -> None:
+    values = {seed: true_value(name, continuous_data, seed) for seed in SEEDS}
+    assert all(values[seed] > continuous_bars[seed] for seed in SEEDS), (values, continuous_bars)
+
+
+def test_cql_without_its_penalty_fails_the_bar(continuous_data, continuous_bars) -> None:
+    value = true_value("cql", continuous_data, SEEDS[0], cql_alpha=0.0)
+    assert value < continuous_bars[SEEDS[0]], (value, continuous_bars)
