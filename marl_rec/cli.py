@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_method
 from omegaconf import DictConfig
 
+from marl_rec.override_check import unknown_key_error
 from marl_rec.schema import register_schemas
 
 register_schemas()
@@ -39,6 +40,11 @@ def app(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
+    # a key the config does not have is a typo, with or without "+": refuse it before Hydra
+    # (which would suggest adding it with "+", and then run with the default)
+    problem = unknown_key_error(sys.argv[1:])
+    if problem is not None:
+        sys.exit(f"marl-rec: {problem}")
     sys.exit(app())
 
 
