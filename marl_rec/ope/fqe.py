@@ -42,10 +42,15 @@ rewards up to the session's end, so by default a truncation ends the return like
 terminal does (``bootstrap_truncated=False``), as the IS family does with whole logged
 episodes. Set it to True where the time limit is only a logging artefact.
 
-Confidence interval: a cheap bootstrap that does not refit — each replicate resamples the
-initial states and picks one critic of the ensemble at random, so it covers the spread of
-the start-state distribution and (with ≥ 2 critics) part of the model uncertainty, not the
-full sampling variability of the transitions.
+Confidence interval: each replicate resamples the initial states and picks one critic of the
+ensemble at random. By default (``episode_bootstrap=False``) the critics differ only by their
+initialisation, so the interval covers the start-state distribution and part of the model
+uncertainty, not the sampling variability of the transitions (measured coverage:
+bench/results/ope_coverage.json). With ``episode_bootstrap=True`` every critic is a bootstrap
+refit: its TD (and penalty) terms weight each logged episode by its own Poisson(1) count (the
+Poisson bootstrap: a resample of episodes with replacement, without materialising it), so the
+spread between critics is the refit-over-episodes spread and the interval includes the model's
+own uncertainty; use 5+ critics then (``num_critics``), the spread of 2 is a coarse estimate.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ class FQEConfig:
     penalty: str = "policy_gap"  # or "logsumexp"
     num_penalty_samples: int = 10  # uniform actions per state for the continuous logsumexp
     num_bootstrap: int = 1000
+    episode_bootstrap: bool = False  # each critic a bootstrap refit over episodes (Poisson weights)
     confidence: float = 0.95
     seed: int = 0
     name: str = ""  # "" = "fqe" or "conservative_fqe"
@@ -111,6 +117,8 @@ class FQEConfig:
         if self.penalty not in PENALTIES:
             raise ValueError(f"FQEConfig.penalty must be one of {PENALTIES}, got {self.penalty!r}")
         check_confidence(self.confidence)
+        if not isinstance(self.episode_bootstrap, bool):
+            raise ValueError(f"FQEConfig.episode_bootstrap must be a bool, got {self.episode_bootstrap!r}")
 
     @property
     def estimator_name(self) -> str:
@@ -210,6 +218,12 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, (lambda step: 1.0 - step / config.num_updates) if config.lr_decay else (lambda step: 1.0))
     rows_of = (lambda t, i: t[i]) if spec.discrete else (lambda t, i: t[:, i])
+    if config.episode_bootstrap:  # (K, N): critic k's Poisson(1) count of each row's episode
+        episode_of_row = np.cumsum(dataset.episode_starts) - 1
+        counts = rng.poisson(1.0, (config.num_critics, int(episode_of_row[-1]) + 1))
+        row_weights = tensor(counts[:, episode_of_row])
+    else:
+        row_weights = None
     td_losses, penalties = [], []
     for _ in range(config.num_updates):
         i = torch.randint(len(rewards), (config.batch_size,), generator=generator)
@@ -221,7 +235,8 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
             q_data = q_all.gather(2, actions[i].view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(2)
         else:
             q_data = critic(obs[i], actions[i])
-        td_loss = ((q_data - y) ** 2).mean(1).sum()
+        weight = row_weights[:, i] if row_weights is not None else 1.0
+        td_loss = (weight * (q_data - y) ** 2).mean(1).sum()
         loss = td_loss
         if penalised:
             # pushing down stops at the floor: where π leaves the data nothing else bounds it
@@ -235,7 +250,7 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
                 uniform = spec.low + (spec.high - spec.low) * torch.rand((p * len(i), spec.dim), generator=generator)
                 q_u = critic(obs[i].repeat(p, 1), uniform).view(-1, p, len(i)).clamp(min=floor)
                 q_pi = torch.logsumexp(q_u, dim=1) - math.log(p)
-            penalty = (q_pi - q_data).mean(1).sum()
+            penalty = (weight * (q_pi - q_data)).mean(1).sum()
             loss = loss + alpha * penalty
             penalties.append(penalty.item() / config.num_critics)
         optimiser.zero_grad()
