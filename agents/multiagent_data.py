@@ -1,10 +1,6 @@
-"""The joint recommendation-and-advertising problem on the *batched* simulator: B users at
-once, for data collection and evaluation (``marl_rec.envs.joint_rec_ads.JointRecAdsEnv`` is the same
-problem for one user, through the PettingZoo API).
-
-:class:`JointRecAdsBatch` reproduces the environment's observations, global state, ad-load
-cap (``marl_rec.envs.joint_rec_ads.ad_allowed``) and rewards for a batch; tests check it against the
-environment step by step. Flat observations, per agent:
+"""Data and evaluation for the joint recommendation-and-advertising problem, on its batched
+core :class:`marl_rec.envs.joint_rec_ads.JointRecAdsBatch` (the rules, written once there; the
+PettingZoo ``JointRecAdsEnv`` is its B = 1 adapter). Flat observations, per agent:
 
 - ``"recommender"``: the simulator observation (``obs_dim``);
 - ``"advertiser"``: the environment's ``observation`` entry (simulator observation and the
@@ -32,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from marl_rec.contracts import PolicyOutput
-from marl_rec.envs.joint_rec_ads import ADVERTISER, AD_FEATURES, RECOMMENDER, JointRecAdsConfig, ad_allowed
+from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsBatch, JointRecAdsConfig, agent_rewards
 from marl_rec.envs.simulator import TASKS, UserSimulator
-from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.multiagent import MultiAgentDataset
 
@@ -42,120 +37,6 @@ AGENTS = (RECOMMENDER, ADVERTISER)
 #: reward components stored in both agent tables (engagement = reward_weights · the first four)
 COMPONENT_NAMES = (*TASKS, "engagement", "ad_revenue")
 AgentPolicy = Callable[[UserSimulator, np.ndarray], Any]
-
-
-@dataclass
-class JointStepResult:
-    observations: dict[str, np.ndarray]  # per agent (B, d) float32
-    rewards: dict[str, np.ndarray]  # per agent (B,)
-    engagement: np.ndarray  # (B,)
-    revenue: np.ndarray  # (B,)
-    terminated: np.ndarray  # (B,) bool
-    truncated: np.ndarray  # (B,) bool
-    info: dict[str, np.ndarray]  # active, ad_shown, ad_slot, invalid_action, components
-
-
-class JointRecAdsBatch:
-    """``JointRecAdsEnv`` for B users stepped at once (see the module docstring).
-
-    Users whose session ended stay frozen (zero reward) until :meth:`reset_users` replaces them.
-    """
-
-    def __init__(self, sim: UserSimulator, config: JointRecAdsConfig | None = None) -> None:
-        self.sim, self.config = sim, config or JointRecAdsConfig()
-        c = sim.config
-        self.num_ad_actions = c.slate_size + 1
-        self.rec_obs_dim = c.obs_dim
-        self.state_dim = c.obs_dim + len(AD_FEATURES) + self.num_ad_actions
-        self.mask_columns = (self.state_dim - self.num_ad_actions, self.state_dim)
-        # the session's ad budget: the ads an always-advertising advertiser gets under the cap
-        shown = 0
-        for served in range(c.max_requests):
-            shown += bool(ad_allowed(shown, served, self.config.max_ad_share, self.config.max_ads_per_session))
-        self.ad_budget = shown
-        self.obs_dims = {RECOMMENDER: self.rec_obs_dim, ADVERTISER: self.state_dim}
-        self.action_specs = {RECOMMENDER: ActionSpec("continuous", dim=4),
-                             ADVERTISER: ActionSpec("discrete", num_actions=self.num_ad_actions)}
-
-    # -------------------------------------------------------------- episode
-    def reset(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        self._sim_obs = self.sim.reset(batch_size, rng)
-        self.ads_shown = np.zeros(batch_size, dtype=np.int64)
-        self.requests = np.zeros(batch_size, dtype=np.int64)
-        self.last_ad_request = np.zeros(batch_size, dtype=np.int64)
-        return self.observations()
-
-    def reset_users(self, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Replace the users in ``mask`` with fresh ones (counters reset); all observations."""
-        self._sim_obs = self.sim.reset_users(mask)
-        for counter in (self.ads_shown, self.requests, self.last_ad_request):
-            counter[mask] = 0
-        return self.observations()
-
-    @property
-    def done(self) -> np.ndarray:
-        return self.sim.done
-
-    # ---------------------------------------------------------- observations
-    def action_mask(self) -> np.ndarray:
-        """(B, K + 1) int8: the advertiser actions allowed on the next request."""
-        mask = np.zeros((len(self.requests), self.num_ad_actions), dtype=np.int8)
-        mask[:, 0] = 1
-        mask[:, 1:] = ad_allowed(self.ads_shown, self.requests, self.config.max_ad_share,
-                                 self.config.max_ads_per_session)[:, None]
-        return mask
-
-    def ad_features(self) -> np.ndarray:
-        """(B, 3) ``AD_FEATURES``: ad share so far, ad budget left, requests since the last ad."""
-        share = self.ads_shown / np.maximum(self.requests, 1)
-        budget = (self.ad_budget - self.ads_shown) / self.ad_budget if self.ad_budget > 0 else \
-            np.zeros(len(self.requests))
-        since = (self.requests - self.last_ad_request) / self.sim.config.max_requests
-        return np.clip(np.stack([share, budget, since], axis=1), 0.0, 1.0)
-
-    def state(self) -> np.ndarray:
-        """(B, state_dim) float32: the environment's ``state()`` for every user."""
-        return np.concatenate([self._sim_obs, self.ad_features(), self.action_mask()], axis=1).astype(np.float32)
-
-    def observations(self) -> dict[str, np.ndarray]:
-        return {RECOMMENDER: self._sim_obs.copy(), ADVERTISER: self.state()}
-
-    # ------------------------------------------------------------------ step
-    def step(self, rec_action: np.ndarray, ad_action: np.ndarray) -> JointStepResult:
-        """One request for every user: fusion actions (B, 4) and advertiser actions (B,) in 0..K."""
-        b, k = len(self.requests), self.num_ad_actions
-        ad_action = np.asarray(ad_action)
-        if ad_action.shape != (b,) or not np.issubdtype(ad_action.dtype, np.integer):
-            raise ValueError(f"advertiser actions must be integers of shape ({b},), got {ad_action.dtype} "
-                             f"{ad_action.shape}")
-        if ad_action.size and (ad_action.min() < 0 or ad_action.max() >= k):
-            raise ValueError(f"advertiser actions must be in 0..{k - 1}, got values in "
-                             f"[{ad_action.min()}, {ad_action.max()}]")
-        active = ~self.sim.done
-        invalid = (self.action_mask()[np.arange(b), ad_action] == 0) & active
-        if invalid.any() and self.config.invalid_action == "raise":
-            row = int(np.flatnonzero(invalid)[0])
-            raise ValueError(f"advertiser action {int(ad_action[row])} of user {row} violates the ad-load cap "
-                             f"({self.ads_shown[row]} ads in {self.requests[row]} requests, max_ad_share="
-                             f"{self.config.max_ad_share}, max_ads_per_session={self.config.max_ads_per_session})")
-        slot = np.where(invalid, 0, ad_action)
-        result = self.sim.step(rec_action, slot)
-        self._sim_obs = result.observation
-        shown = result.info["ad_shown"]
-        self.requests += active
-        self.ads_shown += shown
-        self.last_ad_request[shown] = self.requests[shown]
-        engagement, revenue = result.reward, result.info["ad_revenue"]
-        if self.config.mode == "cooperative":
-            team = engagement + self.config.revenue_weight * revenue
-            rewards = {RECOMMENDER: team, ADVERTISER: team}
-        else:
-            rewards = {RECOMMENDER: engagement, ADVERTISER: revenue}
-        components = np.concatenate([result.info["components"], engagement[:, None], revenue[:, None]], axis=1)
-        info = {"active": active, "ad_shown": shown, "ad_slot": np.where(shown, slot, 0), "invalid_action": invalid,
-                "components": components}
-        return JointStepResult(self.observations(), rewards, engagement, revenue, result.terminated,
-                               result.truncated, info)
 
 
 # ------------------------------------------------------------- advertiser policies
@@ -310,16 +191,12 @@ def collect_joint(env: JointRecAdsBatch, policies: Mapping[str, AgentPolicy], nu
 def relabel(dataset: MultiAgentDataset, mode: str, revenue_weight: float) -> MultiAgentDataset:
     """Rewards of ``mode`` ("cooperative": both get engagement + λ·revenue; "mixed": own
     rewards) recomputed from the stored components, for any λ without collecting again."""
-    JointRecAdsConfig(mode=mode, revenue_weight=revenue_weight)  # validates both
+    config = JointRecAdsConfig(mode=mode, revenue_weight=revenue_weight)  # validates both
     components = dataset.tables[RECOMMENDER].reward_components
     if components is None or list(dataset.tables[RECOMMENDER].component_names) != list(COMPONENT_NAMES):
         raise ValueError(f"relabel needs the reward components {list(COMPONENT_NAMES)} in the recommender table")
-    engagement, revenue = components[:, 4], components[:, 5]
-    if mode == "cooperative":
-        team = engagement + revenue_weight * revenue
-        rewards = {RECOMMENDER: team, ADVERTISER: team}
-    else:
-        rewards = {RECOMMENDER: engagement, ADVERTISER: revenue}
+    engagement, revenue = (components[:, COMPONENT_NAMES.index(name)] for name in ("engagement", "ad_revenue"))
+    rewards = agent_rewards(engagement, revenue, config)
     out = dataset.with_rewards(rewards, source=f"{mode}, revenue_weight={revenue_weight:g}")
     out.metadata.update(mode=mode, revenue_weight=revenue_weight)
     return out
@@ -370,6 +247,6 @@ def evaluate_joint(env: JointRecAdsBatch, policies: Mapping[str, AgentPolicy], n
     return JointEvaluation(engagement, revenue, lengths, ads, invalid)
 
 
-__all__ = ["AGENTS", "COMPONENT_NAMES", "JointRecAdsBatch", "JointStepResult", "RandomAdPolicy",
+__all__ = ["AGENTS", "COMPONENT_NAMES", "RandomAdPolicy",
            "ThresholdAdPolicy", "EpsilonGreedyAdPolicy", "ad_mask_of", "collect_joint", "relabel",
            "JointEvaluation", "evaluate_joint"]

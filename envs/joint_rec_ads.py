@@ -59,7 +59,8 @@ from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 from marl_rec.envs.fusion_env import make_spaces, validate_action
 from marl_rec.envs.hierarchical import split_overrides
 from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
-from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.contracts import ActionSpec
+from marl_rec.envs.simulator import SimulatorConfig, StepResult, UserSimulator
 
 RECOMMENDER = "recommender"
 ADVERTISER = "advertiser"
@@ -122,6 +123,130 @@ def validate_ad_action(action: Any, num_actions: int) -> int:
     return value
 
 
+def agent_rewards(engagement: Any, revenue: Any, config: JointRecAdsConfig) -> dict[str, Any]:
+    """Each agent's reward under ``config.mode`` (module docstring), for floats or arrays alike."""
+    if config.mode == "cooperative":
+        team = engagement + config.revenue_weight * revenue
+        return {RECOMMENDER: team, ADVERTISER: team}
+    return {RECOMMENDER: engagement, ADVERTISER: revenue}
+
+
+@dataclass
+class JointStepResult:
+    observations: dict[str, np.ndarray]  # per agent (B, d) float32 (JointRecAdsBatch.observations)
+    rewards: dict[str, np.ndarray]  # per agent (B,)
+    engagement: np.ndarray  # (B,)
+    revenue: np.ndarray  # (B,)
+    terminated: np.ndarray  # (B,) bool
+    truncated: np.ndarray  # (B,) bool
+    info: dict[str, np.ndarray]  # active, ad_shown, ad_slot, invalid_action, components
+    sim_result: StepResult  # the simulator's own step (its info: true utility, satisfaction, ...)
+
+
+class JointRecAdsBatch:
+    """The rules of the joint problem, once, for B users stepped at once: the ad-load cap, the
+    advertiser's features and mask, the global state and the rewards. :class:`JointRecAdsEnv`
+    is its B = 1 adapter; data collection and evaluation (``marl_rec.agents.multiagent_data``)
+    drive it with large B. Flat observations per agent: ``"recommender"`` the simulator
+    observation; ``"advertiser"`` the global ``state()`` (simulator observation, ``AD_FEATURES``,
+    the action mask as 0/1 floats in ``mask_columns``). An advertiser action the mask forbids
+    is served as "no ad" and flagged (``invalid_action="noop"``) or raises before anything
+    changes (``"raise"``). Users whose session ended stay frozen (zero reward) until
+    :meth:`reset_users` replaces them."""
+
+    def __init__(self, sim: UserSimulator, config: JointRecAdsConfig | None = None) -> None:
+        self.sim, self.config = sim, config or JointRecAdsConfig()
+        c = sim.config
+        self.num_ad_actions = c.slate_size + 1
+        self.rec_obs_dim = c.obs_dim
+        self.state_dim = c.obs_dim + len(AD_FEATURES) + self.num_ad_actions
+        self.mask_columns = (self.state_dim - self.num_ad_actions, self.state_dim)
+        # the session's ad budget: the ads an always-advertising advertiser gets under the cap
+        shown = 0
+        for served in range(c.max_requests):
+            shown += bool(ad_allowed(shown, served, self.config.max_ad_share, self.config.max_ads_per_session))
+        self.ad_budget = shown
+        self.obs_dims = {RECOMMENDER: self.rec_obs_dim, ADVERTISER: self.state_dim}
+        self.action_specs = {RECOMMENDER: ActionSpec("continuous", dim=int(sim.action_dim)),
+                             ADVERTISER: ActionSpec("discrete", num_actions=self.num_ad_actions)}
+
+    # -------------------------------------------------------------- episode
+    def reset(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        self.sim_obs = self.sim.reset(batch_size, rng)
+        self.ads_shown = np.zeros(batch_size, dtype=np.int64)
+        self.requests = np.zeros(batch_size, dtype=np.int64)
+        self.last_ad_request = np.zeros(batch_size, dtype=np.int64)  # request count at the last ad (0: none)
+        return self.observations()
+
+    def reset_users(self, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Replace the users in ``mask`` with fresh ones (counters reset); all observations."""
+        self.sim_obs = self.sim.reset_users(mask)
+        for counter in (self.ads_shown, self.requests, self.last_ad_request):
+            counter[mask] = 0
+        return self.observations()
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.sim.done
+
+    # ---------------------------------------------------------- observations
+    def action_mask(self) -> np.ndarray:
+        """(B, K + 1) int8: the advertiser actions allowed on the next request."""
+        mask = np.zeros((len(self.requests), self.num_ad_actions), dtype=np.int8)
+        mask[:, 0] = 1
+        mask[:, 1:] = ad_allowed(self.ads_shown, self.requests, self.config.max_ad_share,
+                                 self.config.max_ads_per_session)[:, None]
+        return mask
+
+    def ad_features(self) -> np.ndarray:
+        """(B, 3) ``AD_FEATURES``: ad share so far, ad budget left, requests since the last ad."""
+        share = self.ads_shown / np.maximum(self.requests, 1)
+        budget = (self.ad_budget - self.ads_shown) / self.ad_budget if self.ad_budget > 0 else \
+            np.zeros(len(self.requests))
+        since = (self.requests - self.last_ad_request) / self.sim.config.max_requests
+        return np.clip(np.stack([share, budget, since], axis=1), 0.0, 1.0)
+
+    def state(self) -> np.ndarray:
+        """(B, state_dim) float32: the global state of every user."""
+        return np.concatenate([self.sim_obs, self.ad_features(), self.action_mask()], axis=1).astype(np.float32)
+
+    def observations(self) -> dict[str, np.ndarray]:
+        return {RECOMMENDER: self.sim_obs.copy(), ADVERTISER: self.state()}
+
+    # ------------------------------------------------------------------ step
+    def step(self, rec_action: np.ndarray, ad_action: np.ndarray) -> JointStepResult:
+        """One request for every user: fusion actions (B, action_dim) and advertiser actions (B,) in 0..K."""
+        b, k = len(self.requests), self.num_ad_actions
+        ad_action = np.asarray(ad_action)
+        if ad_action.shape != (b,) or not np.issubdtype(ad_action.dtype, np.integer):
+            raise ValueError(f"advertiser actions must be integers of shape ({b},), got {ad_action.dtype} "
+                             f"{ad_action.shape}")
+        if ad_action.size and (ad_action.min() < 0 or ad_action.max() >= k):
+            raise ValueError(f"advertiser actions must be in 0..{k - 1}, got values in "
+                             f"[{ad_action.min()}, {ad_action.max()}]")
+        active = ~self.sim.done
+        invalid = (self.action_mask()[np.arange(b), ad_action] == 0) & active
+        if invalid.any() and self.config.invalid_action == "raise":
+            row = int(np.flatnonzero(invalid)[0])
+            raise ValueError(f"advertiser action {int(ad_action[row])} of user {row} violates the ad-load cap "
+                             f"({self.ads_shown[row]} ads in {self.requests[row]} requests, max_ad_share="
+                             f"{self.config.max_ad_share}, max_ads_per_session={self.config.max_ads_per_session})")
+        slot = np.where(invalid, 0, ad_action)
+        result = self.sim.step(rec_action, slot)
+        self.sim_obs = result.observation
+        shown = result.info["ad_shown"]
+        self.requests += active
+        self.ads_shown += shown
+        self.last_ad_request[shown] = self.requests[shown]
+        engagement, revenue = result.reward, result.info["ad_revenue"]
+        rewards = agent_rewards(engagement, revenue, self.config)
+        components = np.concatenate([result.info["components"], engagement[:, None], revenue[:, None]], axis=1)
+        info = {"active": active, "ad_shown": shown, "ad_slot": np.where(shown, slot, 0), "invalid_action": invalid,
+                "components": components}
+        return JointStepResult(self.observations(), rewards, engagement, revenue, result.terminated,
+                               result.truncated, info, result)
+
+
 class JointRecAdsEnv(ParallelEnv):
     """PettingZoo Parallel env with agents ``"recommender"`` and ``"advertiser"``."""
 
@@ -155,16 +280,16 @@ class JointRecAdsEnv(ParallelEnv):
         }
         self.action_spaces = {RECOMMENDER: rec_act, ADVERTISER: gymnasium.spaces.Discrete(self.num_ad_actions)}
         self.state_space = gymnasium.spaces.Box(0.0, 1.0, (ad_features + self.num_ad_actions,), np.float32)
-        # the most ads a session can carry (for the ad_budget_left feature)
-        budget = int(np.floor(self.config.max_ad_share * c.max_requests + _TOLERANCE))
-        if self.config.max_ads_per_session is not None:
-            budget = min(budget, self.config.max_ads_per_session)
-        self._ad_budget = budget
+        self._core = JointRecAdsBatch(self.sim, self.config)  # the rules, for one user
         self._rng: np.random.Generator | None = None
-        self._sim_obs: np.ndarray | None = None
-        self._ads_shown = 0
-        self._requests = 0
-        self._last_ad_request = 0  # request count when the last ad was served (0: session start)
+
+    @property
+    def _ads_shown(self) -> int:
+        return int(self._core.ads_shown[0])
+
+    @property
+    def _requests(self) -> int:
+        return int(self._core.requests[0])
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Space:
         return self.observation_spaces[agent]
@@ -175,37 +300,23 @@ class JointRecAdsEnv(ParallelEnv):
     # ------------------------------------------------------------ ad-load cap
     def action_mask(self) -> np.ndarray:
         """(K + 1,) int8: 1 for the advertiser actions allowed on the next request."""
-        cfg = self.config
-        mask = np.zeros(self.num_ad_actions, dtype=np.int8)
-        mask[0] = 1
-        if ad_allowed(self._ads_shown, self._requests, cfg.max_ad_share, cfg.max_ads_per_session):
-            mask[1:] = 1
-        return mask
-
-    def _ad_features(self) -> np.ndarray:
-        c = self.sim_config
-        share = self._ads_shown / max(self._requests, 1)
-        budget_left = (self._ad_budget - self._ads_shown) / self._ad_budget if self._ad_budget > 0 else 0.0
-        since = (self._requests - self._last_ad_request) / c.max_requests
-        return np.clip(np.array([share, budget_left, since]), 0.0, 1.0)
+        return self._core.action_mask()[0]
 
     def _observations(self) -> dict[str, Any]:
-        sim_obs = self._sim_obs[0]
-        ad_obs = np.concatenate([sim_obs, self._ad_features()]).astype(np.float32)
-        return {RECOMMENDER: sim_obs.copy(),
-                ADVERTISER: {"observation": ad_obs, "action_mask": self.action_mask()}}
+        state = self.state()
+        return {RECOMMENDER: self._core.sim_obs[0].copy(),
+                ADVERTISER: {"observation": state[:self._core.mask_columns[0]].copy(),
+                             "action_mask": self.action_mask()}}
 
     def state(self) -> np.ndarray:
         """Global state: simulator observation, ad-load features and the ad mask (float32)."""
-        return np.concatenate([self._sim_obs[0], self._ad_features(),
-                               self.action_mask()]).astype(np.float32)
+        return self._core.state()[0]
 
     # --------------------------------------------------------------- episode
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None or self._rng is None:
             self._rng = np.random.default_rng(seed)
-        self._sim_obs = self.sim.reset(1, self._rng)
-        self._ads_shown = self._requests = self._last_ad_request = 0
+        self._core.reset(1, self._rng)
         self.agents = self.possible_agents[:]
         self._recorder.reset()
         return self._observations(), {agent: {} for agent in self.agents}
@@ -226,20 +337,11 @@ class JointRecAdsEnv(ParallelEnv):
                              f"max_ads_per_session={self.config.max_ads_per_session})")
         slot = 0 if invalid else requested
         self._recorder.before_step(fusion)
-        result = self.sim.step(fusion, np.array([slot]))
-        self._sim_obs = result.observation
-        info = result.info
-        ad_shown = bool(info["ad_shown"][0])
-        self._requests += 1
-        if ad_shown:
-            self._ads_shown += 1
-            self._last_ad_request = self._requests
-        engagement, revenue = float(result.reward[0]), float(info["ad_revenue"][0])
-        if self.config.mode == "cooperative":
-            team = engagement + self.config.revenue_weight * revenue
-            rewards = {RECOMMENDER: team, ADVERTISER: team}
-        else:
-            rewards = {RECOMMENDER: engagement, ADVERTISER: revenue}
+        joint = self._core.step(fusion, np.array([requested]))
+        result, info = joint.sim_result, joint.sim_result.info
+        ad_shown = bool(joint.info["ad_shown"][0])
+        engagement, revenue = float(joint.engagement[0]), float(joint.revenue[0])
+        rewards = {agent: float(reward[0]) for agent, reward in joint.rewards.items()}
         if self._recorder.active:
             self._recorder.lines = {
                 "advertiser": f"asked for slot {requested}, served {'no ad' if slot == 0 else f'slot {slot}'}"
@@ -284,5 +386,5 @@ def env(**kwargs: Any) -> AECEnv:
     ``parallel_to_aec`` gives)."""
     return OrderEnforcingWrapper(raw_env(**kwargs))
 
-__all__ = ["JointRecAdsEnv", "JointRecAdsConfig", "ad_allowed", "validate_ad_action", "AD_FEATURES",
+__all__ = ["JointRecAdsEnv", "JointRecAdsConfig", "JointRecAdsBatch", "JointStepResult", "agent_rewards", "ad_allowed", "validate_ad_action", "AD_FEATURES",
            "RECOMMENDER", "ADVERTISER", "MODES", "parallel_env", "env", "raw_env"]

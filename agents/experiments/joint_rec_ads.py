@@ -45,10 +45,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from marl_rec.agents.ctde import CentralisedConfig, CentralisedLearner
 from marl_rec.agents.independent import IndependentLearners, LearnerSpec
-from marl_rec.agents.multiagent_data import (AGENTS, JointRecAdsBatch, RandomAdPolicy, collect_joint, evaluate_joint,
+from marl_rec.agents.multiagent_data import (AGENTS, RandomAdPolicy, collect_joint, evaluate_joint,
                                     relabel)
 from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy, HeuristicExpertPolicy
-from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv
+from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsBatch, JointRecAdsConfig, JointRecAdsEnv
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.algos.registry import make_config
 from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from marl_rec.agents.multiagent_data import (COMPONENT_NAMES, EpsilonGreedyAdPolicy, JointRecAdsBatch, RandomAdPolicy,
+from marl_rec.agents.multiagent_data import (COMPONENT_NAMES, EpsilonGreedyAdPolicy, RandomAdPolicy,
                                     ThresholdAdPolicy, collect_joint, evaluate_joint, relabel)
 from marl_rec.agents.policies import ConstantPolicy, RandomPolicy
-from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsConfig, JointRecAdsEnv
+from marl_rec.envs.joint_rec_ads import ADVERTISER, RECOMMENDER, JointRecAdsBatch, JointRecAdsConfig, JointRecAdsEnv
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.data import storage
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
