@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data.dataset import TensorSampler
-from marl_rec.experiments.common import load_dataset, simulator_factory
+from marl_rec.experiments.common import load_dataset, simulator_factory, validate_run
 from marl_rec.files import save_figure, write_json
 from marl_rec.ope import OPEContext, evaluate_policies, simulated_ab_test, summarize, true_values
 from marl_rec.ope.fqe import value_floor
@@ -102,6 +102,7 @@ def markdown(summary: list[dict[str, Any]]) -> str:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    validate_run(cfg)  # every setting (cache_dir, data, evaluation, estimators) before the data is logged
     torch.set_num_threads(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))
     run_dir = Path(run_dir)
