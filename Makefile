@@ -28,13 +28,17 @@ demo: $(STAMP)
 
 # Benchmarks: the simulator, then our algorithms side by side with d3rlpy (installed only
 # in .venv-bench, never in .venv). The d3rlpy interop tests, which skip in .venv, run there
-# first, with a skip counted as a failure.
+# first, with a skip counted as a failure. Every table lands in bench/results/<name>.json;
+# time to quality runs twice: ours as shipped (rec preset) and ours at d3rlpy's sizes (paper).
+RESULTS := bench/results
 bench: $(STAMP)
-	$(PY) bench/simulator.py
+	$(PY) bench/simulator.py --json $(RESULTS)/simulator_throughput.json
+	$(PY) bench/ope_coverage.py --json $(RESULTS)/ope_coverage.json
 	bash bench/setup_bench_venv.sh
 	.venv-bench/bin/python -m pytest -q -p no:cacheprovider --fail-on-skip tests/marl_rec/data/test_dataset.py -k d3rlpy
-	.venv-bench/bin/python bench/updates.py
-	.venv-bench/bin/python bench/time_to_quality.py
+	.venv-bench/bin/python bench/updates.py --json $(RESULTS)/update_throughput.json
+	.venv-bench/bin/python bench/time_to_quality.py --json $(RESULTS)/time_to_quality_rec.json
+	.venv-bench/bin/python bench/time_to_quality.py --preset paper --json $(RESULTS)/time_to_quality_paper.json
 
 # The RL libraries users train our environments with (SB3, Tianshou, RLlib; only in
 # .venv-clients): a few thousand steps of each on each environment, and how each client books

@@ -27,11 +27,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))  # the synthetic MDP is shared with the OPE tests
 
-from ope_mdp import TabularPolicy, rollout  # noqa: E402
+from ope_mdp import TabularPolicy, rollout
 
-from marl_rec.files import write_json  # noqa: E402
-from marl_rec.ope import (DoublyRobustConfig, DoublyRobustEstimator, FQEConfig, FQEEstimator,  # noqa: E402
-                          ImportanceConfig, ImportanceSamplingEstimator, OPEContext)
+from marl_rec.files import write_json
+from marl_rec.ope import (
+    DoublyRobustConfig,
+    DoublyRobustEstimator,
+    FQEConfig,
+    FQEEstimator,
+    ImportanceConfig,
+    ImportanceSamplingEstimator,
+    OPEContext,
+)
 
 GAMMA = 0.9
 MU = [[0.5, 0.5], [0.6, 0.4], [0.3, 0.7]]
@@ -56,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=40)
     parser.add_argument("--episodes", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ope_coverage.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "ope_coverage.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     target = TabularPolicy(TARGET)
@@ -83,7 +90,7 @@ def main() -> None:
     out = {"command": "bench/ope_coverage.py " + " ".join(sys.argv[1:]), "truth": truth, "gamma": GAMMA,
            "datasets": args.datasets, "episodes_per_dataset": args.episodes, "confidence": 0.95,
            "summary": summary, "seconds": time.perf_counter() - started}
-    write_json(args.out, out)
+    write_json(args.json, out)
     for name, row in summary.items():
         print(f"{name:>14}: coverage {row['coverage']:.2f}  width {row['mean_width']:.3f}  "
               f"bias {row['bias']:+.3f}  sd {row['std_over_datasets']:.3f}")

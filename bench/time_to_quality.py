@@ -1,9 +1,10 @@
-"""Time to quality: our BCQ and CQL (``rec`` preset) against d3rlpy's (paper sizes) on one dataset.
+"""Time to quality: our BCQ and CQL against d3rlpy's (paper sizes) on one dataset.
 
     bench/setup_bench_venv.sh                                   # once: .venv-bench with d3rlpy
     .venv-bench/bin/python bench/time_to_quality.py             # about 10 minutes
     .venv-bench/bin/python bench/time_to_quality.py --budget 60 --algos bcq   # shorter
     .venv-bench/bin/python bench/time_to_quality.py --json ttq.json
+    .venv-bench/bin/python bench/time_to_quality.py --preset paper   # ours at d3rlpy's sizes too
 
 The dataset is the ``final_buffer`` pipeline's (``conf/data/final_buffer.yaml``: the whole
 replay buffer of an online TD3 trained with σ = 0.5), built with our pipeline and cached
@@ -24,8 +25,11 @@ returns (last evaluation). CPU time is printed beside the wall time, and a
 fixed reference workload (as in ``bench/updates.py``) is timed between slices so that runs
 on differently loaded hosts can be compared.
 
-Our learners use whatever the ``rec`` preset is (``make_algorithm(name, ..., preset="rec")``;
-the output lists the sizes, rates and batch size each learner trained with). d3rlpy's use
+Our learners use the ``--preset`` (default ``rec``: ``make_algorithm(name, ..., preset="rec")``;
+the output lists the sizes, rates and batch size each learner trained with). ``--preset paper``
+trains ours with exactly d3rlpy's config (same sizes, same settings, CQL without the warm start
+d3rlpy lacks): the ratio at equal network sizes, where ``rec`` gives the ratio of our preset
+(64-128-unit layers) against d3rlpy at paper sizes — state both. d3rlpy's use
 the paper sizes and defaults of our ``paper`` configs with the settings matched as
 ``bench/d3rlpy_adapters.py`` documents (BCQ: 10 sampled actions, tanh decoder, batch 256;
 CQL: 3×256, fixed α = 5, no BC warm start, which d3rlpy's CQL does not have).
@@ -141,24 +145,30 @@ class Learner:
                                  "return": metrics["eval/return"], "q_estimate": metrics["eval/q_estimate"]})
 
 
-def ours(name: str, dataset: OfflineDataset, seed: int, points: list[float], budget: float) -> Learner:
-    algorithm = make_algorithm(name, dataset.obs_dim, dataset.action_spec, preset="rec", seed=seed)
+def ours(name: str, dataset: OfflineDataset, seed: int, points: list[float], budget: float,
+         preset: str = "rec") -> Learner:
+    # at paper sizes, ours gets d3rlpy's exact config (see theirs)
+    overrides = paper_overrides(name) if preset == "paper" else {}
+    algorithm = make_algorithm(name, dataset.obs_dim, dataset.action_spec, preset=preset, seed=seed, **overrides)
     sampler, generator = TensorSampler(dataset), torch.Generator().manual_seed(seed)
     batch_size = algorithm.config.batch_size  # the preset's (a rec preset may choose its own)
-    return Learner(f"ours {name} (rec)", _settings(algorithm.config),
+    return Learner(f"ours {name} ({preset})", _settings(algorithm.config),
                    lambda: algorithm.update(sampler.sample(batch_size, generator)), algorithm, list(points), budget)
 
 
 def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float], budget: float) -> Learner:
     from d3rlpy_adapters import D3rlpyPolicy, make_d3rlpy
 
-    # d3rlpy's CQL has no BC warm start: its paper config is ours without one
-    overrides = {"bc_warmup_updates": 0} if name == "cql" else {}
-    config = make_config(name, "paper", **overrides)
+    config = make_config(name, "paper", **paper_overrides(name))
     algo = make_d3rlpy(name, config, dataset.obs_dim, dataset.action_spec.dim)
     return Learner(f"d3rlpy {name} (paper)", _settings(config),
                    lambda: algo.update(buffer.sample_transition_batch(config.batch_size)), D3rlpyPolicy(algo),
                    list(points), budget)
+
+
+def paper_overrides(name: str) -> dict[str, Any]:
+    """d3rlpy's CQL has no BC warm start: its paper config is ours without one."""
+    return {"bc_warmup_updates": 0} if name == "cql" else {}
 
 
 def _settings(config: Any) -> str:
@@ -241,6 +251,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="data_cache", help="dataset cache (the CLI's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write results and learning curves to this JSON file")
+    parser.add_argument("--preset", choices=("rec", "paper"), default="rec",
+                        help="our learners' preset: rec (ours as shipped) or paper (d3rlpy's exact config)")
     args = parser.parse_args()
     if args.budget <= 0 or args.slice <= 0 or args.first_eval <= 0 or args.eval_users < 1:
         raise ValueError("--budget, --slice, --first-eval must be > 0 and --eval-users >= 1")
@@ -263,7 +275,7 @@ def main() -> None:
     pairs: dict[str, tuple[Learner, Learner]] = {}
     eval_seconds = 0.0
     for name in args.algos:
-        pair = (ours(name, dataset, args.seed, points, args.budget),
+        pair = (ours(name, dataset, args.seed, points, args.budget, args.preset),
                 theirs(name, dataset, buffer, points, args.budget))
         started = time.perf_counter()
         for learner in pair:  # the untrained starting point: reported, never counted as reaching quality
@@ -333,7 +345,10 @@ def main() -> None:
         f"{r.d3rlpy_final:.1f}" for r in results)
         + f" (budget {args.budget:.0f} s per learner; equal weights {equal_weights:.1f})")
     if args.json:
-        write_json(args.json, {"results": [asdict(r) for r in results], "data": args.data, "budget_s": args.budget,
+        write_json(args.json, {"results": [asdict(r) for r in results], "ours_preset": args.preset,
+                               "ours_settings": {name: pair[0].settings for name, pair in pairs.items()},
+                               "d3rlpy_settings": {name: pair[1].settings for name, pair in pairs.items()},
+                               "data": args.data, "budget_s": args.budget,
                                "eval_users": args.eval_users, "load_average": load_before, "total_s": total,
                                "eval_s": eval_seconds, "equal_weights_return": equal_weights,
                                "reference_rates": reference.rates,

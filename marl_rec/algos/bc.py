@@ -45,8 +45,9 @@ class BCConfig:
     @classmethod
     def rec(cls) -> BCConfig:
         """Recommendation-sized preset: 128-128 actor and critic, τ = 0.05 for the critic.
-        Measured (see :mod:`marl_rec.algos.registry`): the 256-256 return at half the time per
-        update; 64-64 lost a little; τ = 0.05 calibrates the Q estimate within ~1,000 updates."""
+        Measured on the legacy world (bench/results/README.md, "Algorithm presets"): the 256-256
+        return at half the time per update; 64-64 lost a little; τ = 0.05 calibrates the Q
+        estimate within ~1,000 updates."""
         return cls(actor_hidden=(128, 128), critic_hidden=(128, 128), tau=0.05)
 
 

@@ -56,9 +56,10 @@ class BCQConfig:
     def rec(cls) -> BCQConfig:
         """Recommendation-sized preset (33-dim state, 4-dim action): 64-64 VAE, actor and
         critics, and τ = 0.05; the paper's Φ, λ, n and learning rates. Measured on a noisy
-        observation-based expert (see :mod:`marl_rec.algos.registry`): as good as 128-128 and
-        256-256 networks at 1.7-2.9x less time per update, and τ = 0.05 calibrates the critics
-        (and lifts the return) within 2,000 updates where τ = 0.005 needs many more."""
+        observation-based expert on the legacy world (bench/results/README.md, "Algorithm
+        presets"): as good as 128-128 and 256-256 networks at 1.7-2.9x less time per update,
+        and τ = 0.05 calibrates the critics (and lifts the return) within 2,000 updates where
+        τ = 0.005 needs many more."""
         return cls(vae_hidden=(64, 64), actor_hidden=(64, 64), critic_hidden=(64, 64), tau=0.05)
 
 

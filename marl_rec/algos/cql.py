@@ -78,13 +78,13 @@ class CQLConfig:
     @classmethod
     def rec(cls) -> CQLConfig:
         """Recommendation-sized preset (33-dim state, 4-dim action, sessions of ~35 requests with
-        rewards ~3 each), measured on the observation-based noisy expert of the tests (true
-        return 106.5, greedy expert 114): 64-64 networks, 4 sampled actions, batch 128; τ = 0.05
+        rewards ~3 each), chosen on the legacy world's observation-based noisy expert
+        (bench/results/README.md, "Algorithm presets"): 64-64 networks, 4 sampled actions, batch 128; τ = 0.05
         so the critics converge during a 1,000-update BC warm start (with τ = 0.005 they are
         at a quarter of their fixed point after 2,000 updates and the actor follows a myopic
         Q); SAC entropy weight starting at 0.01 with lr 1e-3 (at the paper's 1.0 the policy
         stays wide for thousands of updates and its mean action, drifting with Q, fell to
-        105-107); actor lr 1e-4. Result after 2,000 updates: 109.7 and 113.3 (seeds 0, 1)."""
+        the data's level); actor lr 1e-4."""
         return cls(actor_hidden=(64, 64), critic_hidden=(64, 64), num_sampled_actions=4, batch_size=128,
                    tau=0.05, bc_warmup_updates=1000, actor_lr=1e-4, initial_entropy_alpha=0.01,
                    entropy_lr=1e-3)

@@ -44,9 +44,10 @@ class DDPGConfig:
     @classmethod
     def rec(cls) -> DDPGConfig:
         """Recommendation-sized preset: 128-128 networks, the paper's optimiser settings and τ.
-        Measured online (see :mod:`marl_rec.algos.registry`): with τ = 0.05 (TD3's rec value)
-        DDPG's critic ran away and its return fell after ~500 updates; with Fujimoto's re-tuned
-        optimiser (Adam 3e-4, no weight decay) it stalled at a poor saturated action."""
+        Measured online on the legacy world (bench/results/README.md, "Algorithm presets"): with
+        τ = 0.05 (TD3's rec value) DDPG's critic ran away and its return fell after ~500
+        updates; with Fujimoto's re-tuned optimiser (Adam 3e-4, no weight decay) it stalled at a
+        poor saturated action."""
         return cls(actor_hidden=(128, 128), critic_hidden=(128, 128))
 
 

@@ -44,8 +44,8 @@ class TD3Config:
     @classmethod
     def rec(cls) -> TD3Config:
         """Recommendation-sized preset (33-dim state, 4-dim action): 128-128 networks and
-        τ = 0.05, the reference learning rates and noise. Measured online in the simulator
-        (see :mod:`marl_rec.algos.registry`): reaches the 256-256 network's return at half the
+        τ = 0.05, the reference learning rates and noise. Measured online on the legacy
+        world (bench/results/README.md, "Algorithm presets"): reaches the 256-256 network's return at half the
         time per update; 64-64 was unstable; τ = 0.005 needed 2.5x the updates."""
         return cls(actor_hidden=(128, 128), critic_hidden=(128, 128), tau=0.05)
 

@@ -55,8 +55,8 @@ class UWACConfig(BCQConfig):
     def rec(cls) -> UWACConfig:
         """BCQ's recommendation-sized preset (:meth:`BCQConfig.rec`: networks, τ) with 10 dropout
         samples per variance estimate instead of 100 (the variance only sets relative weights).
-        Measured on the tests' observation-based noisy expert (true return 106.5; session ends
-        terminal): 110.3 after 1,000 updates and 118.6 after 2,000 (BCQ rec: 112.2, 115.7)."""
+        Chosen on the legacy world's observation-based noisy expert (bench/results/README.md, "Algorithm presets");
+        the learning bar it passes: tests/marl_rec/algos/test_learning_bars.py."""
         return cls(**dataclasses.asdict(BCQConfig.rec()), num_dropout_samples=10)
 
 

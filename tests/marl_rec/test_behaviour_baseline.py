@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf, open_dict
-
 from hydra_config import compose_config
 from marl_rec.agents.policies import ACTION_DIM, ConstantPolicy, RandomPolicy
+from omegaconf import OmegaConf, open_dict
+
 from marl_rec.data import collect
 from marl_rec.experiments.common import simulator_factory
 from marl_rec.experiments.fusion_offline import ab_test_seed, behaviour_evaluation

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf, open_dict
-
 from hydra_config import compose_config
 from marl_rec.agents.policies import ACTION_DIM
+from omegaconf import OmegaConf, open_dict
+
 from marl_rec.data import collect
 from marl_rec.experiments.common import simulator_factory
 from marl_rec.experiments.fusion_offline import final_evaluation
@@ -53,7 +53,7 @@ def test_missing_log_probs_is_the_reported_error(setting) -> None:
     cfg, factory, data = setting
     assert data.behaviour_log_probs is None
     with pytest.raises(MissingBehaviourLogProbs):
-        OPEContext(data).behaviour_log_probs
+        _ = OPEContext(data).behaviour_log_probs
     estimators(cfg, {"is": {"_target_": "marl_rec.ope.ImportanceSamplingEstimator"}})
     out = final_evaluation(cfg, ConstantLearner(), data, factory, 0.99)
     assert "behaviour_log_probs" in out["ope_is_error"] and "ope_is" not in out

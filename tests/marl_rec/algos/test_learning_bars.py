@@ -24,10 +24,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ope_mdp import (
+    DeterministicContinuous,
+    DeterministicTabular,
+    GaussianBehaviour,
+    TabularPolicy,
+    rollout,
+)
 
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.data import TensorSampler
-from ope_mdp import DeterministicContinuous, DeterministicTabular, GaussianBehaviour, TabularPolicy, rollout
 
 GAMMA = 0.9
 MU = [[1.0, 0.0], [0.6, 0.4], [0.6, 0.4]]

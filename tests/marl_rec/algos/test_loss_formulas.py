@@ -23,7 +23,6 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.bc import BC, BCConfig
 from marl_rec.algos.bcq import BCQ, BCQConfig
 from marl_rec.algos.cql import CQL, CQLConfig
@@ -32,9 +31,10 @@ from marl_rec.algos.discrete_bcq import DiscreteBCQ, DiscreteBCQConfig
 from marl_rec.algos.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from marl_rec.algos.td3 import TD3, TD3Config
 from marl_rec.algos.uwac import UWAC, UWACConfig
+from marl_rec.contracts import ActionSpec, Batch
 
 OBS, B, GAMMA = 3, 6, 0.9
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 @pytest.fixture(autouse=True)

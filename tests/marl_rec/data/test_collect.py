@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy
-from marl_rec.data import collect
 from marl_rec.envs.rollout import run_sessions
 from marl_rec.envs.simulator import UserSimulator
+
+from marl_rec.data import collect
 
 TARGET, SLOTS = 15_000, 256
 Z = 3.0  # a fixed-seed test: |difference| / standard error below 3

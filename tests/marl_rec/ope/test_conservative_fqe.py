@@ -14,10 +14,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ope_mdp import (
+    DeterministicContinuous,
+    DeterministicTabular,
+    GaussianBehaviour,
+    TabularPolicy,
+    rollout,
+)
 
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.ope import FQEConfig, FQEEstimator, OPEContext, relative_error
-from ope_mdp import DeterministicContinuous, DeterministicTabular, GaussianBehaviour, TabularPolicy, rollout
 
 GAMMA = 0.9
 MU = [[0.5, 0.5], [0.6, 0.4], [0.3, 0.7]]

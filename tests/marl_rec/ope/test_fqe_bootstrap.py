@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ope_mdp import TabularPolicy, rollout
 
 from marl_rec.ope import FQEConfig, FQEEstimator, OPEContext
-from ope_mdp import TabularPolicy, rollout
 
 GAMMA = 0.9
 MU = [[0.5, 0.5], [0.6, 0.4], [0.3, 0.7]]
