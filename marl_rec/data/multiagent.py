@@ -201,12 +201,23 @@ class MultiAgentDataset:
                 raise ValueError(f"agent table {agent!r} has {len(table)} transitions, {path / METADATA_FILE} "
                                  f"says num_transitions={n}: the agent tables disagree in length")
             tables[agent] = table
-        columns = meta["columns"] if isinstance(meta["columns"], dict) else {}
+        columns = meta["columns"]
+        if not isinstance(columns, dict) or not all(isinstance(columns.get(name), dict) for name in STATE_COLUMNS):
+            raise ValueError(f"{path / METADATA_FILE}: field 'columns' must describe the columns "
+                             f"{list(STATE_COLUMNS)}, got {columns!r}")
         arrays = {name: load_column(column_file(path, name, columns.get(name)), name, columns[name], bool(mmap),
                                     verify_checksums) for name in STATE_COLUMNS}
+        masks, user_metadata = meta["action_mask_columns"], meta["metadata"]
+        if not isinstance(masks, dict) or not all(isinstance(c, list) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in c) for c in masks.values()):
+            raise ValueError(f"{path / METADATA_FILE}: field 'action_mask_columns' must map agents to lists of "
+                             f"column indices, got {masks!r}")
+        if not isinstance(user_metadata, dict):
+            raise ValueError(f"{path / METADATA_FILE}: field 'metadata' must be a JSON object, got "
+                             f"{type(user_metadata).__name__}")
         try:
             return cls(tables, arrays["states"], arrays["next_states"],
-                       {a: tuple(c) for a, c in dict(meta["action_mask_columns"]).items()}, dict(meta["metadata"]))
+                       {a: tuple(c) for a, c in masks.items()}, dict(user_metadata))
         except (TypeError, ValueError) as error:
             raise ValueError(f"multi-agent dataset at {path} is invalid: {error}") from error
 
