@@ -68,8 +68,8 @@ import torch
 
 from marl_rec.contracts import PolicyOutput
 from marl_rec.agents.policies import action_grid, grid_slates
-from marl_rec.envs.hierarchical import (GOAL_DIM, HierarchicalConfig, LifetimeStats, LifetimeTracker, goal_reward,
-                               run_lifetimes, slate_goal_statistics)
+from marl_rec.envs.hierarchical import (GOAL_DIM, HierarchicalConfig, LifetimeBatch, LifetimeStats,
+                                        goal_reward, run_lifetimes, slate_goal_statistics)
 from marl_rec.envs.simulator import NUM_TASKS, TASKS, UserSimulator
 from marl_rec.algos.base import OfflineAlgorithm
 from marl_rec.contracts import ActionSpec
@@ -180,9 +180,8 @@ def collect_lifetimes(sim: UserSimulator, goal_policy: Callable[[UserSimulator, 
     if not isinstance(num_users, (int, np.integer)) or num_users < 1:
         raise ValueError(f"num_users must be an int >= 1, got {num_users!r}")
     n = int(num_users)
-    sim_obs = sim.reset(n, rng)
-    tracker = LifetimeTracker(sim.config, config, n)
-    alive, starting = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
+    lives = LifetimeBatch(sim, config, n, rng)
+    tracker = lives.tracker
     current = np.full(n, -1, dtype=np.int64)  # each user's current session (global id)
     requests: dict[str, list[np.ndarray]] = {k: [] for k in (
         "user", "session", "obs", "next_obs", "goal", "action", "log_prob", "engagement", "components",
@@ -191,53 +190,43 @@ def collect_lifetimes(sim: UserSimulator, goal_policy: Callable[[UserSimulator, 
     ends: dict[str, list[np.ndarray]] = {k: [] for k in ("session", "next_obs", "returned", "continues")}
     has_goal_log_prob = has_log_prob = True
     num_sessions = 0
-    while alive.any():
-        if starting.any():
-            index = np.flatnonzero(starting)
-            long_obs = tracker.long_term_observation(sim_obs)
+    while lives.alive.any():
+        if lives.starting.any():
+            index = np.flatnonzero(lives.starting)
+            long_obs = lives.long_term_observation()
             goal_action, goal_log_prob = _action_and_log_prob(goal_policy(sim, long_obs), n, GOAL_DIM,
                                                               "goal_policy")
             has_goal_log_prob &= goal_log_prob is not None
-            tracker.start_sessions(starting, goal_action)
+            lives.start_sessions(goal_action)
             current[index] = np.arange(num_sessions, num_sessions + index.size)
             num_sessions += index.size
             sessions["user"].append(index)
             sessions["obs"].append(long_obs[index])
             sessions["goal_action"].append(goal_action[index])
             sessions["log_prob"].append(np.zeros(index.size) if goal_log_prob is None else goal_log_prob[index])
-        short_obs = tracker.short_term_observation(sim_obs)
+        short_obs = lives.short_term_observation()
         action, log_prob = _action_and_log_prob(short_term_policy(sim, short_obs), n, NUM_TASKS,
                                                 "short_term_policy")
         has_log_prob &= log_prob is not None
-        achieved = slate_goal_statistics(sim, sim.rank(action))
-        result = sim.step(action)
-        active = result.info["active"] & alive
-        tracker.record_requests(active, result.reward, achieved)
-        ended = (result.terminated | result.truncated) & alive
-        rows = np.flatnonzero(active)
-        for key, value in (("user", rows), ("session", current[rows]), ("obs", sim_obs[rows]),
+        step = lives.step(action)
+        result, ended = step.result, step.ended
+        rows = np.flatnonzero(step.active)
+        for key, value in (("user", rows), ("session", current[rows]), ("obs", step.observation[rows]),
                            ("next_obs", result.observation[rows]), ("goal", tracker.goal[rows]),
                            ("action", action[rows]), ("engagement", result.reward[rows]),
                            ("log_prob", np.zeros(rows.size) if log_prob is None else log_prob[rows]),
-                           ("components", result.info["components"][rows]), ("achieved", achieved[rows]),
+                           ("components", result.info["components"][rows]), ("achieved", step.achieved[rows]),
                            ("end", ended[rows])):
             requests[key].append(value)
-        sim_obs = result.observation
-        starting = np.zeros(n, dtype=bool)
         if ended.any():
-            tracker.end_sessions(ended, result.terminated)
-            returned = ended & (rng.random(n) < result.info["return_probability"])
-            alive &= ~(ended & ~returned) & ~(ended & (tracker.sessions >= config.max_sessions))
-            starting = ended & alive
-            if starting.any():
-                sim_obs = sim.start_new_sessions(starting)
             index = np.flatnonzero(ended)
             # the long-term observation the next goal will be chosen from (for a finished
             # lifetime: the state after its last session, never bootstrapped from)
             ends["session"].append(current[index])
-            ends["next_obs"].append(tracker.long_term_observation(sim_obs)[index])
-            ends["returned"].append(returned[index])
-            ends["continues"].append(starting[index])
+            ends["next_obs"].append(lives.long_term_observation()[index])
+            ends["returned"].append(step.returned[index])
+            ends["continues"].append(lives.starting[index])
+    sim_obs = lives.sim_obs
 
     def column(store: dict[str, list[np.ndarray]], key: str, dtype: Any) -> np.ndarray:
         return np.concatenate(store[key]).astype(dtype, copy=False)

@@ -72,7 +72,7 @@ from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from marl_rec.envs.fusion_env import make_spaces, validate_action
 from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
-from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, StepResult, UserSimulator
 
 LONG_TERM = "long_term"
 SHORT_TERM = "short_term"
@@ -387,6 +387,66 @@ class LifetimeStats:
         }
 
 
+@dataclass
+class LifetimeStep:
+    """What one request of :meth:`LifetimeBatch.step` did, per user (B,) unless noted."""
+
+    result: StepResult  # the simulator's step
+    observation: np.ndarray  # (B, obs_dim) the simulator observation the action was chosen on
+    achieved: np.ndarray  # (B, GOAL_DIM) the goal statistics of the served slate
+    active: np.ndarray  # bool: the user was served this request (alive, in a session)
+    ended: np.ndarray  # bool: the user's session ended with it
+    returned: np.ndarray  # bool: ... and the user comes back for another session
+
+
+class LifetimeBatch:
+    """The lifetime rules, once, for B users stepped at once: sessions of goal-directed requests,
+    the return draw between them (``return_probability``), and the end of a lifetime (the user
+    does not return, or ``max_sessions``). :func:`run_lifetimes` (evaluation) and
+    ``marl_rec.agents.hierarchical.collect_lifetimes`` (logging) drive it; callers choose goals
+    for the users in ``starting`` (:meth:`start_sessions`) and fusion actions for all
+    (:meth:`step`). All randomness of the rules comes from ``rng``."""
+
+    def __init__(self, sim: UserSimulator, config: HierarchicalConfig, num_users: int,
+                 rng: np.random.Generator) -> None:
+        self.sim, self.config, self.rng, self.num_users = sim, config, rng, num_users
+        self.sim_obs = sim.reset(num_users, rng)
+        self.tracker = LifetimeTracker(sim.config, config, num_users)
+        self.alive = np.ones(num_users, dtype=bool)
+        self.starting = np.ones(num_users, dtype=bool)  # users whose session starts now: they need a goal
+
+    def long_term_observation(self) -> np.ndarray:
+        return self.tracker.long_term_observation(self.sim_obs)
+
+    def short_term_observation(self) -> np.ndarray:
+        return self.tracker.short_term_observation(self.sim_obs)
+
+    def start_sessions(self, goal_action: np.ndarray) -> None:
+        """Set the goals of the users in ``starting`` from (B, GOAL_DIM) goal actions."""
+        self.tracker.start_sessions(self.starting, goal_action)
+
+    def step(self, action: np.ndarray) -> LifetimeStep:
+        """Serve one request to every user with (B, action_dim) fusion actions in [-1, 1]."""
+        sim, tracker, n = self.sim, self.tracker, self.num_users
+        observation = self.sim_obs
+        achieved = slate_goal_statistics(sim, sim.rank(action))
+        result = sim.step(action)
+        active = result.info["active"] & self.alive
+        tracker.record_requests(active, result.reward, achieved)
+        ended = (result.terminated | result.truncated) & self.alive
+        self.sim_obs = result.observation
+        self.starting = np.zeros(n, dtype=bool)
+        returned = np.zeros(n, dtype=bool)
+        if ended.any():
+            tracker.end_sessions(ended, result.terminated)
+            returned = ended & (self.rng.random(n) < result.info["return_probability"])
+            self.alive &= ~(ended & ~returned) & ~(ended & (tracker.sessions >= self.config.max_sessions))
+            self.starting = ended & self.alive
+            if self.starting.any():
+                self.sim_obs = sim.start_new_sessions(self.starting)
+        return LifetimeStep(result, observation, achieved, active, ended, returned)
+
+
 def _action_of(output: object) -> np.ndarray:
     return np.asarray(getattr(output, "action", output), dtype=np.float64)
 
@@ -406,45 +466,30 @@ def run_lifetimes(short_term_policy: Callable[[UserSimulator, np.ndarray], objec
     config = config or HierarchicalConfig()
     sim = sim or UserSimulator(sim_config)
     n = num_users
-    sim_obs = sim.reset(n, rng)
-    tracker = LifetimeTracker(sim.config, config, n)
-    alive = np.ones(n, dtype=bool)
-    starting = np.ones(n, dtype=bool)
+    lives = LifetimeBatch(sim, config, n, rng)
     engagement, utility, goal_error = np.zeros(n), np.zeros(n), np.zeros(n)
     requests = np.zeros(n, dtype=np.int64)
     churned = np.zeros(n, dtype=bool)
-    while alive.any():
-        if starting.any():
-            goal_action = (_action_of(goal_policy(sim, tracker.long_term_observation(sim_obs)))
+    while lives.alive.any():
+        if lives.starting.any():
+            goal_action = (_action_of(goal_policy(sim, lives.long_term_observation()))
                            if goal_policy is not None else np.zeros((n, GOAL_DIM)))
-            tracker.start_sessions(starting, goal_action)
-        obs = tracker.short_term_observation(sim_obs) if goal_policy is not None else sim_obs
+            lives.start_sessions(goal_action)
+        obs = lives.short_term_observation() if goal_policy is not None else lives.sim_obs
         action = np.clip(_action_of(short_term_policy(sim, obs)), -1.0, 1.0)
         if action.shape != (n, NUM_TASKS):
             raise ValueError(f"short_term_policy returned actions of shape {action.shape}, expected {(n, NUM_TASKS)}")
-        achieved = slate_goal_statistics(sim, sim.rank(action))
-        result = sim.step(action)
-        active = result.info["active"] & alive
-        tracker.record_requests(active, result.reward, achieved)
+        step = lives.step(action)
+        result, active = step.result, step.active
         engagement += result.reward * active
         utility += result.info["true_utility"] * active
-        goal_error -= goal_reward(achieved, tracker.goal) * active
+        goal_error -= goal_reward(step.achieved, lives.tracker.goal) * active
         requests += active
-        ended = (result.terminated | result.truncated) & alive
-        sim_obs = result.observation
-        starting = np.zeros(n, dtype=bool)
-        if ended.any():
-            tracker.end_sessions(ended, result.terminated)
-            returned = ended & (rng.random(n) < result.info["return_probability"])
-            churned |= ended & ~returned
-            alive &= ~(ended & ~returned) & ~(ended & (tracker.sessions >= config.max_sessions))
-            starting = ended & alive
-            if starting.any():
-                sim_obs = sim.start_new_sessions(starting)
+        churned |= step.ended & ~step.returned
     error = goal_error / np.maximum(requests, 1) if goal_policy is not None else np.full(n, np.nan)
-    return LifetimeStats(tracker.sessions.copy(), engagement, requests, utility, error, churned)
+    return LifetimeStats(lives.tracker.sessions.copy(), engagement, requests, utility, error, churned)
 
 
-__all__ = ["HierarchicalInterestEnv", "HierarchicalConfig", "LifetimeStats", "LifetimeTracker",
+__all__ = ["HierarchicalInterestEnv", "HierarchicalConfig", "LifetimeBatch", "LifetimeStep", "LifetimeStats", "LifetimeTracker",
            "run_lifetimes", "goal_from_action", "goal_reward", "slate_goal_statistics",
            "GOAL_NAMES", "GOAL_DIM", "LIFETIME_FEATURES", "LONG_TERM", "SHORT_TERM", "env", "raw_env"]
