@@ -11,7 +11,8 @@ time; the OPE benchmark's figures (bench/results/README.md) come with this numbe
 FQE's default interval resamples initial states and picks one of its critics (which differ by
 initialisation only); ``fqe_bootstrap`` trains every critic on its own Poisson bootstrap of the
 episodes (``FQEConfig(episode_bootstrap=True)``), so its interval includes the model's own
-uncertainty; DR/WDR resample episodes with the FQE model fixed.
+uncertainty; DR/WDR resample episodes with the FQE model fixed, ``dr_bootstrap``/``wdr_bootstrap``
+share their replicates out over the bootstrap refits of ``fqe_bootstrap``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def estimators() -> dict[str, object]:
         "fqe_bootstrap": FQEEstimator(FQE_BOOTSTRAP),
         "dr": DoublyRobustEstimator(DoublyRobustConfig(fqe=FQE, num_bootstrap=500)),
         "wdr": DoublyRobustEstimator(DoublyRobustConfig(weighted=True, fqe=FQE, num_bootstrap=500)),
+        "dr_bootstrap": DoublyRobustEstimator(DoublyRobustConfig(fqe=FQE_BOOTSTRAP, num_bootstrap=500)),
+        "wdr_bootstrap": DoublyRobustEstimator(DoublyRobustConfig(weighted=True, fqe=FQE_BOOTSTRAP, num_bootstrap=500)),
     }
 
 

@@ -25,7 +25,10 @@ averages Q̂ under the smoothed target (``num_value_samples`` draws, continuous)
 DR unbiased for the smoothed target whatever Q̂ is.
 
 Confidence intervals: percentile bootstrap over episodes (weights renormalised within each
-resample for the weighted estimators); for DR it is conditional on the fitted Q̂.
+resample for the weighted estimators); for DR it is conditional on the fitted Q̂, unless the
+FQE model is a bootstrap ensemble (``FQEConfig(episode_bootstrap=True)``): each critic is then a
+refit on resampled episodes and the replicates are shared out over the critics, so the interval
+also carries Q̂'s own uncertainty (coverage: bench/ope_coverage.py).
 """
 
 from __future__ import annotations
@@ -138,11 +141,15 @@ def _replicates(kind: str, p: _Prepared, arrays: EpisodeArrays, counts: np.ndarr
 
 
 def importance_estimate(kind: str, arrays: EpisodeArrays, gamma: float, num_bootstrap: int = 1000,
-                        confidence: float = 0.95, rng: np.random.Generator | None = None) -> Estimate:
+                        confidence: float = 0.95, rng: np.random.Generator | None = None,
+                        model_replicates: list[EpisodeArrays] | None = None) -> Estimate:
     """IS / WIS / PDIS / WPDIS / DR / WDR from per-episode arrays, with a bootstrap CI.
 
     The array-level entry point: tests and custom pipelines can pass ratios and model
     values directly; the estimator classes build them from a dataset and a policy.
+    ``model_replicates`` (DR/WDR): the same arrays with the Q̂/V̂ of each bootstrap refit of
+    the model; the bootstrap replicates are shared out over them equally, so the interval
+    includes the model's uncertainty (the point estimate stays the one of ``arrays``).
     """
     if kind not in IS_KINDS + DR_KINDS:
         raise ValueError(f"unknown estimator kind {kind!r}; expected one of {IS_KINDS + DR_KINDS}")
@@ -152,7 +159,13 @@ def importance_estimate(kind: str, arrays: EpisodeArrays, gamma: float, num_boot
     p = _prepare(arrays, gamma)
     e = arrays.rewards.shape[0]
     value = float(_replicates(kind, p, arrays, np.ones((1, e)))[0])
-    replicates = bootstrap_replicates(lambda c: _replicates(kind, p, arrays, c), e, num_bootstrap, rng)
+    if model_replicates:
+        share = -(-num_bootstrap // len(model_replicates))  # ceil: every model gets the same count
+        replicates = np.concatenate([
+            bootstrap_replicates(lambda c, m=model: _replicates(kind, p, m, c), e, share, rng)
+            for model in model_replicates])
+    else:
+        replicates = bootstrap_replicates(lambda c: _replicates(kind, p, arrays, c), e, num_bootstrap, rng)
     w = p.scaled[:, -1]
     diagnostics = {
         # effective sample size of the trajectory weights, Kish: (Σw)² / Σw²
@@ -253,15 +266,17 @@ class DoublyRobustEstimator:
         target = as_stochastic_target(policy, spec, c.bandwidth, c.epsilon)
         log_ratios = _log_ratios(context, target)
         fitted = context.fitted_q(policy, c.fqe)
-        q_logged = fitted.q_values(data.observations, data.actions).mean(0)
+        q_logged = fitted.q_values(data.observations, data.actions)  # (K, N), one row per critic
         rng = np.random.default_rng(c.seed)
         table = target.probs(data.observations) if spec.discrete else target.sample(
             data.observations, c.num_value_samples, rng)
-        v_target = fitted.state_values(data.observations, table).mean(0)
-        arrays = EpisodeArrays(context.pad(data.rewards), context.pad(log_ratios),
-                               context.pad(q_logged), context.pad(v_target))
+        v_target = fitted.state_values(data.observations, table)
+        rewards, ratios = context.pad(data.rewards), context.pad(log_ratios)
+        arrays = EpisodeArrays(rewards, ratios, context.pad(q_logged.mean(0)), context.pad(v_target.mean(0)))
+        refits = ([EpisodeArrays(rewards, ratios, context.pad(q), context.pad(v)) for q, v in zip(q_logged, v_target)]
+                  if c.fqe.episode_bootstrap else None)  # each critic a bootstrap refit of Q̂
         out = importance_estimate("wdr" if c.weighted else "dr", arrays, context.gamma, c.num_bootstrap,
-                                  c.confidence, rng)
+                                  c.confidence, rng, model_replicates=refits)
         out.estimator = self.name
         out.diagnostics.update({f"fqe_{k}": v for k, v in fitted.diagnostics.items()})
         out.diagnostics["model_value"] = float(fitted.state_values(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from ope_mdp import TabularPolicy, rollout
 
-from marl_rec.ope import FQEConfig, FQEEstimator, OPEContext
+from marl_rec.ope import DoublyRobustConfig, DoublyRobustEstimator, FQEConfig, FQEEstimator, OPEContext
 
 GAMMA = 0.9
 MU = [[0.5, 0.5], [0.6, 0.4], [0.3, 0.7]]
@@ -29,6 +29,11 @@ def test_bootstrap_refits_widen_the_interval_to_the_sampling_spread() -> None:
     assert refit.ci_high - refit.ci_low > 3 * (plain.ci_high - plain.ci_low)
     # ... around the same estimate (within the refit interval's half-width)
     assert abs(refit.value - plain.value) < (refit.ci_high - refit.ci_low) / 2
+    # DR over the refits: its replicates take each refit's Q̂ in turn, so its interval widens too
+    bagged = FQEConfig(**{**FQE.__dict__, "episode_bootstrap": True})
+    dr_plain = DoublyRobustEstimator(DoublyRobustConfig(fqe=FQE, num_bootstrap=300)).estimate(context, TARGET)
+    dr_refit = DoublyRobustEstimator(DoublyRobustConfig(fqe=bagged, num_bootstrap=300)).estimate(context, TARGET)
+    assert dr_refit.ci_high - dr_refit.ci_low > dr_plain.ci_high - dr_plain.ci_low
 
 
 def test_episode_bootstrap_must_be_a_bool() -> None:
