@@ -48,9 +48,10 @@ initialisation, so the interval covers the start-state distribution and part of 
 uncertainty, not the sampling variability of the transitions (measured coverage:
 bench/results/ope_coverage.json). With ``episode_bootstrap=True`` every critic is a bootstrap
 refit: its TD (and penalty) terms weight each logged episode by its own Poisson(1) count (the
-Poisson bootstrap: a resample of episodes with replacement, without materialising it), so the
-spread between critics is the refit-over-episodes spread and the interval includes the model's
-own uncertainty; use 5+ critics then (``num_critics``), the spread of 2 is a coarse estimate.
+Poisson bootstrap: a resample of episodes with replacement, without materialising it), and
+averages the logged start states with the same counts, so each critic's value is one bootstrap
+replicate of the whole estimate; the interval is V̂ ± t_{K-1}·sd of the K replicates, which
+includes the model's own uncertainty. Use 5+ critics then (``num_critics``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 
 from marl_rec.contracts import ActionSpec
 from marl_rec.algos.common import adam
@@ -133,9 +135,11 @@ class FittedQ:
     """
 
     def __init__(self, critic: CriticEnsemble, action_spec: ActionSpec, diagnostics: dict[str, float],
-                 scale: float = 1.0, floor: float = -math.inf) -> None:
+                 scale: float = 1.0, floor: float = -math.inf, episode_counts: np.ndarray | None = None) -> None:
         self.critic, self.action_spec, self.diagnostics = critic.eval(), action_spec, diagnostics
         self.scale, self.floor = scale, floor
+        # (K, E): critic k's bootstrap count of each logged episode (episode_bootstrap), else None
+        self.episode_counts = episode_counts
 
     @torch.no_grad()
     def q_values(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -223,7 +227,7 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
         counts = rng.poisson(1.0, (config.num_critics, int(episode_of_row[-1]) + 1))
         row_weights = tensor(counts[:, episode_of_row])
     else:
-        row_weights = None
+        counts, row_weights = None, None
     td_losses, penalties = [], []
     for _ in range(config.num_updates):
         i = torch.randint(len(rewards), (config.batch_size,), generator=generator)
@@ -263,15 +267,29 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
     diagnostics = {"td_loss": float(np.mean(td_losses[-tail:])), "value_scale": scale}  # td_loss in scaled units
     if penalties:
         diagnostics["penalty"] = float(np.mean(penalties[-tail:]))
-    return FittedQ(critic, spec, diagnostics, scale, floor * scale)
+    return FittedQ(critic, spec, diagnostics, scale, floor * scale, counts)
 
 
 def fqe_estimate(fitted: FittedQ, policy: Any, initial_observations: np.ndarray, config: FQEConfig) -> Estimate:
-    """V̂ = mean over initial states and critics of E_π Q; CI by the documented cheap bootstrap."""
+    """V̂ = mean over initial states and critics of E_π Q; CI by the documented cheap bootstrap,
+    or, for bootstrap refits whose start states are the logged episodes' (the default), by
+    the refits: critic k's value averages the start states with its own episode counts (a
+    whole bootstrap replicate), and the interval is V̂ ± t_{K-1}·sd over the K replicates
+    (Student's t: K is small)."""
     rng = np.random.default_rng(config.seed + 1)
     table = action_table(policy, initial_observations, fitted.action_spec, config.num_target_samples, rng)
     values = fitted.state_values(initial_observations, table)  # (K, E0)
     k, n = values.shape
+    counts = fitted.episode_counts
+    if counts is not None and counts.shape == values.shape and k > 1:
+        replicate_values = (counts * values).sum(1) / np.maximum(counts.sum(1), 1)
+        se = float(replicate_values.std(ddof=1))
+        half = float(student_t.ppf(0.5 + config.confidence / 2.0, k - 1)) * se
+        value = float(values.mean())
+        diagnostics = {**fitted.diagnostics, "critic_spread": se, "bootstrap_refits": float(k),
+                       "fraction_at_floor": float(np.mean(values <= fitted.floor))}
+        return Estimate(value, value - half, value + half, config.estimator_name, config.confidence, se, n,
+                        diagnostics)
 
     def statistic(counts: np.ndarray) -> np.ndarray:
         critic = rng.integers(k, size=len(counts))
