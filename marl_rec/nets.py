@@ -17,18 +17,43 @@ from torch import nn
 
 def mlp(input_dim: int, hidden: Sequence[int], output_dim: int, dropout: float = 0.0,
         output_activation: nn.Module | None = None) -> nn.Sequential:
-    """Linear-ReLU stack; ``dropout`` > 0 adds Dropout after every hidden layer (UWAC)."""
+    """Linear-ReLU stack (an :class:`MLP` without dropout); ``dropout`` > 0 adds Dropout after every hidden layer (UWAC).
+
+    The ReLUs work in place on the Linear output (which nothing else keeps): one activation
+    tensor less per layer. On a CPU, where an update's big tensors (CQL: ~8k rows × 256) are
+    memory-bound, that measured a few per cent (issue #19); the numbers are the same."""
     layers: list[nn.Module] = []
     last = input_dim
     for width in hidden:
-        layers += [nn.Linear(last, width), nn.ReLU()]
+        layers += [nn.Linear(last, width), nn.ReLU(inplace=True)]
         if dropout > 0:
             layers.append(GeneratorDropout(dropout))
         last = width
     layers.append(nn.Linear(last, output_dim))
     if output_activation is not None:
         layers.append(output_activation)
-    return nn.Sequential(*layers)
+    return MLP(*layers) if dropout == 0 else nn.Sequential(*layers)
+
+
+class MLP(nn.Sequential):
+    """An ``nn.Sequential`` that, on a CPU, runs a batch of more than ``row_block`` rows block by
+    block (each block through every layer, then the next block).
+
+    An update's big evaluations (BCQ's target: 2,560 rows × 750 units; CQL's penalty: 7,936 rows
+    × 256) otherwise pass activations of several MB from layer to layer, more than a core's
+    cache; in blocks of 512 rows they stay in it. Measured at the paper sizes on the 2-core
+    host: BCQ's target 1.3x faster, CQL's critic pass with its backward ~10% (issue #19). Each
+    row gets the same arithmetic, but the matrix-multiply library may round a row differently
+    in a smaller call (an ulp), and weight gradients are summed block by block. Not used with
+    dropout (its masks must be drawn as one tensor) nor on other devices, where one call is
+    faster. Same parameters and state-dict keys as the ``nn.Sequential``."""
+
+    row_block: int = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[0] <= self.row_block or x.device.type != "cpu":
+            return super().forward(x)
+        return torch.cat([nn.Sequential.forward(self, block) for block in x.split(self.row_block)])
 
 
 class CriticEnsemble(nn.Module):
