@@ -27,7 +27,8 @@ from marl_rec.data.dataset import OfflineDataset
 from marl_rec.trainer import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL_SIM = SimulatorConfig(max_requests=8, items_per_topic=40, ads_per_topic=6)
+# the summary-only observation: tiny networks and a few hundred updates (the goal is 2 of 38 entries)
+SMALL_SIM = SimulatorConfig(max_requests=8, items_per_topic=40, ads_per_topic=6, observed_candidates=0)
 TINY_NETS = {"vae_hidden": (32, 32), "actor_hidden": (32, 32), "critic_hidden": (32, 32)}
 
 
@@ -228,7 +229,7 @@ def test_short_term_learner_follows_the_goal(tmp_path):
     log = collect_lifetimes(sim, UniformGoalPolicy(rng), GaussianNoisePolicy(GoalFollowingPolicy(5.0), 0.3, rng),
                             200, rng, HierarchicalConfig(max_sessions=3))
     data = goal_conditioned_dataset(log, RelabelConfig(), np.random.default_rng(2))
-    level = LevelConfig(num_updates=400, gamma=0.5, overrides=TINY_NETS)
+    level = LevelConfig(num_updates=1000, gamma=0.5, overrides=TINY_NETS)
     algorithm, final = train_short_term(data, level, fast_trainer(), tmp_path)
     assert "train/short_term/critic_loss" in final
     obs = sim.reset(300, np.random.default_rng(3))
