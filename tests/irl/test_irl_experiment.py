@@ -107,6 +107,14 @@ def test_retrain_alone_on_uniform_logs():
     assert [m for m in rows if m.startswith("retrain/")] == ["retrain/true_utility", "retrain/shuffled",
                                                               "retrain/behaviour"]
     assert "uniform logs" in rows["retrain/true_utility"]["note"]
-    assert np.isfinite(rows["retrain/behaviour"]["ratio"]) or rows["retrain/true_utility"]["true_return"] <= 0
+    # the behaviour row is measured against the reference arm on the same users: its ratio and
+    # its paired difference are the reference row's return recombined with its own
+    behaviour, reference = rows["retrain/behaviour"], rows["retrain/true_utility"]
+    if reference["true_return"] > 0:
+        assert behaviour["ratio"] == pytest.approx(behaviour["true_return"] / reference["true_return"])
+    else:
+        assert np.isnan(behaviour["ratio"])
+    assert behaviour["diff"] == pytest.approx(behaviour["true_return"] - reference["true_return"])
+    assert behaviour["diff_ci_low"] <= behaviour["diff"] <= behaviour["diff_ci_high"]
     with pytest.raises(ValueError, match="data"):
         RetrainConfig(data="expert")
