@@ -26,10 +26,9 @@ the supported ones (as Gymnasium's own environments assert).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import re
 
 import gymnasium
 import numpy as np

@@ -51,7 +51,7 @@ def test_pettingzoo_render_test_passes(name, capsys):
 
 def test_ansi_shows_the_served_slate_its_clicks_and_the_reward():
     env = FusionRankingEnv(render_mode="ansi", **SMALL)
-    obs, _ = env.reset(seed=3)
+    env.reset(seed=3)
     assert "no request served yet" in env.render()
     env.action_space(AGENT).seed(0)
     for _ in range(4):
@@ -59,7 +59,7 @@ def test_ansi_shows_the_served_slate_its_clicks_and_the_reward():
         # the slate the simulator is about to serve (its candidates change during step)
         slate = env.sim.rank(action[None].astype(np.float64))[0]
         items, preds = env.sim.cand_items[0, slate].copy(), env.sim.cand_pred[0, slate].copy()
-        obs, reward, terminated, truncated, info = env.step({AGENT: action})
+        _, reward, terminated, truncated, info = env.step({AGENT: action})
         text = env.render()
         rows = slate_rows(text)
         assert [row[0] for row in rows] == items.tolist()
