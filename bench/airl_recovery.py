@@ -32,6 +32,7 @@ with that offset), ``pearson_realised``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -106,6 +107,19 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def markdown_table(result: dict) -> str:
+    """The results README's table: mean ± std (ddof=1) over seeds, then the per-seed EPIC."""
+    lines = ["| method | EPIC (γ = 0) to E[utility∣s,a] | Pearson with E[utility∣s,a] | Pearson with realised "
+             "utility | EPIC per seed |", "|---|---|---|---|---|"]
+    for method in dict.fromkeys(r["method"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["method"] == method]
+        per_seed = ", ".join(f"{r['epic_expected']:.3f}" for r in rows)
+        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows], ddof=1):.3f}"
+                 for k in ("epic_expected", "pearson_expected", "pearson_realised")]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {per_seed} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -116,13 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--discriminator-lr", type=float, default=1e-3)
     parser.add_argument("--probe-users", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "airl_recovery.json")
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(1)
     rows = [row for seed in range(args.seeds) for row in run_seed(seed, args)]
     summary = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        summary[method] = {k: {"mean": float(np.mean([r[k] for r in mine])), "std": float(np.std([r[k] for r in mine]))}
+        summary[method] = {k: {"mean": float(np.mean([r[k] for r in mine])),
+                               "std": float(np.std([r[k] for r in mine], ddof=1 if len(mine) > 1 else 0))}
                            for k in ("epic_expected", "pearson_expected", "pearson_realised")}
     write_json(args.out, {"command": "bench/airl_recovery.py " + " ".join(sys.argv[1:]), "settings": vars(args) | {
         "out": str(args.out)}, "simulator": SimulatorConfig().to_dict(), "rows": rows, "summary": summary})

@@ -15,7 +15,8 @@ build; numpy < 2 because gymnasium 0.29 uses aliases numpy 2 removed.) Then:
 
     .venv/bin/python bench/preference_vs_imitation.py [--setup] [--seeds 3] [--epochs 20]
 
-What is compared: the default simulator's logs (noisy engagement expert), segments of 3
+What is compared: the default simulator's logs (noisy engagement expert; with what each
+request consumed, ``CONSUMED_FEATURES``, unless ``--no-consumed``), segments of 3
 steps of the transition features (marl_rec.irl.data), 1,000 uniformly drawn pairs labelled by the
 noisy oracle (beta = 1, 10% mistakes), inputs standardised with the same statistics; both
 sides fit one reward network (no ensemble) with the same architecture, epochs, batch size
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="*", default=[32, 32],
                         help="hidden widths of both reward networks (imitation's default is 32 32; none = linear)")
     parser.add_argument("--transitions", type=int, default=60_000)
+    parser.add_argument("--no-consumed", dest="consumed", action="store_false",
+                        help="log only the four behaviours, not what was consumed (irl/data.py CONSUMED_FEATURES)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "preference_vs_imitation.json")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -140,7 +144,8 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     sim = UserSimulator()
-    logged = collect_with_utility(sim, GaussianNoisePolicy(HeuristicExpertPolicy(), 0.5, rng), args.transitions, rng)
+    logged = collect_with_utility(sim, GaussianNoisePolicy(HeuristicExpertPolicy(), 0.5, rng), args.transitions, rng,
+                                  consumed=args.consumed)
     train, heldout = logged.split_episodes(0.7, rng)
     pool = SegmentPool.from_dataset(train, 3, "transition")
     mean, std = standardisation(pool.features)
@@ -190,6 +195,14 @@ def main() -> None:
           f"wall time {mean_of(ours, 'seconds') / mean_of(theirs, 'seconds'):.3f}")
     print("per seed pearson: ours", [round(r["pearson"], 3) for r in ours],
           "imitation", [round(r["pearson"], 3) for r in theirs])
+    from marl_rec.files import write_json
+
+    write_json(args.out, {"command": "bench/preference_vs_imitation.py " + " ".join(sys.argv[1:]),
+                          "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                          "features": list(logged.dataset.component_names), "heldout_transitions": len(heldout_x),
+                          "ours": ours, "imitation": theirs,
+                          "pearson_ratio": mean_of(ours, "pearson") / mean_of(theirs, "pearson"),
+                          "wall_time_ratio": mean_of(ours, "seconds") / mean_of(theirs, "seconds")})
 
 
 if __name__ == "__main__":
