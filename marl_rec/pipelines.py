@@ -53,6 +53,7 @@ from marl_rec.data.dataset import OfflineDataset
 from marl_rec.data.storage import FORMAT_VERSION as STORAGE_FORMAT_VERSION
 from marl_rec.data.storage import remove_temporaries
 from marl_rec.files import exclusive_lock
+from marl_rec.parallel import check_num_workers, map_jobs
 
 Factory = Callable[..., Any]
 logger = logging.getLogger(__name__)
@@ -149,6 +150,8 @@ def resolved_pipeline(spec: Mapping[str, Any]) -> dict[str, Any]:
     overrides, in place of the preset's name and the overrides (so a preset value changed in
     code changes the cache key, and two ways of asking for the same config do not)."""
     resolved = resolve_targets(_with_defaults(spec))
+    if resolved.get("num_workers") == 1:  # the default (one process): the same data as no setting
+        del resolved["num_workers"]
     if spec.get("kind") == "online":
         name, preset, overrides = _online_agent_choice(spec)
         resolved["agent_config"] = _plain(make_config(name, preset, **overrides))
@@ -222,25 +225,47 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
     ``instantiate`` builds behaviour policies from their ``_target_`` nodes (Hydra's
     ``instantiate``; marl_rec does not import the policies' package). ``concurrent_learner``
     (``concurrent`` only): an offline algorithm updated once per online update on the same,
-    growing buffer."""
+    growing buffer.
+
+    ``num_workers`` (``policy`` and ``mixture`` pipelines; default 1): log in that many shards
+    on as many processes, shard i with its own simulator, behaviour policies and generator from
+    ``np.random.SeedSequence(seed).spawn(num_workers)[i]``, about ``num_transitions /
+    num_workers`` transitions each on ``batch_users`` users, concatenated in shard order. The
+    data depend on the seed and the number of workers (so a dataset's cache key includes it
+    when it is not 1), not on the machine."""
     spec = _with_defaults(spec)
     sim = sim_factory()
     rng = np.random.default_rng(seed)
     kind = spec.get("kind")
     n = int(spec["num_transitions"])
     users = int(spec["batch_users"])
+    workers = check_num_workers(spec.get("num_workers", 1), "data.num_workers")
     meta = {"pipeline": spec.get("name"), "seed": seed}
+    if workers > 1 and kind not in ("policy", "mixture"):
+        raise ValueError(f"data.num_workers > 1 needs data.kind 'policy' or 'mixture' (an online agent learns "
+                         f"in one process), got kind {kind!r}")
 
-    def policy(node: dict[str, Any]) -> Any:
-        # a `_partial_` behaviour needs the pipeline's generator to be built
-        return instantiate(node)(rng=rng) if node.get("_partial_") else instantiate(node)
+    def policy(node: dict[str, Any], generator: np.random.Generator) -> Any:
+        # a `_partial_` behaviour needs the pipeline's (or the shard's) generator to be built
+        return instantiate(node)(rng=generator) if node.get("_partial_") else instantiate(node)
 
-    if kind == "policy":
-        data = collect(sim, policy(spec["behaviour"]), n, rng, batch_size=users, metadata=meta)
-    elif kind == "mixture":
-        components = [(policy(c["behaviour"]), float(c["fraction"])) for c in spec["components"]]
-        data = collect_mixture(sim, components, n, rng, users)
-        data.metadata.update(meta)
+    def log(sim: Any, generator: np.random.Generator, num_transitions: int) -> OfflineDataset:
+        if kind == "policy":
+            return collect(sim, policy(spec["behaviour"], generator), num_transitions, generator,
+                           batch_size=users, metadata=meta)
+        components = [(policy(c["behaviour"], generator), float(c["fraction"])) for c in spec["components"]]
+        logged = collect_mixture(sim, components, num_transitions, generator, users)
+        logged.metadata.update(meta)
+        return logged
+
+    if kind in ("policy", "mixture") and workers > 1:
+        shards = np.random.SeedSequence(seed).spawn(workers)
+        shares = [n // workers + (index < n % workers) for index in range(workers)]
+        data = OfflineDataset.concatenate(map_jobs(
+            lambda index: log(sim_factory(), np.random.default_rng(shards[index]), shares[index]), workers, workers))
+        data.metadata.update(meta, num_workers=workers)
+    elif kind in ("policy", "mixture"):
+        data = log(sim, rng, n)
     elif kind == "online":
         obs_dim = sim.reset(1, np.random.default_rng(seed)).shape[1]
         agent = _online_agent(spec, obs_dim, int(sim.action_dim), seed)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from marl_rec.ope.estimate import Estimate, check_confidence, normal_estimate
+from marl_rec.parallel import check_num_workers, map_jobs
 
 
 @dataclass
@@ -86,12 +87,17 @@ def _run_group(sim: Any, act: Callable[[Any, np.ndarray], np.ndarray], num_users
 def simulated_ab_test(sim_factory: Callable[[], Any], policies: Mapping[str, Any], users_per_group: int,
                       seed: int, gamma: float = 0.99, confidence: float = 0.95,
                       common_random_numbers: bool = True, batch_size: int = 4096,
-                      max_steps: int = 100_000) -> dict[str, ABArm]:
+                      max_steps: int = 100_000, num_workers: int = 1) -> dict[str, ABArm]:
     """Run every policy on its own group of ``users_per_group`` simulated users (one session each).
 
     Users are simulated ``batch_size`` at a time, so memory stays bounded. Batch j of every
     arm is reset with ``np.random.default_rng(np.random.SeedSequence(seed).spawn(J)[j])``
-    under CRN, and from ``SeedSequence([seed, arm_index + 1])`` children otherwise.
+    under CRN, and from ``SeedSequence([seed, arm_index + 1])`` children otherwise. Each arm
+    runs its batches in order on a simulator of its own from ``sim_factory()``;
+    ``num_workers > 1`` runs the arms on that many processes (:func:`marl_rec.parallel.map_jobs`)
+    with the same results (a policy with its own generator included), provided no two arms
+    share one stateful policy object (each arm's process starts from the policies' state at
+    the call).
     """
     if users_per_group < 2:
         raise ValueError(f"users_per_group must be >= 2 (for an interval), got {users_per_group}")
@@ -102,16 +108,22 @@ def simulated_ab_test(sim_factory: Callable[[], Any], policies: Mapping[str, Any
     if not policies:
         raise ValueError("policies is empty")
     check_confidence(confidence)
+    check_num_workers(num_workers)
     sizes = [min(batch_size, users_per_group - start) for start in range(0, users_per_group, batch_size)]
     common = np.random.SeedSequence(seed).spawn(len(sizes))
-    results: dict[str, ABArm] = {}
-    for index, (name, policy) in enumerate(policies.items()):
-        act = _as_session_policy(policy)
-        seeds = common if common_random_numbers else np.random.SeedSequence([seed, index + 1]).spawn(len(sizes))
+    acts = [_as_session_policy(policy) for policy in policies.values()]
+    seeds = [common if common_random_numbers else np.random.SeedSequence([seed, index + 1]).spawn(len(sizes))
+             for index in range(len(acts))]
+
+    def run_arm(arm: int) -> tuple[np.ndarray, ...]:
         sim = sim_factory()
-        parts = [_run_group(sim, act, size, np.random.default_rng(s), gamma, max_steps)
-                 for size, s in zip(sizes, seeds)]
-        discounted, returns, lengths = (np.concatenate(column) for column in zip(*parts))
+        parts = [_run_group(sim, acts[arm], size, np.random.default_rng(s), gamma, max_steps)
+                 for size, s in zip(sizes, seeds[arm])]
+        return tuple(np.concatenate(column) for column in zip(*parts))
+
+    arms = map_jobs(run_arm, len(acts), num_workers)
+    results: dict[str, ABArm] = {}
+    for name, (discounted, returns, lengths) in zip(policies, arms):
         results[name] = ABArm(name, normal_estimate(discounted, confidence, "ab_test"),
                               normal_estimate(returns, confidence, "ab_test_undiscounted"),
                               discounted, returns, lengths)

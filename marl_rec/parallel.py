@@ -1,0 +1,74 @@
+"""Independent jobs on worker processes: data collection shards and A/B-test groups.
+
+:func:`map_jobs` runs ``task(0) … task(n - 1)`` on up to ``num_workers`` processes and returns
+the results in job order. Each job must own all of its randomness (a seed derived from the job's
+index, e.g. ``np.random.SeedSequence(seed).spawn(n)[index]``); each job runs in a fresh process
+forked from the caller, so it starts from the caller's state whichever worker runs it, and the
+results do not depend on the number of workers > 1. (With one worker the jobs run here, one
+after the other: the same results unless a job changes state a later job reads, e.g. a
+policy's own generator.)
+
+The workers are *forked*: a job may be a closure over simulators, Hydra ``instantiate`` and
+policies (torch modules included) that could not be pickled; only the results travel back
+(pickled). Fork is POSIX-only; where it is unavailable ``num_workers > 1`` raises. Each worker
+uses one torch/BLAS thread (the processes are the parallelism; more threads per process only
+compete for the same cores). For many machines, run the jobs as separate processes through a
+launcher instead (``bench/results/README.md``, "Data collection on many machines").
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_task: Callable[[int], object] | None = None  # the job function, inherited by the forked workers
+
+
+def _one_thread() -> None:
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+    torch = sys.modules.get("torch")  # only if the parent uses it: no torch import for numpy jobs
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def _run(index: int) -> object:
+    assert _task is not None, "map_jobs: worker started without a task"
+    return _task(index)
+
+
+def check_num_workers(num_workers: object, owner: str = "num_workers") -> int:
+    """``num_workers`` as an int >= 1, or ValueError naming ``owner``."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"{owner} must be an integer >= 1, got {num_workers!r}")
+    return num_workers
+
+
+def map_jobs(task: Callable[[int], T], num_jobs: int, num_workers: int = 1) -> list[T]:
+    """``[task(i) for i in range(num_jobs)]``, on ``min(num_workers, num_jobs)`` forked processes
+    when ``num_workers > 1`` (in this process otherwise). Results come back in job order."""
+    global _task
+    check_num_workers(num_workers)
+    if num_workers == 1 or num_jobs <= 1:
+        return [task(index) for index in range(num_jobs)]
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise ValueError("num_workers > 1 needs the 'fork' start method (POSIX); use num_workers=1 here")
+    if _task is not None:
+        raise RuntimeError("map_jobs is not re-entrant: a job may not start workers of its own")
+    _task = task
+    try:
+        # maxtasksperchild=1: every job starts from this process's state at the fork (a policy
+        # with its own generator, say), whichever worker runs it and whatever ran before it
+        with multiprocessing.get_context("fork").Pool(min(num_workers, num_jobs), initializer=_one_thread,
+                                                      maxtasksperchild=1) as pool:
+            return pool.map(_run, range(num_jobs), chunksize=1)
+    finally:
+        _task = None
+
+
+__all__ = ["check_num_workers", "map_jobs"]

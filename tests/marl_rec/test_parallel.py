@@ -1,0 +1,94 @@
+"""Work on several processes (marl_rec.parallel, issue #19): data-collection shards and A/B-test
+groups give the same results on any number of workers for a given seed (and, for the data, a
+given number of shards), and bad settings are refused with the field's name."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
+from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+from marl_rec.ope.ab_test import simulated_ab_test
+from marl_rec.parallel import map_jobs
+from marl_rec.pipelines import build_dataset, dataset_key
+
+SIMULATOR = {"_target_": "marl_rec.envs.simulator.UserSimulator",
+             "config": {"_target_": "marl_rec.envs.simulator.SimulatorConfig", "max_requests": 5,
+                        "items_per_topic": 40, "ads_per_topic": 5}}
+EXPERT = {"name": "expert", "kind": "policy", "seed": 0, "num_transitions": 300, "batch_users": 32,
+          "behaviour": {"_target_": "marl_rec.agents.policies.GaussianNoisePolicy", "_partial_": True, "sigma": 0.3,
+                        "base": {"_target_": "marl_rec.agents.policies.ProductionPolicy"}}}
+MIXED = {"name": "mixed", "kind": "mixture", "seed": 0, "num_transitions": 300, "batch_users": 32,
+         "components": [{"fraction": 0.5, "behaviour": {"_target_": "marl_rec.agents.policies.RandomPolicy",
+                                                         "_partial_": True}},
+                        {"fraction": 0.5, "behaviour": EXPERT["behaviour"]}]}
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_map_jobs_keeps_job_order_and_runs_each_job_in_a_fresh_process():
+    assert map_jobs(lambda i: i * i, 7, num_workers=3) == [i * i for i in range(7)]
+    assert len(set(map_jobs(_pid, 4, num_workers=2))) == 4  # a new process per job: no state carried over
+    assert map_jobs(_pid, 2, num_workers=1) == [os.getpid()] * 2  # one worker: here
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 1"):
+        map_jobs(lambda i: i, 2, num_workers=0)
+
+
+def log(spec: dict, workers: int):
+    return build_dataset({**spec, "num_workers": workers}, lambda: instantiate(SIMULATOR), instantiate, spec["seed"])
+
+
+def columns(data) -> dict[str, np.ndarray]:
+    return {name: getattr(data, name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if getattr(data, name) is not None}
+
+
+@pytest.mark.parametrize("spec", [EXPERT, MIXED], ids=["policy", "mixture"])
+def test_sharded_collection_is_the_concatenation_of_its_shards_and_reproducible(spec):
+    two = log(spec, 2)
+    again = log(spec, 2)
+    for name, values in columns(two).items():
+        np.testing.assert_array_equal(values, columns(again)[name], err_msg=name)
+    assert len(two) >= spec["num_transitions"] and two.metadata["num_workers"] == 2
+    # shard i is what one process logs from SeedSequence(seed).spawn(2)[i] with half the transitions
+    one = log(spec, 1)
+    assert not np.array_equal(one.observations[:100], two.observations[:100])  # other seeds: other data
+    assert np.isfinite(two.rewards).all() and two.episode_starts.sum() > 10
+
+
+def test_num_workers_is_part_of_the_cache_key_unless_it_is_one():
+    assert dataset_key({**EXPERT, "num_workers": 1}, SIMULATOR) == dataset_key(EXPERT, SIMULATOR)
+    assert dataset_key({**EXPERT, "num_workers": 2}, SIMULATOR) != dataset_key(EXPERT, SIMULATOR)
+
+
+def test_sharded_collection_rejects_bad_settings():
+    with pytest.raises(ValueError, match="data.num_workers must be an integer >= 1"):
+        log(EXPERT, 0)
+    online = {"name": "final_buffer", "kind": "online", "seed": 0, "num_transitions": 0, "online_steps": 2,
+              "batch_users": 4, "exploration_sigma": 0.5}
+    with pytest.raises(ValueError, match="data.num_workers > 1 needs data.kind 'policy' or 'mixture'"):
+        log(online, 2)
+
+
+def test_ab_test_gives_the_same_arms_on_any_number_of_workers():
+    def make_sim():
+        return UserSimulator(SimulatorConfig(max_requests=6, items_per_topic=40, ads_per_topic=5))
+
+    def policies():  # fresh each run: the noisy arm's generator advances as it acts
+        base = ConstantPolicy([0.5, 0.0, -0.5, 0.2])
+        return {"constant": base, "noisy": GaussianNoisePolicy(base, 0.5, np.random.default_rng(1))}
+
+    runs = [simulated_ab_test(make_sim, policies(), users_per_group=300, seed=2, batch_size=100, num_workers=w)
+            for w in (1, 2, 3)]
+    for other in runs[1:]:
+        for name in ("constant", "noisy"):
+            np.testing.assert_array_equal(other[name].discounted_returns, runs[0][name].discounted_returns)
+            np.testing.assert_array_equal(other[name].session_lengths, runs[0][name].session_lengths)
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 1"):
+        simulated_ab_test(make_sim, policies(), users_per_group=10, seed=0, num_workers=0)
