@@ -230,7 +230,9 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
     ``num_workers`` (``policy`` and ``mixture`` pipelines; default 1): log in that many shards
     on as many processes, shard i with its own simulator, behaviour policies and generator from
     ``np.random.SeedSequence(seed).spawn(num_workers)[i]``, about ``num_transitions /
-    num_workers`` transitions each on ``batch_users`` users, concatenated in shard order. The
+    num_workers`` transitions each on ``batch_users / num_workers`` users (rounded up: the
+    sessions still running at the end, logged whole, stay as many as in one process),
+    concatenated in shard order. The
     data depend on the seed and the number of workers (so a dataset's cache key includes it
     when it is not 1), not on the machine."""
     spec = _with_defaults(spec)
@@ -249,7 +251,7 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
         # a `_partial_` behaviour needs the pipeline's (or the shard's) generator to be built
         return instantiate(node)(rng=generator) if node.get("_partial_") else instantiate(node)
 
-    def log(sim: Any, generator: np.random.Generator, num_transitions: int) -> OfflineDataset:
+    def log(sim: Any, generator: np.random.Generator, num_transitions: int, users: int) -> OfflineDataset:
         if kind == "policy":
             return collect(sim, policy(spec["behaviour"], generator), num_transitions, generator,
                            batch_size=users, metadata=meta)
@@ -261,11 +263,13 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
     if kind in ("policy", "mixture") and workers > 1:
         shards = np.random.SeedSequence(seed).spawn(workers)
         shares = [n // workers + (index < n % workers) for index in range(workers)]
+        shard_users = -(-users // workers)  # as many sessions at a time as one process would run
         data = OfflineDataset.concatenate(map_jobs(
-            lambda index: log(sim_factory(), np.random.default_rng(shards[index]), shares[index]), workers, workers))
+            lambda index: log(sim_factory(), np.random.default_rng(shards[index]), shares[index], shard_users),
+            workers, workers))
         data.metadata.update(meta, num_workers=workers)
     elif kind in ("policy", "mixture"):
-        data = log(sim, rng, n)
+        data = log(sim, rng, n, users)
     elif kind == "online":
         obs_dim = sim.reset(1, np.random.default_rng(seed)).shape[1]
         agent = _online_agent(spec, obs_dim, int(sim.action_dim), seed)
