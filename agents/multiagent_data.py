@@ -3,8 +3,8 @@ core :class:`marl_rec.envs.joint_rec_ads.JointRecAdsBatch` (the rules, written o
 PettingZoo ``JointRecAdsEnv`` is its B = 1 adapter). Flat observations, per agent:
 
 - ``"recommender"``: the simulator observation (``obs_dim``);
-- ``"advertiser"``: the environment's ``observation`` entry (simulator observation and the
-  ``AD_FEATURES``) followed by its ``action_mask`` as 0/1 floats (``K + 1``) — the mask
+- ``"advertiser"``: the environment's ``observation`` entry (simulator observation, the
+  ``AD_FEATURES`` and the ad candidates' bid × p̂(ad click)) followed by its ``action_mask`` as 0/1 floats (``K + 1``) — the mask
   travels inside the observation (``JointRecAdsBatch.mask_columns``), so offline tables and
   learners see it as ordinary columns. This flat observation equals the global ``state()``.
 

@@ -13,11 +13,13 @@ On every request both agents act at once:
     position j. "Best" is the simulator's ad auction: among ``num_ad_candidates`` retrieved
     ads it serves the one maximising bid × predicted ad-click probability
     (``UserSimulator._serve_ads``); revenue = bid when the user clicks the ad.
-    Observation ``Dict(observation=Box(0, 1, (obs_dim + 3,), float32),
+    Observation ``Dict(observation=Box(0, 1, (obs_dim + 3 + A,), float32),
     action_mask=Box(0, 1, (K + 1,), int8))``: the simulator observation followed by
     ``AD_FEATURES`` (share of this session's requests that carried an ad, the fraction of
-    the session's ad budget left, requests since the last ad / ``max_requests``), and the
-    mask of the actions allowed on the next request.
+    the session's ad budget left, requests since the last ad / ``max_requests``), the request's
+    A = ``num_ad_candidates`` ad candidates' bid × p̂(ad click) (best first, / the inventory's
+    largest bid: :meth:`UserSimulator.ad_candidate_values`), and the mask of the actions allowed
+    on the next request.
 
 Ad-load cap (as production feeds enforce): an ad may be served on the n-th request of a
 session (n = 1, 2, …) only if the session's ads, this one included, stay within
@@ -37,7 +39,8 @@ sessions), so revenue now trades against engagement and future revenue.
 
 ``state()`` / ``state_space``: the global state for centralised critics, the union of both
 observations without repeating the shared part: the simulator observation, the advertiser's
-``AD_FEATURES`` and its action mask (as floats), ``Box(0, 1, (obs_dim + 3 + K + 1,), float32)``.
+``AD_FEATURES``, the ad candidates' values and its action mask (as floats),
+``Box(0, 1, (obs_dim + 3 + A + K + 1,), float32)``.
 
 ``info`` (the same for both agents): ``engagement``, ``revenue``, ``components`` (click,
 like, share, watch), ``ad_shown``, ``ad_click``, ``ad_slot`` (served; 0 = none),
@@ -149,7 +152,7 @@ class JointRecAdsBatch:
     is its B = 1 adapter; data collection and evaluation (``marl_rec.agents.multiagent_data``)
     drive it with large B. Flat observations per agent: ``"recommender"`` the simulator
     observation; ``"advertiser"`` the global ``state()`` (simulator observation, ``AD_FEATURES``,
-    the action mask as 0/1 floats in ``mask_columns``). An advertiser action the mask forbids
+    the ad candidates' bid × p̂(ad click), the action mask as 0/1 floats in ``mask_columns``). An advertiser action the mask forbids
     is served as "no ad" and flagged (``invalid_action="noop"``) or raises before anything
     changes (``"raise"``). Users whose session ended stay frozen (zero reward) until
     :meth:`reset_users` replaces them."""
@@ -159,7 +162,7 @@ class JointRecAdsBatch:
         c = sim.config
         self.num_ad_actions = c.slate_size + 1
         self.rec_obs_dim = c.obs_dim
-        self.state_dim = c.obs_dim + len(AD_FEATURES) + self.num_ad_actions
+        self.state_dim = c.obs_dim + len(AD_FEATURES) + c.num_ad_candidates + self.num_ad_actions
         self.mask_columns = (self.state_dim - self.num_ad_actions, self.state_dim)
         # the session's ad budget: the ads an always-advertising advertiser gets under the cap
         shown = 0
@@ -199,12 +202,14 @@ class JointRecAdsBatch:
         return mask
 
     def ad_features(self) -> np.ndarray:
-        """(B, 3) ``AD_FEATURES``: ad share so far, ad budget left, requests since the last ad."""
+        """(B, 3 + A) ``AD_FEATURES`` (ad share so far, ad budget left, requests since the last ad)
+        and the request's A ad candidates' bid × p̂(ad click) (``UserSimulator.ad_candidate_values``)."""
         share = self.ads_shown / np.maximum(self.requests, 1)
         budget = (self.ad_budget - self.ads_shown) / self.ad_budget if self.ad_budget > 0 else \
             np.zeros(len(self.requests))
         since = (self.requests - self.last_ad_request) / self.sim.config.max_requests
-        return np.clip(np.stack([share, budget, since], axis=1), 0.0, 1.0)
+        return np.concatenate([np.clip(np.stack([share, budget, since], axis=1), 0.0, 1.0),
+                               self.sim.ad_candidate_values()], axis=1)
 
     def state(self) -> np.ndarray:
         """(B, state_dim) float32: the global state of every user."""
@@ -270,7 +275,7 @@ class JointRecAdsEnv(ParallelEnv):
         c = self.sim_config
         self.num_ad_actions = c.slate_size + 1
         rec_obs, rec_act = make_spaces(c)
-        ad_features = c.obs_dim + len(AD_FEATURES)
+        ad_features = c.obs_dim + len(AD_FEATURES) + c.num_ad_candidates
         self.observation_spaces = {
             RECOMMENDER: rec_obs,
             ADVERTISER: gymnasium.spaces.Dict({

@@ -20,7 +20,8 @@ from marl_rec.contracts import ActionSpec
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 from marl_rec.trainer import Trainer, TrainerConfig
 
-SMALL = SimulatorConfig(max_requests=12, items_per_topic=40, ads_per_topic=6)
+# the summary-only observation: tiny networks, a few hundred updates
+SMALL = SimulatorConfig(max_requests=12, items_per_topic=40, ads_per_topic=6, observed_candidates=0)
 TINY = CentralisedConfig(critic_hidden=(32, 32), actor_hidden=(32, 32), num_sampled_actions=3, batch_size=64,
                          critic_lr=1e-3, actor_lr=1e-3)
 
@@ -193,7 +194,7 @@ def test_centralised_learner_beats_the_behaviour_pair_on_the_team_objective():
     data = make_dataset(6000, seed=1, revenue_weight=4.0)
     learner = CentralisedLearner.for_dataset(data, dataclasses.replace(TINY, gamma=0.9), seed=0)
     sampler, generator = JointSampler(data), torch.Generator().manual_seed(0)
-    for _ in range(400):
+    for _ in range(1000):
         learner.update(sampler.sample(64, generator))
     env = JointRecAdsBatch(UserSimulator(SMALL), JointRecAdsConfig(revenue_weight=4.0))
     learned = evaluate_joint(env, learner.policies(), 1500, seed=7).summary(4.0)

@@ -78,8 +78,8 @@ def test_spaces_are_cached_and_state_lies_in_state_space():
     k = env.sim_config.slate_size
     assert env.action_space(ADVERTISER).n == k + 1
     obs, _ = env.reset(seed=0)
-    d = env.sim_config.obs_dim
-    assert env.state_space.shape == (d + len(AD_FEATURES) + k + 1,)
+    d, ads = env.sim_config.obs_dim, env.sim_config.num_ad_candidates
+    assert env.state_space.shape == (d + len(AD_FEATURES) + ads + k + 1,)
     rng = np.random.default_rng(0)
     for _ in range(30):
         state = env.state()
@@ -89,8 +89,13 @@ def test_spaces_are_cached_and_state_lies_in_state_space():
         assert obs[ADVERTISER]["action_mask"].dtype == np.int8
         # the state holds both observations (the shared part once) and the ad mask
         np.testing.assert_array_equal(state[:d], obs[RECOMMENDER])
-        np.testing.assert_array_equal(state[:d + len(AD_FEATURES)], obs[ADVERTISER]["observation"])
+        np.testing.assert_array_equal(state[:d + len(AD_FEATURES) + ads], obs[ADVERTISER]["observation"])
         np.testing.assert_array_equal(state[-(k + 1):], obs[ADVERTISER]["action_mask"])
+        # the advertiser sees the request's ad candidates as the auction ranks them: bid × p̂(ad click)
+        values = obs[ADVERTISER]["observation"][d + len(AD_FEATURES):]
+        sim = env.sim
+        expected = np.sort(sim.world.ad_bid[sim._cand["ads"][0]] * sim._cand["ad_pred"][0])[::-1] / sim.world.ad_bid.max()
+        np.testing.assert_allclose(values, expected, rtol=1e-6)
         if not env.agents:
             obs, _ = env.reset()
         obs, *_ = env.step(random_actions(env, obs, rng))
