@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv  # noqa: E402
 from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator  # noqa: E402
 
-TARGETS = {"core B=4096": 300_000.0, "FusionRankingEnv (PettingZoo)": 5_000.0}
+TARGETS = {"core B=4096": 1_000_000.0, "core B=4096, 100 candidates": 400_000.0,  # issue #19
+           "FusionRankingEnv (PettingZoo)": 10_000.0}
 
 
 @dataclass
@@ -108,9 +109,9 @@ def measure(name: str, unit: str, make_work: Callable[[], Callable[[], int]], re
                   best_cpu / best_reference)
 
 
-def core_work(batch: int, steps: int) -> Callable[[], Callable[[], int]]:
+def core_work(batch: int, steps: int, **config: int) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
-        sim = UserSimulator(SimulatorConfig())
+        sim = UserSimulator(SimulatorConfig(**config))
         rng = np.random.default_rng(0)
         sim.reset(batch, rng)
         actions = np.random.default_rng(1).uniform(-1.0, 1.0, (16, batch, NUM_TASKS))
@@ -172,6 +173,7 @@ def main() -> None:
         ("core B=1", "user-steps/s", core_work(1, steps(1500))),
         ("core B=256", "user-steps/s", core_work(256, steps(60))),
         ("core B=4096", "user-steps/s", core_work(4096, steps(12))),
+        ("core B=4096, 100 candidates", "user-steps/s", core_work(4096, steps(6), num_candidates=100)),
         ("FusionRankingEnv (PettingZoo)", "env steps/s", env_work(steps(1500))),
         ("FusionRankingGymEnv", "env steps/s", env_work(steps(1500), gym=True)),
     ]
