@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
-
 from marl_rec.agents.policies import ConstantPolicy, ProductionPolicy
 from marl_rec.envs.simulator import UserSimulator
+
 from marl_rec.ope.ab_test import simulated_ab_test
 from marl_rec.pipelines import build_dataset
 

@@ -145,4 +145,4 @@ def true_values(arms: Mapping[str, ABArm], discounted: bool = True) -> dict[str,
     return {name: arm.value(discounted) for name, arm in arms.items()}
 
 
-__all__ = ["ABArm", "simulated_ab_test", "paired_difference", "true_values"]
+__all__ = ["ABArm", "paired_difference", "simulated_ab_test", "true_values"]

@@ -9,10 +9,10 @@ import os
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-
 from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
-from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+
+from marl_rec.data.dataset import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from marl_rec.ope.ab_test import simulated_ab_test
 from marl_rec.parallel import map_jobs
 from marl_rec.pipelines import build_dataset, dataset_key

@@ -16,8 +16,6 @@ two identical copies of one algorithm, on the same batches:
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
