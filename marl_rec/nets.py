@@ -42,7 +42,9 @@ class MLP(nn.Sequential):
     An update's big evaluations (BCQ's target: 2,560 rows × 750 units; CQL's penalty: 7,936 rows
     × 256) otherwise pass activations of several MB from layer to layer, more than a core's
     cache; in blocks of 512 rows they stay in it. Measured at the paper sizes on the 2-core
-    host: BCQ's target 1.3x faster, CQL's critic pass with its backward ~10% (issue #19). Each
+    host (issue #19, bench/results/README.md): BCQ's update 1.18x faster (its target evaluation
+    1.33x); blocks of 256 / 1,024 rows: 1.17x / 1.02x; CQL's calls of 2,560 rows gained within
+    the noise. Each
     row gets the same arithmetic, but the matrix-multiply library may round a row differently
     in a smaller call (an ulp), and weight gradients are summed block by block. Not used with
     dropout (its masks must be drawn as one tensor) nor on other devices, where one call is
