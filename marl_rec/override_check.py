@@ -5,9 +5,10 @@ with ``+``, and ``+train.num_update=5`` or ``+evaluaton.ope=false`` then run wit
 settings: a typo that silently changes nothing. :func:`unknown_key_error` checks each key
 override against the config composed with the command line's group choices (each choice of a
 swept group, ``algo=td3,cql``, in turn: a key is known if one of them has it) and names the
-unknown key and the nearest known ones. Keys may be added only under the free-form groups
-(:data:`FREE_FORM`: their nodes are ``_target_`` calls and experiment settings without a schema)
-and under ``hydra``.
+unknown key and the nearest known ones. A key may be added only to a node without a schema —
+the free-form groups (``data``, ``ope``, ``agent``, ``irl``, an ``env`` other than ``fusion``:
+``_target_`` calls and experiment settings) — and under ``hydra``; the typed nodes (the top
+level, ``train``, ``evaluation``, ``algo``, ``env=fusion``'s ``config``) have every key already.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-#: the groups whose nodes have no schema: a key may be added there (``+data.collect_after.sigma=0.1``)
+#: the groups whose nodes usually have no schema (named in the message)
 FREE_FORM = ("data", "ope", "agent", "irl")
 
 
@@ -42,13 +43,17 @@ def _known_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _has_key(config: Any, key: str) -> bool:
+def _has_key_or_free_parent(config: Any, key: str) -> bool:
+    """Whether ``config`` has ``key``, or its deepest existing parent is a node without a schema
+    (a plain mapping, where Hydra's ``+`` legitimately adds keys)."""
     from omegaconf import DictConfig
 
     node = config
     for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
+        if not isinstance(node, DictConfig):
             return False
+        if part not in node:
+            return node._metadata.object_type in (None, dict)  # no dataclass schema behind it
         node = node._get_node(part)
     return True
 
@@ -89,7 +94,7 @@ def unknown_key_error(argv: Sequence[str], config_name: str = "config") -> str |
             choices = (list(override.sweep_string_iterator()) if override.is_sweep_override()
                        else [override.get_value_element_as_str()])
             groups.append([f"{'+' if override.is_add() else ''}{key}={choice}" for choice in choices])
-        elif key.split(".")[0] not in FREE_FORM:
+        else:
             keys.append((key, override.input_line))
     if not keys:
         return None
@@ -107,14 +112,14 @@ def unknown_key_error(argv: Sequence[str], config_name: str = "config") -> str |
         GlobalHydra.instance().clear()
         return None
     for key, line in keys:
-        if any(_has_key(config, key) for config in configs):
+        if any(_has_key_or_free_parent(config, key) for config in configs):
             continue
         known = sorted({k for config in configs for k in _known_keys(config)})
         parent = key.rpartition(".")[0]
         siblings = [k for k in known if k.rpartition(".")[0] == parent]
         close = difflib.get_close_matches(key, siblings or known, n=3, cutoff=0.6)
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-        return (f"unknown config key {key!r} in {line!r}{hint}. Keys can be added (+key=value) only under the "
-                f"free-form groups {', '.join(FREE_FORM)}; elsewhere every key is in the config "
-                f"(marl-rec --cfg job lists them).")
+        return (f"unknown config key {key!r} in {line!r}{hint}. Keys can be added (+key=value) only to nodes "
+                f"without a schema (the free-form groups such as {', '.join(FREE_FORM)}); a typed node has every "
+                f"key already (marl-rec --cfg job lists them).")
     return None

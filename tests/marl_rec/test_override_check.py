@@ -36,6 +36,7 @@ def test_unknown_keys_are_refused(argv: list[str], key: str, suggestion: str | N
     ["-m", "algo=td3,cql", "algo.cql_alpha=1"],  # the key exists for one of the swept choices
     ["+experiment=cql_alpha", "algo.cql_alpha=2"],  # the experiment selects cql
     ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ["+experiment=joint_rec_ads", "+env.max_requests=10"],  # env=joint_rec_ads is a _target_ call: free-form
     ["algo=nonexistent"],  # Hydra's own message names the group
     ["--help"],
 ])
