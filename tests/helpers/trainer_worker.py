@@ -1,7 +1,7 @@
 """A small, real training run for the trainer/checkpoint tests, usable as a subprocess.
 
 ``python tests/helpers/trainer_worker.py RUN_DIR --num-updates N [--resume] [--out final.pt]`` trains
-on a fixed synthetic dataset (simulator-shaped: 33-dim observations, 4-dim actions) with a
+on a fixed synthetic dataset (shaped like ``small_simulator``'s observations and fusion actions) with a
 simulator evaluator, then saves the algorithm's full state (and the final metrics) to
 ``--out``. The kill/resume test runs it, SIGKILLs it mid-run, resumes it, and compares the
 result with an uninterrupted run bit for bit.
@@ -29,14 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from marl_rec.envs.simulator import SimulatorConfig, UserSimulator  # noqa: E402
+from marl_rec.envs.simulator import ACTION_DIM, SimulatorConfig, UserSimulator  # noqa: E402
 from marl_rec.algos.base import OfflineAlgorithm  # noqa: E402
 from marl_rec.contracts import ActionSpec, Batch  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset  # noqa: E402
 from marl_rec.nets import CriticEnsemble, DeterministicActor, soft_update  # noqa: E402
 from marl_rec.trainer import SimulatorEvaluator, Trainer, TrainerConfig  # noqa: E402
 
-OBS_DIM, ACTION_DIM = 33, 4
+SMALL_WORLD = SimulatorConfig(items_per_topic=40, ads_per_topic=4, max_requests=10)
+OBS_DIM = SMALL_WORLD.obs_dim  # the evaluator's simulator observes exactly this
 
 
 @dataclass
@@ -135,7 +136,7 @@ def synthetic_dataset(num_episodes: int = 128, length: int = 16, seed: int = 0) 
 
 
 def small_simulator() -> UserSimulator:
-    return UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=4, max_requests=10))
+    return UserSimulator(SMALL_WORLD)
 
 
 def make_algorithm(name: str = "tiny_td3", seed: int = 0, hidden: tuple[int, ...] = (32, 32)) -> OfflineAlgorithm:

@@ -61,8 +61,8 @@ def test_checkpoint_from_another_algorithm_or_size_or_space_is_refused(tmp_path:
         restore_algorithm(bcq, payload)
     assert_states_equal(before, bcq.state_dict())  # untouched
     wider = make_algorithm("td3", hidden=(64, 32))
-    with pytest.raises(CheckpointError, match=r"actor.net.0.weight has shape \(32, 33\) in the checkpoint, "
-                                              r"\(64, 33\) here.*"
+    with pytest.raises(CheckpointError, match=rf"actor.net.0.weight has shape \(32, {OBS_DIM}\) in the checkpoint, "
+                                              rf"\(64, {OBS_DIM}\) here.*"
                                               r"actor_hidden: saved '\[32, 32\]' vs '\[64, 32\]'"):
         restore_algorithm(wider, payload)
     tiny = make_algorithm("tiny_td3")
