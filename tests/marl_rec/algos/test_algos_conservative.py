@@ -184,6 +184,9 @@ def noisy_expert():
     return sim, data, behaviour_return
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue #16's world: CQL earned 95.5 against the behaviour's 119.8 with this budget on the default "
+    "world (109.4 vs 109.9 on the legacy one); to be re-measured (issue #14)"))
 def test_cql_reaches_the_behaviour_policys_true_return(noisy_expert):
     from marl_rec.envs.rollout import run_sessions
     from marl_rec.data import TensorSampler

@@ -257,6 +257,9 @@ def test_bcq_reaches_the_behaviour_policys_true_return(observation_expert):
     assert bcq_return >= behaviour_return, (bcq_return, behaviour_return)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue #16's world: TD3's Q 108.3 vs a true discounted return of 68.8 (1.6x, not 2x) with this "
+    "budget on the default world, 100.7 vs 67.5 on the legacy one; to be re-measured (issue #14)"))
 def test_td3_offline_overestimates_its_return_at_least_twofold(heuristic_expert):
     from marl_rec.envs.rollout import run_sessions
 
