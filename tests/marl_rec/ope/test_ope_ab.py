@@ -73,7 +73,7 @@ def test_common_random_numbers_and_batches():
 
 def test_ab_test_ranks_policies_like_the_simulator_says():
     """Noise around a constant action costs value; all arms' intervals are honest about it."""
-    base = ConstantPolicy([0.5, 0.0, -0.5, 0.2])
+    base = ConstantPolicy([-1.0, -1.0, -1.0, 0.0])  # the best constant of the default world (issue #16)
     policies = {"constant": base, "noisy": GaussianNoisePolicy(base, 0.8, np.random.default_rng(1))}
     arms = simulated_ab_test(make_sim, policies, users_per_group=2000, seed=5)
     assert paired_difference(arms["constant"], arms["noisy"]).ci_low > 0
