@@ -224,6 +224,6 @@ def test_hydra_config_builds_the_env_with_the_default_world():
     obs, _ = env.reset(seed=0)
     assert env.observation_space(AGENT).contains(obs[AGENT])
     overridden = OmegaConf.merge(cfg, OmegaConf.from_dotlist(["config.max_requests=9",
-                                                              "config.fusion_priors=[0.1,0.1,0.1,0.1]"]))
+                                                              "config.fusion_priors=[0.1,0.1,0.1,0.1,0.1]"]))
     env = hydra.utils.instantiate(overridden)
-    assert env.config.max_requests == 9 and env.config.fusion_priors == (0.1, 0.1, 0.1, 0.1)
+    assert env.config.max_requests == 9 and env.config.fusion_priors == (0.1, 0.1, 0.1, 0.1, 0.1)
