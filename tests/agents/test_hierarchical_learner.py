@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from marl_rec.agents.hierarchical import (GoalFollowingPolicy, LevelConfig, LifetimeLog, RelabelConfig, SemiMDPSampler,
                                  UniformGoalPolicy, collect_lifetimes, discounted_lifetime_returns,
@@ -30,11 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # the summary-only observation: tiny networks and a few hundred updates (the goal is 2 of 38 entries)
 SMALL_SIM = SimulatorConfig(max_requests=8, items_per_topic=40, ads_per_topic=6, observed_candidates=0)
 TINY_NETS = {"vae_hidden": (32, 32), "actor_hidden": (32, 32), "critic_hidden": (32, 32)}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def fixed_goal(goal):

@@ -26,14 +26,6 @@ TINY = CentralisedConfig(critic_hidden=(32, 32), actor_hidden=(32, 32), num_samp
                          critic_lr=1e-3, actor_lr=1e-3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def behaviour(rng: np.random.Generator, sigma: float = 0.8) -> dict:
     """A poor behaviour pair: neutral constant fusion weights with wide noise, random ads."""
     return {RECOMMENDER: GaussianNoisePolicy(ConstantPolicy([0.0, 0.0, 0.0, 0.0]), sigma, rng),

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hydra.utils import instantiate
 
 from marl_rec.agents.policies import HeuristicExpertPolicy
@@ -28,11 +27,6 @@ ONLINE = {"name": "final_buffer", "kind": "online", "seed": 0, "agent": "td3", "
 EXPERT = {"name": "expert", "kind": "policy", "seed": 0, "num_transitions": 200, "batch_users": 32,
           "behaviour": {"_target_": "marl_rec.agents.policies.GaussianNoisePolicy", "_partial_": True, "sigma": 0.1,
                         "base": {"_target_": "marl_rec.agents.policies.HeuristicExpertPolicy"}}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def rec_preset_with(monkeypatch: pytest.MonkeyPatch, **changes) -> None:

@@ -53,14 +53,6 @@ BEHAVIOUR_MEAN = [0.0, 0.2, -0.2]
 CONTINUOUS_CLONE = DeterministicContinuous(BEHAVIOUR_MEAN)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def continuous_data():
     return rollout(GaussianBehaviour(BEHAVIOUR_MEAN, 0.5, seed=1), 2000, np.random.default_rng(1), continuous=True,

@@ -37,14 +37,6 @@ OBS, B, GAMMA = 3, 6, 0.9
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_batch(seed: int, k: int = 2, low: float = -1.0, high: float = 1.0, num_actions: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn((B, OBS), generator=g)

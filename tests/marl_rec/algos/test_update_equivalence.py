@@ -27,14 +27,6 @@ from marl_rec.nets import MLP, soft_update
 OBS_DIM, BATCH = 7, 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ the updates before #19
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ope_mdp import (
     DeterministicContinuous,
     DeterministicTabular,
@@ -32,14 +31,6 @@ FQE = FQEConfig(hidden=(32,), num_critics=2, learning_rate=3e-3, batch_size=256,
                 num_bootstrap=200)
 CONSERVATIVE = FQEConfig(**{**FQE.__dict__, "conservative_weight": 1.0})
 GREEDY = DeterministicTabular(np.array([0, 1, 1]))  # exact value 3.81; behaviour 2.07
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
