@@ -21,6 +21,7 @@ the run folder's own events hold ``final/<policy>/<metric>`` at step = seed.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -29,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from marl_rec.agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TERM_AGENT, GoalFollowingPolicy,
@@ -39,8 +39,10 @@ from marl_rec.agents.hierarchical import (FLAT_AGENT, LONG_TERM_AGENT, SHORT_TER
                                  train_flat, train_long_term, train_short_term)
 from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy
 from marl_rec.envs.hierarchical import GOAL_DIM, HierarchicalConfig, HierarchicalInterestEnv, goal_from_action, run_lifetimes
+from marl_rec.algos.registry import make_config
 from marl_rec.envs.simulator import UserSimulator
-from marl_rec.experiments.common import trainer_config
+from marl_rec.experiments.common import (float_tuple, instantiate_checked, trainer_config, validate_evaluation,
+                                         validate_train)
 from marl_rec.files import write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
@@ -61,11 +63,15 @@ class CollectionConfig:
     follower_values: tuple[float, ...] = (-1.0, 1.0)  # per-task values of its action grid
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_users, int) or self.num_users < 1:
-            raise ValueError(f"collection.num_users must be an int >= 1, got {self.num_users!r}")
-        if not self.behaviour_sigma > 0:
-            raise ValueError(f"collection.behaviour_sigma must be > 0, got {self.behaviour_sigma!r}")
-        object.__setattr__(self, "follower_values", tuple(float(v) for v in self.follower_values))
+        if isinstance(self.num_users, bool) or not isinstance(self.num_users, int) or self.num_users < 1:
+            raise ValueError(f"agent.collection.num_users must be an int >= 1, got {self.num_users!r}")
+        if not 0 < self.behaviour_sigma < math.inf:
+            raise ValueError(f"agent.collection.behaviour_sigma must be finite and > 0, got {self.behaviour_sigma!r}")
+        if not math.isfinite(self.follower_weight):
+            raise ValueError(f"agent.collection.follower_weight must be finite, got {self.follower_weight!r}")
+        object.__setattr__(self, "follower_values", float_tuple(self.follower_values, "agent.collection.follower_values"))
+        if not self.follower_values or not all(math.isfinite(v) for v in self.follower_values):
+            raise ValueError(f"agent.collection.follower_values must be finite numbers, got {self.follower_values}")
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,10 @@ class HierarchicalExperimentConfig:
     constant_reference: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # the fixed fusion action of that row
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_seeds, int) or self.num_seeds < 1:
+        if isinstance(self.num_seeds, bool) or not isinstance(self.num_seeds, int) or self.num_seeds < 1:
             raise ValueError(f"agent.num_seeds must be an int >= 1, got {self.num_seeds!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"agent.gamma must be in [0, 1], got {self.gamma!r}")
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"agent.gamma must be in (0, 1], got {self.gamma!r}")
 
     @classmethod
     def from_node(cls, node: Any) -> HierarchicalExperimentConfig:
@@ -106,7 +112,7 @@ class HierarchicalExperimentConfig:
                     raise ValueError(f"unknown agent.{name} option(s) {bad}; accepted: {sorted(sub_known)}")
                 values[name] = sub(**values[name])
         if "constant_reference" in values:
-            values["constant_reference"] = tuple(float(v) for v in values["constant_reference"])
+            values["constant_reference"] = float_tuple(values["constant_reference"], "agent.constant_reference")
         return cls(**values)
 
     def levels(self, default_updates: int) -> dict[str, LevelConfig]:
@@ -266,15 +272,34 @@ def compare(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def validate_settings(cfg: DictConfig, settings: HierarchicalExperimentConfig) -> None:
+    """The run's own settings, checked before any lifetime is logged (the ``agent`` node and the
+    env are checked when they are built): ``evaluation``, ``train`` and every level's
+    :class:`LevelConfig` (its ``num_updates``, ``gamma``, and its algorithm's config with the
+    ``overrides``); ValueError or TypeError naming the config key. (This experiment logs its
+    lifetimes afresh: no ``cache_dir``.)"""
+    validate_evaluation(cfg)
+    trainer = validate_train(cfg)
+    for name in (SHORT_TERM_AGENT, LONG_TERM_AGENT, FLAT_AGENT):
+        try:
+            level = settings.level(name, trainer.num_updates)
+            make_config(level.algorithm, level.preset, gamma=level.gamma, **level.overrides)
+        except (TypeError, ValueError) as error:
+            message = str(error).replace("LevelConfig.", f"agent.{name}.")
+            raise type(error)(message if f"agent.{name}" in message else f"agent.{name}: {message}") from error
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The ``task`` of ``conf/experiment/hierarchical.yaml``: every seed, the table, ``metrics.json``."""
     torch.set_num_threads(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))
     run_dir = Path(run_dir)
     settings = HierarchicalExperimentConfig.from_node(cfg.agent)
-    env = instantiate(cfg.env)
+    # the env and its simulator options (extra keys of ``env``) check their fields: errors name ``env.<field>``
+    env = instantiate_checked(cfg.env, {"SimulatorConfig": "env", "HierarchicalConfig": "env"})
     if not isinstance(env, HierarchicalInterestEnv):
         raise ValueError(f"the hierarchical experiment needs env=hierarchical, got {type(env).__name__}")
+    validate_settings(cfg, settings)
     started = time.perf_counter()
     per_seed = []
     for offset in range(settings.num_seeds):

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from marl_rec.agents.ctde import CentralisedConfig, CentralisedLearner
@@ -54,7 +53,8 @@ from marl_rec.algos.registry import make_config
 from marl_rec.data.multiagent import FORMAT_VERSION as MULTIAGENT_FORMAT_VERSION
 from marl_rec.data.multiagent import JointSampler, MultiAgentDataset
 from marl_rec.pipelines import DATA_FORMAT_VERSION, cached_dataset, config_hash
-from marl_rec.experiments.common import trainer_config
+from marl_rec.experiments.common import (check_cache_dir, float_tuple, instantiate_checked, trainer_config,
+                                         validate_evaluation, validate_train)
 from marl_rec.files import save_figure, write_json
 from marl_rec.logging import TensorBoardLogger
 from marl_rec.report import difference_vs_spread, format_seed_table, json_safe, seed_table
@@ -87,15 +87,15 @@ class CollectionConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"agent.collection.{name} must be an int >= 1, got {value!r}")
-        object.__setattr__(self, "constant_action", tuple(float(v) for v in self.constant_action))
+        object.__setattr__(self, "constant_action", float_tuple(self.constant_action, "agent.collection.constant_action"))
         if self.recommender_base not in ("constant", "heuristic"):
             raise ValueError(f"agent.collection.recommender_base must be 'constant' or 'heuristic', got "
                              f"{self.recommender_base!r}")
-        if len(self.constant_action) != 4 or any(abs(v) > 1 for v in self.constant_action):
+        if len(self.constant_action) != 4 or any(not abs(v) <= 1 for v in self.constant_action):
             raise ValueError(f"agent.collection.constant_action must be 4 values in [-1, 1], "
                              f"got {self.constant_action}")
-        if not self.recommender_sigma > 0:
-            raise ValueError(f"agent.collection.recommender_sigma must be > 0, got {self.recommender_sigma!r}")
+        if not 0 < self.recommender_sigma < math.inf:
+            raise ValueError(f"agent.collection.recommender_sigma must be finite and > 0, got {self.recommender_sigma!r}")
         if not 0.0 <= self.ad_probability <= 1.0:
             raise ValueError(f"agent.collection.ad_probability must be in [0, 1], got {self.ad_probability!r}")
 
@@ -109,7 +109,7 @@ class FrontierConfig:
     num_updates: int | None = None  # None: train.num_updates
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "revenue_weights", tuple(float(v) for v in self.revenue_weights))
+        object.__setattr__(self, "revenue_weights", float_tuple(self.revenue_weights, "agent.frontier.revenue_weights"))
         object.__setattr__(self, "learners", tuple(self.learners))
         if any(not math.isfinite(v) or v < 0 for v in self.revenue_weights):
             raise ValueError(f"agent.frontier.revenue_weights must be finite and >= 0, got {self.revenue_weights}")
@@ -139,8 +139,8 @@ class JointExperimentConfig:
     def __post_init__(self) -> None:
         if isinstance(self.num_seeds, bool) or not isinstance(self.num_seeds, int) or self.num_seeds < 1:
             raise ValueError(f"agent.num_seeds must be an int >= 1, got {self.num_seeds!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"agent.gamma must be in [0, 1], got {self.gamma!r}")
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"agent.gamma must be in (0, 1], got {self.gamma!r}")
         missing = sorted(set(AGENTS) - set(self.independent))
         if missing:
             raise ValueError(f"agent.independent needs a learner for {missing}")
@@ -386,6 +386,15 @@ def plot_frontier(frontier: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def validate_settings(cfg: DictConfig) -> None:
+    """The run's own settings, checked before any data is collected (the ``agent`` node and the
+    env are checked when they are built): ``cache_dir`` created and writable, ``evaluation``,
+    ``train``; ValueError or TypeError naming the config key."""
+    check_cache_dir(cfg.cache_dir)
+    validate_evaluation(cfg)
+    validate_train(cfg)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The ``task`` of ``conf/experiment/joint_rec_ads.yaml``: every seed, the table, the λ
     sweep and its plot, ``metrics.json``."""
@@ -393,10 +402,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
     run_dir = Path(run_dir)
     settings = JointExperimentConfig.from_node(cfg.agent)
-    env = instantiate(cfg.env)
+    # the env and its simulator options (extra keys of ``env``) check their fields: errors name ``env.<field>``
+    env = instantiate_checked(cfg.env, {"SimulatorConfig": "env", "JointRecAdsConfig": "env"})
     if not isinstance(env, JointRecAdsEnv):
         raise ValueError(f"the joint_rec_ads experiment needs env=joint_rec_ads, got {type(env).__name__}")
     joint_config, sim_config = env.config, env.sim_config
+    validate_settings(cfg)
     started = time.perf_counter()
     per_seed = []
     for offset in range(settings.num_seeds):

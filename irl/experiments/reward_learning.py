@@ -402,15 +402,56 @@ def _table(rows: list[dict[str, Any]], columns: list[str], width: int = 22) -> s
     return "\n".join(lines)
 
 
+# the config key of each dataclass's fields in ``cfg.irl`` (messages name ``irl.<node>.<field>``)
+CONFIG_KEYS = {"RewardLearningConfig": "irl", "SimulatorConfig": "irl.simulator", "ReferenceConfig": "irl.reference",
+               "MaxEntConfig": "irl.maxent", "OracleConfig": "irl.oracle", "PreferenceConfig": "irl.preference",
+               "RewardModelConfig": "irl.reward_model", "AIRLConfig": "irl.airl", "RetrainConfig": "irl.retrain"}
+COUNTS = ("num_transitions", "maxent_users", "maxent_sessions", "maxent_segments", "segment_length",
+          "preference_seeds", "airl_transitions", "airl_probe_users", "heldout_pairs", "epic_transitions",
+          "epic_samples")
+
+
+def validate_settings(config: RewardLearningConfig) -> None:
+    """The numeric settings of ``cfg.irl`` that its dataclasses do not check themselves, before
+    any data is collected: counts >= 1, noise scales finite and > 0, discounts in (0, 1], the
+    reference's sizes; ValueError naming the config key (``irl.<field>``). The nested configs
+    (simulator, MaxEnt, oracle, preference, reward model, AIRL, retrain) check their own fields
+    when they are built."""
+    from marl_rec.experiments.common import check_setting
+
+    for name in COUNTS:
+        check_setting(config, "irl", name, int, lambda v: v >= 1, "an integer >= 1")
+    for name in ("behaviour_sigma", "airl_expert_beta", "airl_expert_sigma"):
+        check_setting(config, "irl", name, float, lambda v: v > 0, "a finite number > 0")
+    check_setting(config, "irl", "epic_gamma", float, lambda v: 0.0 < v <= 1.0, "a discount in (0, 1]")
+    check_setting(config, "irl", "feature_set", str, lambda v: v in FEATURE_SETS, f"one of {sorted(FEATURE_SETS)}")
+    check_setting(config, "irl", "selections", (list, tuple), lambda v: len(v) > 0 and set(v) <= {"uniform", "disagreement"},
+                  "a non-empty list of 'uniform' / 'disagreement'")
+    reference = config.reference
+    for name in ("steps", "batch_size"):
+        check_setting(reference, "irl.reference", name, int, lambda v: v >= 1, "an integer >= 1")
+    check_setting(reference, "irl.reference", "lr", float, lambda v: v > 0, "a finite number > 0")
+    check_setting(reference, "irl.reference", "hidden", (list, tuple),
+                  lambda v: all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in v),
+                  "a list of integers >= 1")
+    retrain = config.retrain
+    for name in ("num_updates", "batch_size", "train_seeds", "eval_users", "eval_seed"):  # ints, not just >= bounds
+        check_setting(retrain, "irl.retrain", name, int, lambda v: v >= 0, "an integer")
+    check_setting(retrain, "irl.retrain", "gamma", float, lambda v: 0.0 < v <= 1.0, "a discount in (0, 1]")
+
+
 def run(cfg: Any, run_dir: Any) -> dict[str, Any]:
     """The ``marl-rec +experiment=reward_learning`` task: build the config from ``cfg.irl``,
     log TensorBoard events and ``metrics.json`` into the run folder, print the table."""
     import dataclasses
     from pathlib import Path
 
-    from hydra.utils import instantiate
+    from marl_rec.experiments.common import instantiate_checked
 
-    config = dataclasses.replace(instantiate(cfg.irl), log_dir=str(Path(run_dir)), seed=int(cfg.seed))
+    # every setting checked before any data is collected (the dataclasses check their own fields)
+    config = instantiate_checked(cfg.irl, CONFIG_KEYS)
+    validate_settings(config)
+    config = dataclasses.replace(config, log_dir=str(Path(run_dir)), seed=int(cfg.seed))
     rows = learn_rewards(config)
     table = format_table(rows)
     print(table, flush=True)

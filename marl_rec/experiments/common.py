@@ -94,9 +94,9 @@ def check_cache_dir(cache_dir: Any) -> Path:
 
 
 def _setting(node: Any, prefix: str, key: str, kind: type, allowed: Any, why: str) -> Any:
-    """``node[key]`` of type ``kind`` (an int is a float; a bool is neither) satisfying
+    """``node[key]`` (or ``node.key``, for a dataclass) of type ``kind`` (an int is a float; a bool is neither) satisfying
     ``allowed(value)``; ValueError naming ``prefix.key`` and ``why`` otherwise."""
-    value = node.get(key)
+    value = node.get(key) if hasattr(node, "get") else getattr(node, key, None)
     numeric = kind in (int, float) and not isinstance(value, bool)
     typed = (isinstance(value, int) if kind is int else isinstance(value, (int, float)) if kind is float
              else isinstance(value, kind)) and (numeric or kind not in (int, float))
@@ -105,9 +105,57 @@ def _setting(node: Any, prefix: str, key: str, kind: type, allowed: Any, why: st
     return value
 
 
-def _rename_fields(error: Exception, owner: str, prefix: str) -> str:
+def _rename_fields(error: Exception | str, owner: str, prefix: str) -> str:
     """An error message with ``Owner.field`` written as the config key ``prefix.field``."""
     return re.sub(rf"\b{owner}\.", f"{prefix}.", str(error))
+
+
+def check_setting(node: Any, prefix: str, key: str, kind: type, allowed: Any, why: str) -> Any:
+    """The public name of :func:`_setting`, for the experiments outside the core (agents, irl)."""
+    return _setting(node, prefix, key, kind, allowed, why)
+
+
+def instantiate_checked(node: Any, names: dict[str, str]) -> Any:
+    """``instantiate(node)``; a failure (Hydra wraps the config's own error) is re-raised as a
+    ValueError whose ``Owner.field`` names are written as config keys ``prefix.field``, for
+    every ``Owner: prefix`` of ``names``."""
+    try:
+        return instantiate(node)
+    except Exception as error:
+        message = str(error.__cause__ or error)
+        for owner, prefix in names.items():
+            message = _rename_fields(message, owner, prefix)
+        raise ValueError(message) from error
+
+
+def float_tuple(values: Any, key: str) -> tuple[float, ...]:
+    """``values`` (a list of numbers) as a tuple of floats; ValueError naming ``key`` when it is
+    not a list or holds something that is not a number (a bool, a string)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{key} must be a list of numbers, got {values!r}")
+    values = tuple(values)
+    if any(isinstance(v, (bool, str, bytes)) or not isinstance(v, (int, float, np.integer, np.floating)) for v in values):
+        raise ValueError(f"{key} must be a list of numbers, got {list(values)!r}")
+    return tuple(float(v) for v in values)
+
+
+def validate_evaluation(cfg: DictConfig) -> None:
+    """The ``evaluation`` node every experiment reads: users, seed, discount, A/B group size, OPE switch."""
+    evaluation = cfg.evaluation
+    _setting(evaluation, "evaluation", "num_users", int, lambda v: v >= 1, "an integer >= 1 (users of the learning curves)")
+    _setting(evaluation, "evaluation", "seed", int, lambda v: v >= 0, "an integer >= 0")
+    _setting(evaluation, "evaluation", "gamma", float, lambda v: 0.0 <= v <= 1.0, "a discount in [0, 1]")
+    _setting(evaluation, "evaluation", "ab_users_per_group", int, lambda v: v >= 2,
+             "an integer >= 2 (the A/B test's confidence interval needs two users per group)")
+    _setting(evaluation, "evaluation", "ope", bool, lambda v: True, "true or false")
+
+
+def validate_train(cfg: DictConfig) -> TrainerConfig:
+    """The run's :class:`TrainerConfig` from ``cfg.train``, its errors naming ``train.<field>``."""
+    try:
+        return trainer_config(cfg)
+    except (TypeError, ValueError) as error:
+        raise type(error)(_rename_fields(error, "TrainerConfig", "train")) from error
 
 
 def validate_run(cfg: DictConfig) -> TrainerConfig:
@@ -116,11 +164,8 @@ def validate_run(cfg: DictConfig) -> TrainerConfig:
     ``evaluation`` and the OPE estimators and behaviour policies it will build. Raises ValueError
     (or TypeError) naming the config key; returns the run's :class:`TrainerConfig`."""
     check_cache_dir(cfg.cache_dir)
-    try:
-        instantiate(cfg.simulator.config)  # SimulatorConfig checks each field's type, finiteness and range
-    except Exception as error:  # Hydra wraps the config's own error: report the field's key
-        cause = error.__cause__ or error
-        raise ValueError(_rename_fields(cause, "SimulatorConfig", "env.config")) from error
+    # SimulatorConfig checks each field's type, finiteness and range
+    instantiate_checked(cfg.simulator.config, {"SimulatorConfig": "env.config"})
 
     data = cfg.data
     kind = data.get("kind")
@@ -132,18 +177,10 @@ def validate_run(cfg: DictConfig) -> TrainerConfig:
         _setting(data, "data", "online_steps", int, lambda v: v >= 1, "an integer >= 1")
         _setting(data, "data", "exploration_sigma", float, lambda v: v >= 0, "a finite number >= 0")
 
-    evaluation = cfg.evaluation
-    _setting(evaluation, "evaluation", "num_users", int, lambda v: v >= 1, "an integer >= 1 (users of the learning curves)")
-    _setting(evaluation, "evaluation", "seed", int, lambda v: v >= 0, "an integer >= 0")
-    _setting(evaluation, "evaluation", "gamma", float, lambda v: 0.0 <= v <= 1.0, "a discount in [0, 1]")
-    _setting(evaluation, "evaluation", "ab_users_per_group", int, lambda v: v >= 2,
-             "an integer >= 2 (the A/B test's confidence interval needs two users per group)")
-    _setting(evaluation, "evaluation", "ope", bool, lambda v: True, "true or false")
-    try:
-        trainer = trainer_config(cfg)
-    except (TypeError, ValueError) as error:
-        raise type(error)(_rename_fields(error, "TrainerConfig", "train")) from error
+    validate_evaluation(cfg)
+    trainer = validate_train(cfg)
 
+    evaluation = cfg.evaluation
     if evaluation.ope and cfg.get("ope") is not None:
         for name, node in cfg.ope.estimators.items():
             try:
