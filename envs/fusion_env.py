@@ -152,9 +152,23 @@ def parallel_env(**kwargs: Any) -> FusionRankingEnv:
     return FusionRankingEnv(**kwargs)
 
 
+class ParallelToAEC(parallel_to_aec_wrapper):
+    """PettingZoo's ``parallel_to_aec_wrapper``, except that stepping an agent that is done
+    (terminated or truncated) with an action other than ``None`` raises a ValueError naming the
+    agent, where PettingZoo's wrapper fails a bare ``assert``."""
+
+    def step(self, action: Any) -> None:
+        agent = self.agent_selection
+        if action is not None and (self.terminations.get(agent) or self.truncations.get(agent)):
+            raise ValueError(f"agent {agent!r} is done (terminated or truncated): its step takes the action None, "
+                             f"got {type(action).__name__}")
+        super().step(action)
+
+
 def raw_env(**kwargs: Any) -> AECEnv:
-    """The AEC form, unwrapped: PettingZoo's ``parallel_to_aec_wrapper`` of the Parallel env."""
-    return parallel_to_aec_wrapper(FusionRankingEnv(**kwargs))
+    """The AEC form, unwrapped: PettingZoo's ``parallel_to_aec_wrapper`` of the Parallel env
+    (:class:`ParallelToAEC`)."""
+    return ParallelToAEC(FusionRankingEnv(**kwargs))
 
 
 def env(**kwargs: Any) -> AECEnv:

@@ -56,10 +56,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 from pettingzoo import AECEnv, ParallelEnv
-from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
-from marl_rec.envs.fusion_env import make_spaces, validate_action
+from marl_rec.envs.fusion_env import ParallelToAEC, make_spaces, validate_action
 from marl_rec.envs.hierarchical import split_overrides
 from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
 from marl_rec.contracts import ActionSpec
@@ -382,8 +381,9 @@ def parallel_env(**kwargs: Any) -> JointRecAdsEnv:
 
 
 def raw_env(**kwargs: Any) -> AECEnv:
-    """The AEC form, unwrapped: PettingZoo's ``parallel_to_aec_wrapper`` of the Parallel env."""
-    return parallel_to_aec_wrapper(JointRecAdsEnv(**kwargs))
+    """The AEC form, unwrapped: PettingZoo's ``parallel_to_aec_wrapper`` of the Parallel env
+    (:class:`marl_rec.envs.fusion_env.ParallelToAEC`)."""
+    return ParallelToAEC(JointRecAdsEnv(**kwargs))
 
 
 def env(**kwargs: Any) -> AECEnv:

@@ -107,3 +107,86 @@ def test_hierarchical_step(seed: int, actions: list) -> None:
         observation = env.observe(env.agent_selection)
         assert env.observation_space(env.agent_selection).contains(observation)
         assert all(math.isfinite(float(r)) for r in env.rewards.values())
+
+
+# ---------------------------------------------------------------- the AEC forms (OrderEnforcingWrapper)
+@pytest.fixture(scope="module")
+def fusion_aec():
+    from marl_rec.envs import fusion_env
+
+    return fusion_env.env(**SMALL)
+
+
+@pytest.fixture(scope="module")
+def joint_aec():
+    from marl_rec.envs import joint_rec_ads
+
+    return joint_rec_ads.env(**SMALL)
+
+
+def _fuzz_aec(env, seed: int, actions: list) -> None:
+    """Step the AEC env with ``actions`` in turn (a done agent too: only ``None`` is its
+    action, as PettingZoo requires): an error must be a ValueError / TypeError naming an agent whose
+    action is in the joint step (the wrapper checks the actions when the round's last agent
+    steps); an accepted action must leave observations inside their spaces and finite rewards."""
+    env.reset(seed=seed)
+    round_agents: list[str] = []  # the agents whose actions the next joint step will see
+    for action in actions:
+        if not env.agents:
+            break
+        agent, last = env.agent_selection, env.agents[-1]
+        round_agents.append(agent)
+        result = outcome(lambda: env.step(action))  # noqa: B023 (called at once)
+        if isinstance(result, BaseException):
+            _assert_named(result, [f"'{a}'" for a in round_agents])
+            return
+        if agent == last:
+            round_agents = []
+        for other in env.agents:
+            assert env.observation_space(other).contains(env.observe(other)), f"observation of {other!r} outside its space"
+        assert all(math.isfinite(float(r)) for r in env.rewards.values())
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**16), actions=st.lists(malformed, min_size=1, max_size=4))
+def test_fusion_aec_step(fusion_aec, seed: int, actions: list) -> None:
+    _fuzz_aec(fusion_aec, seed, actions)
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**16), actions=st.lists(malformed, min_size=1, max_size=6))
+def test_joint_aec_step(joint_aec, seed: int, actions: list) -> None:
+    _fuzz_aec(joint_aec, seed, actions)
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**16), clipped=st.lists(st.sampled_from([-1e300, -2.0, 2.0, 1e300]), min_size=4, max_size=4))
+def test_aec_clips_out_of_range_fusion_actions(fusion_aec, joint_aec, seed: int, clipped: list) -> None:
+    """The documented rule: finite fusion actions outside [-1, 1] are clipped, in the AEC forms
+    as in the Parallel ones (the same step as the action clipped by hand)."""
+    for env in (fusion_aec, joint_aec):
+        rewards = []
+        for action in (np.array(clipped, dtype=np.float64), np.clip(np.array(clipped, dtype=np.float64), -1, 1)):
+            env.reset(seed=seed)
+            for agent in list(env.agents):
+                env.step(action if agent == "recommender" else 0)
+            rewards.append(dict(env.rewards))
+        assert rewards[0] == rewards[1]
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**16), action=malformed)
+def test_aec_done_agent_step(fusion_aec, joint_aec, seed: int, action) -> None:
+    """An agent that is done (the session ended) takes ``None``; anything else is a ValueError
+    naming it (PettingZoo's own wrapper fails a bare assert there)."""
+    for env in (fusion_aec, joint_aec):
+        env.reset(seed=seed)
+        while env.agents and not (env.terminations[env.agent_selection] or env.truncations[env.agent_selection]):
+            env.step(np.zeros(4, dtype=np.float32) if env.agent_selection == "recommender" else 0)
+        agent = env.agent_selection
+        result = outcome(lambda: env.step(action))  # noqa: B023 (called at once)
+        if action is None:
+            assert not isinstance(result, BaseException), f"the done agent's None step was refused: {result}"
+        else:
+            assert isinstance(result, ValueError), f"a done agent's action was accepted: {action!r}"
+            _assert_named(result, [f"'{agent}'"])
