@@ -12,6 +12,7 @@ import pytest
 import marl_rec.agents.experiments.hierarchical as hierarchical
 import marl_rec.agents.experiments.joint_rec_ads as joint_rec_ads
 from hydra_config import compose_config
+from run_settings import assert_refused_before_work, reached
 
 COMMON = [  # the settings every experiment reads, and how a bad value is reported
     ("evaluation.ab_users_per_group=1", r"evaluation.ab_users_per_group=1: must be an integer >= 2"),
@@ -51,23 +52,13 @@ HIERARCHICAL = COMMON + [
 
 def _run_until_collection(module, collector: str, experiment: str, override: str | None, message: str | None,
                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def reached(*args, **kwargs):
-        raise RuntimeError("the run reached the collection")
-
     monkeypatch.setattr(module, collector, reached)
     (tmp_path / "file").write_text("not a folder")
     overrides = [f"+experiment={experiment}", f"cache_dir={tmp_path / 'cache'}"]
     if override is not None:
         overrides.append(override.replace("FILE", str(tmp_path / "file")))
     cfg = compose_config(overrides)
-    with pytest.raises((ValueError, TypeError, RuntimeError)) as caught:
-        module.run(cfg, tmp_path / "run")
-    if message is None:
-        assert caught.type is RuntimeError and "reached the collection" in str(caught.value)
-    else:
-        assert caught.type is not RuntimeError, "the bad setting was only found after the collection started"
-        assert caught.match(message)
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert_refused_before_work(module.run, cfg, tmp_path / "run", message)
 
 
 @pytest.mark.parametrize("override, message", JOINT)

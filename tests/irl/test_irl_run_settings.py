@@ -10,6 +10,7 @@ import pytest
 
 import marl_rec.irl.experiments.reward_learning as reward_learning
 from hydra_config import compose_config
+from run_settings import assert_refused_before_work, reached
 
 
 @pytest.mark.parametrize("override, message", [
@@ -36,17 +37,7 @@ from hydra_config import compose_config
 ])
 def test_reward_learning_checks_its_settings_before_collecting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               override: str | None, message: str | None) -> None:
-    def reached(*args, **kwargs):
-        raise RuntimeError("the run reached the collection")
-
     for collector in ("collect_topic_demonstrations", "collect_with_utility"):
         monkeypatch.setattr(reward_learning, collector, reached)
     cfg = compose_config(["+experiment=reward_learning", *([override] if override else [])])
-    with pytest.raises((ValueError, TypeError, RuntimeError)) as caught:
-        reward_learning.run(cfg, tmp_path / "run")
-    if message is None:
-        assert caught.type is RuntimeError and "reached the collection" in str(caught.value)
-    else:
-        assert caught.type is not RuntimeError, "the bad setting was only found after the collection started"
-        assert caught.match(message)
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert_refused_before_work(reward_learning.run, cfg, tmp_path / "run", message)

@@ -10,6 +10,7 @@ import pytest
 
 import marl_rec.experiments.fusion_offline as fusion_offline
 from hydra_config import compose_config
+from run_settings import assert_refused_before_work, reached
 from marl_rec.experiments.common import check_cache_dir, validate_run
 
 
@@ -30,19 +31,9 @@ from marl_rec.experiments.common import check_cache_dir, validate_run
 ])
 def test_bad_settings_fail_before_the_data_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      override: str, message: str | None) -> None:
-    def reached(*args, **kwargs):
-        raise RuntimeError("the run reached the data")
-
     monkeypatch.setattr(fusion_offline, "load_dataset", reached)
     cfg = compose_config([override, f"cache_dir={tmp_path / 'cache'}", "evaluation.ope=false"])
-    with pytest.raises((ValueError, TypeError, RuntimeError)) as caught:
-        fusion_offline.run(cfg, tmp_path / "run")
-    if message is None:
-        assert caught.type is RuntimeError and "reached the data" in str(caught.value)
-    else:
-        assert caught.type is not RuntimeError, "the bad setting was only found after the data"
-        assert caught.match(message)
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert_refused_before_work(fusion_offline.run, cfg, tmp_path / "run", message)
 
 
 def test_data_settings_are_checked_for_the_pipelines_that_use_them(tmp_path: Path) -> None:
