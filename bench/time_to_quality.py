@@ -60,8 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from marl_rec.algos.registry import make_algorithm, make_config  # noqa: E402
 from marl_rec.data.d3rlpy_interop import to_d3rlpy  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset, TensorSampler  # noqa: E402
+from marl_rec.files import write_json  # noqa: E402
 from marl_rec.trainer import SimulatorEvaluator  # noqa: E402
-from updates import Reference, write_json  # noqa: E402
+from updates import Reference  # noqa: E402
 
 QUALITY_FRACTION = 0.95
 TARGET_SPEEDUP = 3.0

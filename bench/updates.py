@@ -37,11 +37,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
@@ -58,6 +56,7 @@ from marl_rec.contracts import ActionSpec  # noqa: E402
 from marl_rec.algos.registry import make_algorithm, make_config  # noqa: E402
 from marl_rec.data.d3rlpy_interop import to_d3rlpy  # noqa: E402
 from marl_rec.data.dataset import OfflineDataset, TensorSampler  # noqa: E402
+from marl_rec.files import write_json  # noqa: E402
 from marl_rec.ope.fqe import FQEConfig, fit_fqe  # noqa: E402
 
 OBS_DIM, ACTION_DIM, BATCH_SIZE = 33, 4, 256
@@ -232,13 +231,6 @@ def fqe_setup_seconds(data: OfflineDataset, seed: int) -> float:
     start = time.process_time()
     fit_fqe(data, policy, GAMMA, config)
     return time.process_time() - start
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
 
 
 def main() -> None:
