@@ -1,0 +1,743 @@
+"""A frozen copy of the batched simulator's hot path as it was at commit 982b4b3 (before the
+speed work of issue #19), the reference that tests/envs/test_simulator_speed_equivalence.py
+compares the current ``UserSimulator`` with: a pure speed change must give bit-identical
+observations, rewards, flags, infos, user states and candidates for the same seeds.
+
+Not production code: do not edit it to follow the simulator. A change of the simulated world
+(new draws, new dynamics) is not a speed change; then update this copy from the new simulator
+in the same commit and say so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from marl_rec.envs.simulator import (
+    _STEP_KEYS,
+    ACTION_DIM,
+    FUSION_WEIGHT_BASE,
+    NUM_PREDICTIONS,
+    NUM_TASKS,
+    SimulatorConfig,
+    StepResult,
+    UserSimulator,
+    World,
+)
+
+
+def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function in three in-place passes (``out`` may be ``x`` itself)."""
+    out = np.negative(x, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
+
+
+# Below this many variates numpy's ziggurat is cheaper (one call); above, Box–Muller on
+# float32 uniforms is about 3x faster here (every step is a SIMD ufunc: log, sqrt, sin, cos).
+_BOX_MULLER_MIN = 4096
+
+
+def standard_normal_f32(rng: np.random.Generator, out: np.ndarray,
+                        scratch: np.ndarray | None = None) -> np.ndarray:
+    """Fill the contiguous float32 array ``out`` with N(0, 1) variates and return it.
+
+    Large draws use Box–Muller on float32 uniforms, exact in distribution except that |z|
+    is capped at sqrt(-2 ln 2^-24) ≈ 5.77 (probability 8e-9). ``scratch`` (float32, at least
+    half the size of ``out``) avoids a temporary.
+    """
+    flat = out.reshape(-1)
+    half = flat.size // 2
+    if flat.size < _BOX_MULLER_MIN:
+        return rng.standard_normal(out=out, dtype=np.float32)
+    rng.random(out=flat, dtype=np.float32)
+    radius, angle = flat[:half], flat[half:2 * half]
+    np.subtract(np.float32(1.0), radius, out=radius)  # uniform on (0, 1]
+    np.log(radius, out=radius)
+    radius *= np.float32(-2.0)
+    np.sqrt(radius, out=radius)
+    angle *= np.float32(2.0 * np.pi)
+    cosine = np.cos(angle, out=None if scratch is None else scratch.reshape(-1)[:half])
+    np.sin(angle, out=angle)
+    angle *= radius
+    radius *= cosine
+    if flat.size > 2 * half:  # odd size: one more variate
+        flat[-1] = rng.standard_normal(dtype=np.float32)
+    return out
+
+
+
+class FrozenSimulator(UserSimulator):
+    """``UserSimulator`` as of commit 982b4b3, every method that the speed work touches copied verbatim."""
+
+    def __init__(self, config: SimulatorConfig | None = None, world: World | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.world = world or World.build(self.config)
+        c, w = self.config, self.world
+        if w.item_topic.shape != (c.num_topics * c.items_per_topic,) or \
+                w.ad_topic.shape != (c.num_topics * c.ads_per_topic,):
+            raise ValueError("world does not match the config: expected "
+                             f"{c.num_topics * c.items_per_topic} items and "
+                             f"{c.num_topics * c.ads_per_topic} ads, got {w.item_topic.shape[0]} "
+                             f"and {w.ad_topic.shape[0]}")
+        self.obs_dim = c.obs_dim
+        self.action_dim = ACTION_DIM  # fusion actions in [-1, 1]: what learners size their action space by
+        self._log_priors = np.asarray(c.fusion_priors, dtype=np.float32)
+        self._reward_weights = np.asarray(c.reward_weights, dtype=np.float64)
+        self._examination = 1.0 / (1.0 + c.position_decay * np.arange(c.slate_size))
+        self._rate_scale = 1.0 / np.array([c.slate_size] * 3 + [c.slate_size * c.max_duration])
+        self._negative_rate_scale = 1.0 / c.slate_size
+        self.batch_size = 0
+        self.rng: np.random.Generator | None = None
+        self.state: dict[str, np.ndarray] = {}
+        self._cand: dict[str, np.ndarray] = {}
+        self._single_user_path = True  # B = 1 takes the lean path (False: the batched one; tests)
+        # The user-independent part of each item's true logits, linear in the item's quality q
+        # and clickbait cb; relevance enters through _relevance_coef. One row per task:
+        #   click          -2.6 + 0.8 rel + 4.5 cb + 0.8 q   (clickbait draws clicks)
+        #   like | click   -2.5 + 0.4 rel - 3.0 cb + 4.0 q
+        #   share | click  -4.0 + 0.5 rel - 2.0 cb + 3.5 q
+        #   watched | click -1.0 + 0.5 rel - 3.5 cb + 3.5 q  (fraction of the duration)
+        # True utility of an item: 2.0 q + 0.4 rel - sensitivity · cb - 0.3, where each user has
+        # a clickbait sensitivity (tolerant users can be "harvested", others not).
+        # The fifth task, negative feedback, is user-dependent: its logit
+        #   negative       negative_intercept - negative_utility_slope · utility
+        # is filled in per candidate once the utility is known (its column here is 0).
+        q, cb = w.item_quality[:, None], w.item_clickbait[:, None]
+        intercept = np.array([-2.6, -2.5, -4.0, -1.0, 0.0])
+        self._item_logits = (intercept + q * np.array([0.8, 4.0, 3.5, 3.5, 0.0])
+                             + cb * np.array([4.5, -3.0, -2.0, -3.5, 0.0])).astype(np.float32)
+        self._relevance_coef = np.array([0.8, 0.4, 0.5, 0.5, 0.0], dtype=np.float32)
+        self._item_utility = (2.0 * w.item_quality - 0.3).astype(np.float32)
+        self._item_clickbait = w.item_clickbait.astype(np.float32)
+        self._item_duration_fraction = (w.item_duration / c.max_duration).astype(np.float32)
+        self._log_priors_tiled = np.tile(self._log_priors, c.num_candidates)  # (C·4,) flat rows
+        self._click_examination = np.ones((c.slate_size, 3), dtype=np.float32)
+        self._click_examination[:, 0] = self._examination  # p(click) is scaled by examination
+        self._uniform_cdf = (0.3 / c.num_topics) * np.arange(1, c.num_topics + 1)
+        self._ad_topic = w.ad_topic
+        self._ad_logit_base = (-2.5 + 1.5 * w.ad_quality).astype(np.float32)  # + 0.8 relevance
+        self._inverse_max_bid = 1.0 / float(w.ad_bid.max())
+
+    # ------------------------------------------------------------------ users
+    def _sample_users(self, n: int) -> dict[str, np.ndarray]:
+        c, rng = self.config, self.rng
+        t = c.num_topics
+        long_term = rng.dirichlet(np.full(t, 0.5), n)
+        # the platform's profile of the user: a noisy, smoothed view of the long-term interest
+        profile = 0.7 * long_term + 0.3 * rng.dirichlet(np.ones(t), n)
+        return {
+            "long_term": long_term,
+            "profile": profile,
+            "short_term": long_term.copy(),
+            "boredom": np.zeros((n, t)),
+            "satisfaction": np.clip(rng.normal(0.65, 0.1, n), 0.3, 1.0),
+            "patience": rng.uniform(0.5, 1.0, n),
+            # how much clickbait hurts this user: tolerant users can be "harvested", others not
+            "clickbait_sensitivity": rng.uniform(c.clickbait_sensitivity[0], c.clickbait_sensitivity[1], n),
+            "ad_fatigue": np.zeros(n),
+            "lifetime_satisfaction": np.full(n, 0.6),
+            "session_index": np.zeros(n, dtype=np.int64),
+            "request": np.zeros(n, dtype=np.int64),
+            "recent_topics": profile.copy(),
+            "ema": np.zeros((n, NUM_PREDICTIONS)),
+            "last": np.zeros((n, NUM_PREDICTIONS)),
+            "ad_load": np.zeros(n),
+            "session_engagement": np.zeros(n),
+            "satisfaction_signal": np.full(n, 0.5),
+            "done": np.zeros(n, dtype=bool),
+        }
+
+    def reset(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Sample ``batch_size`` new users, draw their first candidates, return observations."""
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        c = self.config
+        self.rng = rng
+        self.batch_size = b = int(batch_size)
+        self._rows = np.arange(b)[:, None]
+        self._candidate_offsets = self._rows * c.num_candidates
+        self._topic_offsets = self._rows * c.num_topics
+        self.state = self._sample_users(b)
+        self._buffers: dict[str, np.ndarray] = {}
+        self._cand = self._empty_candidates(b)
+        self._cand_true: np.ndarray | None = None
+        self._retrieve(None)
+        return self.observe()
+
+    def reset_users(self, mask: np.ndarray) -> np.ndarray:
+        """Replace the users selected by ``mask`` with fresh ones; return all observations."""
+        index = np.flatnonzero(mask)
+        if index.size:
+            fresh = self._sample_users(index.size)
+            for key, value in fresh.items():
+                self.state[key][index] = value
+            self._retrieve(index)
+        return self.observe()
+
+    def start_new_sessions(self, mask: np.ndarray) -> np.ndarray:
+        """Begin the next session for the users in ``mask`` (who came back): the gap between
+        sessions restores part of satisfaction, resets boredom and the short-term interest,
+        and keeps the long-term state. Returns all observations."""
+        s, index = self.state, np.flatnonzero(mask)
+        if index.size:
+            s["satisfaction"][index] = 0.5 * s["satisfaction"][index] + 0.5 * np.clip(
+                s["lifetime_satisfaction"][index] + 0.1, 0.0, 1.0)
+            s["boredom"][index] *= 0.3
+            s["short_term"][index] = 0.5 * s["short_term"][index] + 0.5 * s["long_term"][index]
+            s["ad_fatigue"][index] = 0.0
+            s["session_index"][index] += 1
+            for key in ("request", "session_engagement", "ad_load"):
+                s[key][index] = 0
+            s["done"][index] = False
+            self._retrieve(index)
+        return self.observe()
+
+    # -------------------------------------------------------------- retrieval
+    def _empty_candidates(self, n: int) -> dict[str, np.ndarray]:
+        c = self.config
+        shape, f32 = (n, c.num_candidates), np.float32
+        return {"items": np.zeros(shape, np.int64), "topics": np.zeros(shape, np.int64),
+                "logits": np.zeros(shape + (NUM_PREDICTIONS,), f32), "pred": np.zeros(shape + (NUM_PREDICTIONS,), f32),
+                "log_pred": np.zeros(shape + (NUM_PREDICTIONS,), f32), "utility": np.zeros(shape, f32),
+                "duration": np.zeros(shape, f32), "pred_mean": np.zeros((n, NUM_PREDICTIONS), f32),
+                "ads": np.zeros((n, c.num_ad_candidates), np.int64),
+                "ad_logit": np.zeros((n, c.num_ad_candidates), f32), "ad_pred": np.zeros((n, c.num_ad_candidates), f32)}
+
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+        """A reusable work array (the leading rows of a buffer kept for the whole batch).
+        Fresh large arrays cost page faults (about 1.3 µs per 4 KiB here) that take longer
+        than the arithmetic done on them, so the hot path writes into these."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty((max(shape[0], self.batch_size),) + shape[1:], dtype)
+        return buf[:shape[0]]
+
+    @staticmethod
+    def _no_scratch(name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    def _relevance_table(self, index: np.ndarray | None, scratch: Any = None) -> np.ndarray:
+        """(n, T) relevance of every topic for the users in ``index`` (None: all), net of
+        boredom: min(T · interest - 1, 3) - boredom, interest = 0.6 short-term + 0.4 long-term."""
+        s, t = self.state, self.config.num_topics
+        scratch = scratch or self._no_scratch
+        short, long_, boredom = (s[key] if index is None else s[key].take(
+            index, axis=0, out=scratch(key, (index.size, t), np.float64), mode="clip")
+            for key in ("short_term", "long_term", "boredom"))
+        table = np.multiply(short, 0.6 * t, out=scratch("relevance_table", short.shape, np.float64))
+        table += np.multiply(long_, 0.4 * t, out=scratch("relevance_tmp", short.shape, np.float64))
+        table -= 1.0
+        np.minimum(table, 3.0, out=table)
+        table -= boredom
+        return table
+
+    def _retrieve(self, index: np.ndarray | None) -> None:
+        """Draw candidates for the users in ``index`` (None: everyone, written in place into
+        the candidate arrays) and compute their true logits, noisy predictions and utilities."""
+        if self.batch_size == 1 and self._single_user_path:
+            return self._retrieve_one()
+        c, rng, s = self.config, self.rng, self.state
+        t, k = c.num_topics, c.num_candidates
+        buf = self._scratch
+        if index is None:  # everyone: write straight into the candidate arrays
+            out = self._cand
+            profile, recent, sensitivity = s["profile"], s["recent_topics"], s["clickbait_sensitivity"]
+        else:  # some users: compute in work arrays, scatter at the end
+            out = {key: buf(f"candidates_{key}", (index.size,) + value.shape[1:], value.dtype)
+                   for key, value in self._cand.items()}
+            profile, recent, sensitivity = (s[key].take(index, axis=0, out=buf(key, (index.size,) + s[key].shape[1:],
+                                                                             np.float64), mode="clip")
+                                            for key in ("profile", "recent_topics", "clickbait_sensitivity"))
+        n = profile.shape[0]
+        # retrieval: topics from the observed profile and recent topics, mixed with uniform,
+        # by inverse CDF (topic = number of CDF entries <= u)
+        cdf = np.multiply(profile, 0.4, out=buf("cdf", (n, t), np.float64))
+        cdf += np.multiply(recent, 0.3, out=buf("cdf_tmp", (n, t), np.float64))
+        np.cumsum(cdf, axis=1, out=cdf)
+        cdf += self._uniform_cdf
+        cdf /= cdf[:, -1:]
+        u = rng.random(out=buf("uniform", (n, k), np.float64))
+        topics = out["topics"]
+        if n >= 64 and t <= 16:  # T - 1 vectorised comparisons beat a binary search
+            count, above = buf("count", (n, k), np.int8), buf("above", (n, k), np.bool_)
+            count.fill(0)
+            for j in range(t - 1):
+                count += np.greater_equal(u, cdf[:, j:j + 1], out=above)
+            np.copyto(topics, count)
+        else:  # one binary search over all users' CDFs laid end to end (row r in [r, r + 1])
+            offsets = np.arange(n)[:, None]
+            found = np.searchsorted((cdf + offsets).ravel(), (u + offsets).ravel(), side="right")
+            np.minimum(found.reshape(n, k) - offsets * t, t - 1, out=topics)
+        # the item within its topic: floor(items_per_topic · u') for a fresh uniform u'
+        items = np.multiply(topics, c.items_per_topic, out=out["items"])
+        offset = rng.random(out=u)
+        offset *= c.items_per_topic
+        np.add(items, offset, out=items, casting="unsafe")  # int + float in [0, m) truncates
+        # relevance depends on (user, topic) only: build the (n, T) table, then gather
+        user_topic = np.add(topics, self._topic_offsets[:n], out=buf("user_topic", (n, k), np.int64))
+        table = buf("relevance_table32", (n, t))
+        np.copyto(table, self._relevance_table(index, buf))
+        relevance = table.take(user_topic, out=buf("relevance", (n, k)), mode="clip")
+        logits = self._item_logits.take(items, axis=0, out=out["logits"], mode="clip")  # (n, C, 4)
+        table_logits = np.multiply(table[:, :, None], self._relevance_coef,
+                                   out=buf("table_logits", (n, t, NUM_PREDICTIONS)))
+        logits += table_logits.reshape(-1, NUM_PREDICTIONS).take(
+            user_topic, axis=0, out=buf("relevance_logits", logits.shape), mode="clip")
+        # true utility of each candidate for its user, then the negative-feedback logit from it
+        utility = self._item_clickbait.take(items, out=out["utility"], mode="clip")
+        utility *= -sensitivity.astype(np.float32)[:, None]
+        work = buf("utility_tmp", (n, k))
+        utility += self._item_utility.take(items, out=work, mode="clip")
+        utility += np.multiply(relevance, np.float32(0.4), out=work)
+        np.multiply(utility, np.float32(-c.negative_utility_slope), out=work)
+        work += np.float32(c.negative_intercept)
+        logits[..., 4] = work
+        pred = standard_normal_f32(rng, out["pred"], buf("normal", (n * k * NUM_PREDICTIONS // 2,)))
+        pred *= np.float32(c.prediction_noise)
+        pred += logits
+        _sigmoid(pred, out=pred)
+        duration = self._item_duration_fraction.take(items, out=out["duration"], mode="clip")
+        pred[..., 3] *= duration  # watch: watched fraction × duration, normalised to [0, 1]
+        log_pred = out["log_pred"]
+        np.add(pred.reshape(n, -1), self._log_priors_tiled, out=log_pred.reshape(n, -1))
+        np.log(log_pred, out=log_pred)
+        np.einsum("nck->nk", pred, out=out["pred_mean"])
+        out["pred_mean"] *= np.float32(1.0 / k)
+        # the ad auction's retrieval: num_ad_candidates ads drawn uniformly, their true ad-click
+        # logits (-2.5 + 0.8 relevance + 1.5 ad quality) and the ad-click model's predictions
+        ads = out["ads"]
+        ads[...] = rng.integers(0, self.world.ad_topic.size, ads.shape)
+        ad_logit = out["ad_logit"]
+        table.take(np.add(self._ad_topic.take(ads), self._topic_offsets[:n], out=buf("ad_topic", ads.shape, np.int64)),
+                   out=ad_logit, mode="clip")
+        ad_logit *= np.float32(0.8)
+        ad_logit += self._ad_logit_base.take(ads)
+        ad_pred = standard_normal_f32(rng, out["ad_pred"])
+        ad_pred *= np.float32(c.prediction_noise)
+        ad_pred += ad_logit
+        _sigmoid(ad_pred, out=ad_pred)
+        if index is not None:
+            for key, value in out.items():
+                self._cand[key][index] = value
+        self._cand_true = None
+
+    cand_items = property(lambda self: self._cand["items"], doc="(B, C) candidate item ids")
+    cand_topics = property(lambda self: self._cand["topics"], doc="(B, C) candidate topics")
+    cand_pred = property(lambda self: self._cand["pred"],
+                         doc="(B, C, 5) the multi-task model's predicted click / like / share / watch / negative")
+    cand_log_pred = property(lambda self: self._cand["log_pred"],
+                             doc="(B, C, 5) log(cand_pred + β): the fusion-ranking features")
+    cand_utility = property(lambda self: self._cand["utility"],
+                            doc="(B, C) true utility of each candidate for its user (evaluation only)")
+
+    @property
+    def cand_true(self) -> np.ndarray:
+        """(B, C, 5) true click / like / share / watched-fraction×duration / negative-feedback
+        probabilities of the candidates (evaluation and the oracle policy only; computed on
+        first access)."""
+        if self._cand_true is None:
+            true = _sigmoid(self._cand["logits"])
+            true[..., 3] *= self._cand["duration"]
+            self._cand_true = true
+        return self._cand_true
+
+    def ad_candidate_values(self) -> np.ndarray:
+        """(B, num_ad_candidates) float32 in [0, 1]: bid × p̂(ad click) of this request's ad
+        candidates — what the ad auction ranks by — best first, divided by the largest bid of
+        the inventory (the advertiser's observation of the ads it could serve)."""
+        value = self.world.ad_bid[self._cand["ads"]] * self._cand["ad_pred"]
+        value.sort(axis=1)
+        return (value[:, ::-1] * self._inverse_max_bid).astype(np.float32)
+
+    # ---------------------------------------------------------------- ranking
+    @staticmethod
+    def fusion_weights(action: np.ndarray) -> np.ndarray:
+        """Map actions (..., 4) in [-1, 1] (clipped) to the signed fusion weights (..., 5) of the
+        predicted tasks: click 1, like / share / watch ``10 ** a``, negative ``-10 ** a``
+        (``FUSION_WEIGHT_BASE``)."""
+        action = np.asarray(action)
+        weights = np.empty(action.shape[:-1] + (NUM_PREDICTIONS,), dtype=np.float64)
+        weights[..., 0] = 1.0
+        np.power(FUSION_WEIGHT_BASE, np.maximum(np.minimum(action, 1.0), -1.0), out=weights[..., 1:])
+        weights[..., 4] *= -1.0
+        return weights
+
+    def fused_scores(self, action: np.ndarray) -> np.ndarray:
+        """(B, C) fused score ``Σ_i w_i · log(p̂_i + β_i)`` of every candidate under the (B, 4) action
+        (``w`` from :meth:`fusion_weights`)."""
+        weights = self.fusion_weights(action).astype(np.float32)
+        return np.matmul(self.cand_log_pred, weights[:, :, None])[..., 0]
+
+    def rank(self, action: np.ndarray) -> np.ndarray:
+        """(B, K) candidate positions of the slate, best first."""
+        negative_weights = self.fusion_weights(action).astype(np.float32)
+        np.negative(negative_weights, out=negative_weights)
+        scores = np.matmul(self.cand_log_pred, negative_weights[:, :, None],
+                           out=self._scratch("scores", (self.batch_size, self.config.num_candidates, 1)))
+        return np.argsort(scores[..., 0], axis=1)[:, :self.config.slate_size]
+
+    def predicted_utility(self) -> np.ndarray:
+        """(B, C) each candidate's utility for its user as the platform can estimate it: the
+        negative-feedback prediction inverted through its link,
+        ``(negative_intercept - logit p̂(negative)) / negative_utility_slope`` (0 where the slope
+        is 0: the prediction then carries no utility). Its error is the prediction's own noise."""
+        c = self.config
+        if c.negative_utility_slope == 0.0:
+            return np.zeros(self._cand["pred"].shape[:2])
+        p = np.clip(self._cand["pred"][..., 4].astype(np.float64), 1e-6, 1 - 1e-6)
+        return (c.negative_intercept - np.log(p / (1.0 - p))) / c.negative_utility_slope
+
+    def slate_expectations(self, slate: np.ndarray, use_true: bool = True,
+                           utility: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Expected reward, consumed utility, negative feedback and probability of no click of
+        (B, ..., K) slates of candidate positions (true or predicted probabilities; no ads).
+        ``utility``: (B, C) per-candidate utilities to use instead of the true ones (a policy's
+        estimate). Used by the reference policies. Every term is linear in the examination
+        probability, so it is computed once per candidate and gathered per slate position."""
+        probs = (self.cand_true if use_true else self.cand_pred).astype(np.float64)
+        c = self.config
+        clicked = probs[..., 0]  # (B, C) p(click) if examined
+        rw = self._reward_weights
+        reward = clicked * (rw[0] + rw[1] * probs[..., 1] + rw[2] * probs[..., 2]
+                            + rw[3] * c.max_duration * probs[..., 3])
+        utility = clicked * (self.cand_utility if utility is None else utility)
+        flat = slate + self._candidate_offsets.reshape((-1,) + (1,) * (slate.ndim - 1))
+        exam = self._examination
+        no_click = 1.0 - clicked.take(flat) * exam
+        return {"reward": reward.take(flat) @ exam, "utility": utility.take(flat) @ exam,
+                "negative": probs[..., 4].take(flat) @ exam, "no_click": np.prod(no_click, axis=-1)}
+
+    # ------------------------------------------------------------------- step
+    def step(self, action: np.ndarray, ad_slot: np.ndarray | None = None) -> StepResult:
+        """Serve one request to every user. ``action``: (B, 4) fusion actions (clipped to
+        [-1, 1]). ``ad_slot``: optional (B,) ints, 0 = no ad, j in 1..K = the best ad replaces
+        slate position j. Users already done are left unchanged and get zero reward. The
+        state arrays are updated in place. Every user served gets the candidates of the next
+        request (also a user who just left: the final observation describes the next request)."""
+        c, w, rng, s = self.config, self.world, self.rng, self.state
+        b, k, t = self.batch_size, c.slate_size, c.num_topics
+        buf = self._scratch
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (b, ACTION_DIM):
+            raise ValueError(f"action must have shape ({b}, {ACTION_DIM}), got {action.shape}")
+        if not np.isfinite(action).all():
+            raise ValueError("action contains NaN or infinite values")
+        if b == 1 and self._single_user_path and ad_slot is None and not s["done"][0]:
+            return self._step_one(action)
+        active = ~s["done"]
+        all_active = bool(active.all())
+        if not all_active:  # users already done: remember their state, restore it below
+            frozen = np.flatnonzero(s["done"])
+            saved = {key: s[key][frozen] for key in _STEP_KEYS}
+
+        slate = self.rank(action)
+        flat = np.add(slate, self._candidate_offsets, out=buf("flat", (b, k), np.int64))
+        items = self.cand_items.take(flat)
+        p = self._cand["logits"].reshape(-1, NUM_PREDICTIONS).take(
+            flat, axis=0, out=buf("p", (b, k, NUM_PREDICTIONS)), mode="clip")
+        _sigmoid(p, out=p)  # (B, K, 5) true probabilities of the slate
+        p[..., 3] *= self._cand["duration"].take(flat)
+        utility = self.cand_utility.take(flat)
+
+        # responses: click (examination × p(click)), then like and share given the click
+        # and negative feedback on an examined impression (clicked or not)
+        draws = rng.random(out=buf("draws", (b, 4 * k + 1), np.float64))
+        threshold = np.multiply(p[..., :3], self._click_examination, out=buf("threshold", (b, k, 3)))
+        responses = np.less(draws[:, :3 * k].reshape(b, k, 3), threshold, out=buf("responses", (b, k, 3), np.bool_))
+        negative = np.less(draws[:, 3 * k:4 * k], p[..., 4] * self._examination, out=buf("negative", (b, k), np.bool_))
+        if not all_active:
+            responses &= active[:, None, None]
+            negative &= active[:, None]
+        has_ad = np.zeros(b, dtype=bool)
+        ad_click = np.zeros(b, dtype=bool)
+        revenue = np.zeros(b)
+        ad_ids = np.full(b, -1, dtype=np.int64)
+        if ad_slot is not None:
+            ad_slot = np.asarray(ad_slot)
+            if ad_slot.shape != (b,):
+                raise ValueError(f"ad_slot must have shape ({b},), got {ad_slot.shape}")
+            if np.any((ad_slot < 0) | (ad_slot > k)):
+                raise ValueError(f"ad_slot values must be in 0..{k}, got {np.unique(ad_slot)}")
+            has_ad = (ad_slot > 0) & active
+            if has_ad.any():
+                ad_ids, ad_click, revenue = self._serve_ads(has_ad, ad_slot)
+                # the ad takes the organic item's place at that position
+                responses[has_ad, ad_slot[has_ad] - 1] = False
+                negative[has_ad, ad_slot[has_ad] - 1] = False
+        click = responses[..., 0]
+        responses[..., 1] &= click
+        responses[..., 2] &= click
+        counts = responses[:, 0].astype(np.uint8)  # summed over positions by hand: a reduction
+        for j in range(1, k):                      # over the middle axis is 5x slower
+            counts += responses[:, j]
+        components = np.empty((b, NUM_TASKS))
+        components[:, :3] = counts
+        components[:, 3] = np.einsum("bk,bk->b", p[..., 3], click) * c.max_duration
+        reward = components @ self._reward_weights
+        consumed_utility = np.einsum("bk,bk->b", utility, click, dtype=np.float64)
+
+        # dynamics
+        n_clicks = components[:, 0]
+        any_click = n_clicks > 0
+        delta = c.satisfaction_gain * consumed_utility
+        delta -= c.no_click_penalty * ~any_click + c.satisfaction_decay
+        if ad_slot is not None:
+            delta -= has_ad * c.ad_satisfaction_cost * (1.0 + s["ad_fatigue"])
+            s["ad_fatigue"] *= 0.8
+            s["ad_fatigue"] += has_ad
+            s["ad_load"] *= 0.7
+            s["ad_load"] += 0.3 * has_ad
+        sat = s["satisfaction"]
+        sat += delta
+        np.clip(sat, 0.0, 1.0, out=sat)
+        topic_index = np.add(self.cand_topics.take(flat), self._topic_offsets, out=buf("topic_index", (b, k), np.int64))
+        clicked = np.bincount(topic_index.ravel(), weights=click.ravel(), minlength=b * t).reshape(b, t)
+        clicked /= np.maximum(n_clicks, 1.0)[:, None]  # distribution of clicked topics (0 if none)
+        work = buf("dynamics", (b, t), np.float64)
+        np.einsum("bt,tu->bu", clicked, w.topic_transition, out=work)  # where interest drifts
+        work -= s["short_term"]
+        work *= (c.interest_drift * any_click)[:, None]
+        s["short_term"] += work
+        s["boredom"] *= c.boredom_decay
+        s["boredom"] += np.multiply(clicked, c.boredom_gain, out=work)
+        np.subtract(clicked, s["recent_topics"], out=work)
+        work *= (0.3 * any_click)[:, None]
+        s["recent_topics"] += work
+        negative_count = np.count_nonzero(negative, axis=1).astype(np.float64)
+        np.multiply(components, self._rate_scale, out=s["last"][:, :NUM_TASKS])
+        np.multiply(negative_count, self._negative_rate_scale, out=s["last"][:, NUM_TASKS])
+        s["ema"] *= 0.7
+        s["ema"] += 0.3 * s["last"]
+        s["session_engagement"] += reward
+        # what the platform can measure of satisfaction (dwell, skips, "not interested"): noisy
+        signal = s["satisfaction_signal"]
+        signal *= 0.5
+        signal += 0.5 * (sat + c.satisfaction_signal_noise * rng.standard_normal(b))
+        s["request"] += 1
+
+        # leaving
+        hazard = _sigmoid(c.leave_slope * (c.leave_threshold - sat))
+        p_leave = (c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - s["patience"])
+        terminated = draws[:, -1] < p_leave
+        truncated = ~terminated & (s["request"] >= c.max_requests)
+        if not all_active:
+            terminated &= active
+            truncated &= active
+            for key, values in saved.items():
+                s[key][frozen] = values
+            reward *= active
+            consumed_utility *= active
+            components *= active[:, None]
+            negative_count *= active
+        ended = terminated | truncated
+        return_probability = np.zeros(b)
+        if ended.any():
+            lifetime = s["lifetime_satisfaction"]
+            lifetime[ended] = 0.7 * lifetime[ended] + 0.3 * sat[ended]
+            return_probability[ended] = _sigmoid(c.return_slope * (lifetime[ended] - c.return_threshold))
+            s["done"] |= ended
+        # the next request's candidates for every user served now, also those who just left:
+        # their final observation shows the request they would have seen next
+        if all_active:
+            self._retrieve(None)
+        elif active.any():
+            self._retrieve(np.flatnonzero(active))
+        info = {
+            "components": components,
+            "negative_feedback": negative_count,
+            "true_utility": consumed_utility,
+            "satisfaction": sat.copy(),
+            "ad_shown": has_ad,
+            "ad_click": ad_click,
+            "ad_revenue": revenue,
+            "ad_id": ad_ids,
+            "slate_items": items,
+            "clicks": click.copy(),
+            "return_probability": return_probability,
+            "active": active,
+        }
+        return StepResult(self.observe(), reward, terminated, truncated, info)
+
+    # ------------------------------------------------- one user (B = 1, the PettingZoo envs)
+    # The same arithmetic as ``_retrieve`` and ``step``, in the same order and with the same
+    # draws, written for one user with Python scalars where numpy calls would cost more than
+    # the work (a numpy call costs about 1 µs). tests/envs/test_simulator.py checks that both
+    # paths produce the same trajectories.
+    def _retrieve_one(self) -> None:
+        c, rng, s, cand = self.config, self.rng, self.state, self._cand
+        t, k = c.num_topics, c.num_candidates
+        cdf = np.cumsum(0.4 * s["profile"][0] + 0.3 * s["recent_topics"][0])
+        cdf += self._uniform_cdf
+        cdf /= cdf[-1]
+        topics = np.minimum(cdf.searchsorted(rng.random(k), side="right"), t - 1)
+        offset = rng.random(k)
+        offset *= c.items_per_topic
+        items = topics * c.items_per_topic + offset.astype(np.int64)
+        table = s["short_term"][0] * (0.6 * t)
+        table += s["long_term"][0] * (0.4 * t)
+        table -= 1.0
+        np.minimum(table, 3.0, out=table)
+        table -= s["boredom"][0]
+        table = table.astype(np.float32)
+        relevance = table[topics]
+        logits = self._item_logits[items]
+        logits += (table[:, None] * self._relevance_coef)[topics]
+        utility = self._item_clickbait[items]
+        utility *= np.float32(-s["clickbait_sensitivity"][0])
+        utility += self._item_utility[items]
+        utility += np.float32(0.4) * relevance
+        logits[:, 4] = utility * np.float32(-c.negative_utility_slope) + np.float32(c.negative_intercept)
+        pred = rng.standard_normal((k, NUM_PREDICTIONS), dtype=np.float32)
+        pred *= np.float32(c.prediction_noise)
+        pred += logits
+        _sigmoid(pred, out=pred)
+        duration = self._item_duration_fraction[items]
+        pred[:, 3] *= duration
+        cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
+        cand["pred"], cand["duration"], cand["utility"] = pred[None], duration[None], utility[None]
+        ads = rng.integers(0, self.world.ad_topic.size, c.num_ad_candidates)
+        ad_logit = table[self._ad_topic[ads]] * np.float32(0.8) + self._ad_logit_base[ads]
+        ad_pred = rng.standard_normal(c.num_ad_candidates, dtype=np.float32)
+        ad_pred *= np.float32(c.prediction_noise)
+        ad_pred += ad_logit
+        cand["ads"], cand["ad_logit"], cand["ad_pred"] = ads[None], ad_logit[None], _sigmoid(ad_pred)[None]
+        cand["log_pred"] = np.log(pred + self._log_priors)[None]
+        cand["pred_mean"] = np.einsum("ck->k", pred)[None] * np.float32(1.0 / k)
+        self._cand_true = None
+
+    def _step_one(self, action: np.ndarray) -> StepResult:
+        """``step`` for a batch of one live user without an ad (``action``: validated (1, ACTION_DIM))."""
+        c, w, rng, s, cand = self.config, self.world, self.rng, self.state, self._cand
+        k = c.slate_size
+        weights = self.fusion_weights(action).astype(np.float32)
+        np.negative(weights, out=weights)
+        slate = np.argsort(np.matmul(cand["log_pred"], weights[:, :, None])[0, :, 0])[:k]
+        items = cand["items"][0, slate]
+        p = _sigmoid(cand["logits"][0, slate])
+        p[:, 3] *= cand["duration"][0, slate]
+        utility = cand["utility"][0, slate]
+        draws = rng.random(4 * k + 1)
+        responses = draws[:3 * k].reshape(k, 3) < p[:, :3] * self._click_examination
+        negative_count = float(np.count_nonzero(draws[3 * k:4 * k] < p[:, 4] * self._examination))
+        click = responses[:, 0]
+        responses[:, 1:] &= click[:, None]
+        components = np.empty((1, NUM_TASKS))
+        components[0, :3] = responses.sum(0)
+        components[0, 3] = np.einsum("k,k->", p[:, 3], click) * c.max_duration
+        reward = components @ self._reward_weights
+        consumed = float(np.einsum("k,k->", utility, click, dtype=np.float64))
+
+        n_clicks = components[0, 0]
+        any_click = n_clicks > 0
+        delta = c.satisfaction_gain * consumed - (c.no_click_penalty * (not any_click) + c.satisfaction_decay)
+        sat = min(max(s["satisfaction"][0] + delta, 0.0), 1.0)
+        s["satisfaction"][0] = sat
+        clicked = np.bincount(cand["topics"][0, slate], weights=click, minlength=c.num_topics)
+        clicked /= max(n_clicks, 1.0)
+        if any_click:
+            short = s["short_term"][0]
+            short += (np.einsum("t,tu->u", clicked, w.topic_transition) - short) * c.interest_drift
+            recent = s["recent_topics"][0]
+            recent += (clicked - recent) * 0.3
+        boredom = s["boredom"][0]
+        boredom *= c.boredom_decay
+        boredom += clicked * c.boredom_gain
+        last = s["last"][0]
+        last[:NUM_TASKS] = components[0] * self._rate_scale
+        last[NUM_TASKS] = negative_count * self._negative_rate_scale
+        ema = s["ema"][0]
+        ema *= 0.7
+        ema += 0.3 * last
+        s["session_engagement"][0] += reward[0]
+        signal = s["satisfaction_signal"][0] * 0.5 + 0.5 * (
+            sat + c.satisfaction_signal_noise * rng.standard_normal())
+        s["satisfaction_signal"][0] = signal
+        s["request"][0] += 1
+
+        hazard = 1.0 / (1.0 + math.exp(-c.leave_slope * (c.leave_threshold - sat)))
+        p_leave = (c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - s["patience"][0])
+        terminated = draws[-1] < p_leave
+        truncated = not terminated and s["request"][0] >= c.max_requests
+        return_probability = 0.0
+        if terminated or truncated:
+            lifetime = 0.7 * s["lifetime_satisfaction"][0] + 0.3 * sat
+            s["lifetime_satisfaction"][0] = lifetime
+            return_probability = 1.0 / (1.0 + math.exp(-c.return_slope * (lifetime - c.return_threshold)))
+            s["done"][0] = True
+        self._retrieve_one()
+        info = {
+            "components": components,
+            "negative_feedback": np.array([negative_count]),
+            "true_utility": np.array([consumed]),
+            "satisfaction": np.array([sat]),
+            "ad_shown": np.zeros(1, dtype=bool),
+            "ad_click": np.zeros(1, dtype=bool),
+            "ad_revenue": np.zeros(1),
+            "ad_id": np.full(1, -1, dtype=np.int64),
+            "slate_items": items[None],
+            "clicks": click[None],
+            "return_probability": np.array([return_probability]),
+            "active": np.ones(1, dtype=bool),
+        }
+        return StepResult(self.observe(), reward, np.array([terminated]), np.array([truncated]), info)
+
+    def _serve_ads(self, has_ad: np.ndarray, ad_slot: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pick, for each user with an ad, the ad maximising bid × predicted ad-click among the
+        request's ``num_ad_candidates`` retrieved ads, and draw its click. Returns (B,) ad ids (-1: none),
+        ad clicks and revenue."""
+        c, w, rng = self.config, self.world, self.rng
+        b = self.batch_size
+        index = np.flatnonzero(has_ad)
+        ads, logit = self._cand["ads"][index], self._cand["ad_logit"][index].astype(np.float64)
+        best = np.argmax(w.ad_bid[ads] * self._cand["ad_pred"][index], axis=1)
+        chosen = ads[np.arange(index.size), best]
+        exam = self._examination[ad_slot[index] - 1]
+        p_click = _sigmoid(logit[np.arange(index.size), best]) * exam
+        clicked = rng.random(index.size) < p_click
+        ad_ids = np.full(b, -1, dtype=np.int64)
+        ad_ids[index] = chosen
+        ad_click = np.zeros(b, dtype=bool)
+        ad_click[index] = clicked
+        revenue = np.zeros(b)
+        revenue[index] = clicked * w.ad_bid[chosen] * c.ad_revenue_scale
+        return ad_ids, ad_click, revenue
+
+    # ------------------------------------------------------------ observation
+    def observe(self) -> np.ndarray:
+        """(B, obs_dim) float32 observation, every entry clipped to [0, 1] (layout: module docstring)."""
+        c, s = self.config, self.state
+        obs = np.empty((self.batch_size, self.obs_dim), dtype=np.float32)
+        t2, p = 2 * c.num_topics, NUM_PREDICTIONS
+        obs[:, :c.num_topics] = s["profile"]
+        obs[:, c.num_topics:t2] = s["recent_topics"]
+        obs[:, t2:t2 + p] = s["ema"]
+        obs[:, t2 + p:t2 + 2 * p] = s["last"]
+        obs[:, t2 + 2 * p:t2 + 3 * p] = self._cand["pred_mean"]
+        end = obs.shape[1] - 5
+        obs[:, end] = s["request"] * (1.0 / c.max_requests)
+        obs[:, end + 1] = s["ad_load"]
+        obs[:, end + 2] = s["session_index"] * 0.1
+        obs[:, end + 3] = s["session_engagement"] * (1.0 / c.max_requests)
+        obs[:, end + 4] = s["satisfaction_signal"]
+        m = c.num_observed_candidates
+        if m:  # the top m candidates by predicted click, each with its five predictions (in [0, 1])
+            pred = self._cand["pred"]
+            order = np.argsort(np.negative(pred[..., 0]), axis=1)[:, :m]
+            order += self._candidate_offsets  # flat row of each chosen candidate
+            top = pred.reshape(-1, p).take(order, axis=0, mode="clip")
+            obs[:, t2 + 3 * p:end] = top.reshape(self.batch_size, m * p)
+        # the summary parts can leave [0, 1] (clipped); the predictions never do
+        for part in (obs[:, :t2 + 3 * p], obs[:, end:]):
+            np.maximum(part, 0.0, out=part)
+            np.minimum(part, 1.0, out=part)
+        return obs
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.state["done"]
