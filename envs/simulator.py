@@ -639,6 +639,9 @@ class UserSimulator:
                              doc="(B, C, 5) log(cand_pred + β): the fusion-ranking features")
     cand_utility = property(lambda self: self._cand["utility"],
                             doc="(B, C) true utility of each candidate for its user (evaluation only)")
+    cand_ads = property(lambda self: self._cand["ads"], doc="(B, num_ad_candidates) this request's ad candidates' ids")
+    cand_ad_pred = property(lambda self: self._cand["ad_pred"],
+                            doc="(B, num_ad_candidates) their predicted ad-click probabilities (p̂, the auction's)")
 
     @property
     def cand_true(self) -> np.ndarray:

@@ -73,53 +73,125 @@ class SimulatorWrapper:
         return getattr(self._sim, name)
 
 
-#: What the platform knows about what the user consumed on a request (:func:`consumed_features`).
+#: What the platform knows about what the user consumed on a request (:func:`consumed_features`);
+#: then one ``consumed_topic<t>`` count per topic (:func:`consumed_feature_names`).
 CONSUMED_FEATURES = ("consumed_items", "consumed_like", "consumed_share", "consumed_watch", "consumed_negative",
                      "consumed_predicted_utility", "consumed_position")
+#: The ad a request showed (:func:`ad_features`): whether one was shown, its slate position (1..K,
+#: 0 = none), its bid, the predicted ad click it won the auction with, whether it was clicked.
+AD_FEATURES = ("ad_shown", "ad_position", "ad_bid", "ad_predicted_click", "ad_click")
 
 
-def consumed_features(predictions: np.ndarray, predicted_utility: np.ndarray, clicks: np.ndarray) -> np.ndarray:
-    """(B, 7) per request, over the items the user clicked: how many, the sums of their
-    predicted like / share / watch / negative feedback, of their predicted utility (the
+def consumed_feature_names(num_topics: int, ads: bool = False) -> tuple[str, ...]:
+    """Names of the columns :func:`consumed_features` (and with ``ads`` :func:`ad_features`)
+    return, in order: the reward-component names of what a request consumed."""
+    if num_topics < 0:
+        raise ValueError(f"num_topics must be >= 0, got {num_topics}")
+    return (CONSUMED_FEATURES + tuple(f"consumed_topic{t}" for t in range(num_topics))
+            + (AD_FEATURES if ads else ()))
+
+
+def consumed_features(predictions: np.ndarray, predicted_utility: np.ndarray, clicks: np.ndarray,
+                      topics: np.ndarray | None = None, num_topics: int = 0) -> np.ndarray:
+    """(B, 7 + num_topics) per request, over the items the user clicked: how many, the sums of
+    their predicted like / share / watch / negative feedback, of their predicted utility (the
     negative-feedback prediction inverted through its link, ``UserSimulator.predicted_utility``)
-    and of their slate position (0 = top). ``predictions`` (B, K, 5) and ``predicted_utility``
-    (B, K) of the slate shown, ``clicks`` (B, K). All of it is in a platform's own logs: the
-    served slate, the model's predictions at serving time, the clicks.
+    and of their slate position (0 = top), then how many of them belong to each topic.
+    ``predictions`` (B, K, 5), ``predicted_utility`` (B, K) and ``topics`` (B, K) of the slate
+    shown, ``clicks`` (B, K). All of it is in a platform's own logs: the served slate, the
+    model's predictions at serving time, the items' topics, the clicks. The platform's quality /
+    clickbait signal of an item *for this user* is its negative-feedback prediction (in
+    ``consumed_negative`` and ``consumed_predicted_utility``); the world keeps an item's quality
+    and clickbait-ness latent, so no other item-quality score exists to log.
 
     Why: the true utility of a request is a sum over the *clicked* items; without these
     columns a reward of the logged transition sees only how many clicks there were and the
     next observation's moved averages (the supervised ceiling on the old four behaviours was
-    a held-out Pearson of 0.75; ``python -m marl_rec.cli +experiment=reward_learning`` prints
-    the ceiling with them)."""
+    a held-out Pearson of 0.75; ``marl-rec +experiment=reward_learning`` prints the ceiling
+    with them). Sums, not one column per slate position, because the utility is a sum over
+    the clicked items: a linear reward of the sums can express it."""
     clicks = np.asarray(clicks, np.float64)
-    k = clicks.shape[1]
-    return np.concatenate([clicks.sum(1, keepdims=True),
-                           np.einsum("bk,bkp->bp", clicks, np.asarray(predictions, np.float64)[..., 1:5]),
-                           (clicks * predicted_utility).sum(1, keepdims=True),
-                           (clicks * np.arange(k)).sum(1, keepdims=True)], axis=1)
+    if clicks.ndim != 2:
+        raise ValueError(f"clicks must be (B, K), got shape {clicks.shape}")
+    b, k = clicks.shape
+    predictions, predicted_utility = np.asarray(predictions, np.float64), np.asarray(predicted_utility, np.float64)
+    if predictions.shape[:2] != (b, k) or predictions.ndim != 3 or predictions.shape[2] < 5:
+        raise ValueError(f"predictions must be (B, K, 5) = ({b}, {k}, 5), got shape {predictions.shape}")
+    if predicted_utility.shape != (b, k):
+        raise ValueError(f"predicted_utility must be (B, K) = ({b}, {k}), got shape {predicted_utility.shape}")
+    parts = [clicks.sum(1, keepdims=True), np.einsum("bk,bkp->bp", clicks, predictions[..., 1:5]),
+             (clicks * predicted_utility).sum(1, keepdims=True), (clicks * np.arange(k)).sum(1, keepdims=True)]
+    if num_topics:
+        if topics is None or np.shape(topics) != (b, k):
+            raise ValueError(f"topics must be (B, K) = ({b}, {k}) when num_topics > 0, got "
+                             f"{None if topics is None else np.shape(topics)}")
+        topics = np.asarray(topics)
+        if topics.min() < 0 or topics.max() >= num_topics:
+            raise ValueError(f"topics must be in 0..{num_topics - 1}, got values in [{topics.min()}, {topics.max()}]")
+        flat = (topics + num_topics * np.arange(b)[:, None]).ravel()
+        parts.append(np.bincount(flat, weights=clicks.ravel(), minlength=b * num_topics).reshape(b, num_topics))
+    return np.concatenate(parts, axis=1)
+
+
+def ad_features(sim: Any, ad_slot: np.ndarray | None) -> np.ndarray:
+    """(B, 5) :data:`AD_FEATURES` of the ad each request of ``sim``'s batch is about to show with
+    ``ad_slot`` (0 = none, j = slate position j): call it *before* ``sim.step(action, ad_slot)``.
+    The ad is the auction's winner among the request's ad candidates (the largest bid × p̂(ad
+    click), as the simulator serves it); its click is filled in by :func:`ad_click_features`
+    from the step's info."""
+    b = sim.batch_size
+    out = np.zeros((b, len(AD_FEATURES)))
+    if ad_slot is None:
+        return out
+    ad_slot = np.asarray(ad_slot)
+    shown = (ad_slot > 0) & ~np.asarray(sim.done, dtype=bool)
+    ads, predicted = sim.cand_ads, sim.cand_ad_pred.astype(np.float64)
+    best = np.argmax(sim.world.ad_bid[ads] * predicted, axis=1)
+    rows = np.arange(b)
+    out[:, 0] = shown
+    out[:, 1] = np.where(shown, ad_slot, 0)
+    out[:, 2] = np.where(shown, sim.world.ad_bid[ads[rows, best]], 0.0)
+    out[:, 3] = np.where(shown, predicted[rows, best], 0.0)
+    return out
+
+
+def ad_click_features(features: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """:func:`ad_features` with the ``ad_click`` column set from a step's ``info``."""
+    features = np.array(features, dtype=np.float64)
+    features[:, AD_FEATURES.index("ad_click")] = np.asarray(info["ad_click"], dtype=bool)
+    return features
 
 
 class _UtilityRecorder(SimulatorWrapper):
     """Appends ``info["true_utility"]`` to the components column, so :func:`collect`
     carries it through its row selection and reordering; with ``consumed`` the
-    :func:`consumed_features` of every request go in front of it."""
+    :func:`consumed_features` of every request (with ``ads`` also its :func:`ad_features`) go
+    in front of it."""
 
-    def __init__(self, sim: Any, consumed: bool = False) -> None:
+    def __init__(self, sim: Any, consumed: bool = False, ads: bool = False) -> None:
         super().__init__(sim)
-        self._consumed = consumed
+        if ads and not consumed:
+            raise ValueError("ads=True logs the ad's features with what was consumed: set consumed=True")
+        self._consumed, self._ads = consumed, ads
 
-    def step(self, action: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+    def step(self, action: np.ndarray, ad_slot: np.ndarray | None = None) -> Any:
+        if ad_slot is not None and not self._ads and self._consumed:
+            raise ValueError("consumed features of requests with ads need ads=True (the ad's own columns)")
         if self._consumed:  # the slate this action shows and the predictions at serving time
-            if kwargs.get("ad_slot") is not None or args:
-                raise ValueError("consumed features are recorded for slates without ads")
             slate = self._sim.rank(np.asarray(action, np.float64))
             predictions = np.take_along_axis(self._sim.cand_pred, slate[..., None], axis=1)
             predicted_utility = np.take_along_axis(self._sim.predicted_utility(), slate, axis=1)
-        result = self._sim.step(action, *args, **kwargs)
+            topics = np.take_along_axis(self._sim.cand_topics, slate, axis=1)
+            ads = ad_features(self._sim, ad_slot) if self._ads else None
+        result = self._sim.step(action) if ad_slot is None else self._sim.step(action, ad_slot)
         info = dict(result.info)
         parts = [info["components"]]
         if self._consumed:
-            parts.append(consumed_features(predictions, predicted_utility, info["clicks"]))
+            # an ad replaces the organic item at its position: info["clicks"] has no click there
+            parts.append(consumed_features(predictions, predicted_utility, info["clicks"], topics,
+                                           self._sim.config.num_topics))
+            if self._ads:
+                parts.append(ad_click_features(ads, info))
         parts.append(np.asarray(info["true_utility"], np.float64)[:, None])
         info["components"] = np.concatenate(parts, axis=1)
         result.info = info
@@ -164,10 +236,12 @@ def collect_with_utility(sim: Any, policy: Callable[[Any, np.ndarray], Any], num
                          metadata: dict[str, Any] | None = None, consumed: bool = False) -> LabelledDataset:
     """:func:`marl_rec.data.collect` plus the true utility of every transition, split off
     into :attr:`LabelledDataset.true_utility`. The dataset's components are the four logged
-    behaviours, then with ``consumed`` the :data:`CONSUMED_FEATURES` of each request (named
-    columns of ``reward_components``: every learned reward of the ``logged`` and
+    behaviours, then with ``consumed`` the :func:`consumed_feature_names` columns of each
+    request (named columns of ``reward_components``, which the CSV/Parquet log schema reads back
+    through ``LoggedSessionSchema.consumed_prefix``: every learned reward of the ``logged`` and
     ``transition`` feature sets sees them)."""
-    names = ("click", "like", "share", "watch") + (CONSUMED_FEATURES if consumed else ()) + ("true_utility",)
+    consumed_names = consumed_feature_names(sim.config.num_topics) if consumed else ()
+    names = ("click", "like", "share", "watch") + consumed_names + ("true_utility",)
     logged = collect(_UtilityRecorder(sim, consumed), policy, num_transitions, rng, batch_size,
                      component_names=names, metadata=metadata)
     utility = logged.reward_components[:, -1].astype(np.float64)
@@ -292,7 +366,22 @@ def relabel(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
     return dataclasses.replace(dataset, rewards=rewards)
 
 
-__all__ = ["FEATURE_SETS", "transition_features", "feature_dim", "CONSUMED_FEATURES", "consumed_features",
-           "LabelledDataset",
-           "SimulatorWrapper", "collect_with_utility", "SLATE_FEATURES", "slate_features", "UtilityProbe",
-           "probe_expected_utility", "relabel"]
+__all__ = [
+    "AD_FEATURES",
+    "CONSUMED_FEATURES",
+    "FEATURE_SETS",
+    "SLATE_FEATURES",
+    "LabelledDataset",
+    "SimulatorWrapper",
+    "UtilityProbe",
+    "ad_click_features",
+    "ad_features",
+    "collect_with_utility",
+    "consumed_feature_names",
+    "consumed_features",
+    "feature_dim",
+    "probe_expected_utility",
+    "relabel",
+    "slate_features",
+    "transition_features",
+]

@@ -21,6 +21,12 @@ component_columns  per-behaviour reward components (click, like, watch time, ...
                    kept in the dataset as ``reward_components`` (names = column names)
 reward_weights     one weight per component column: reward = Σ weight · component.
                    Give exactly one of ``reward_column`` and ``reward_weights``
+consumed_columns / optional: what the platform knows about what the user consumed on the request
+consumed_prefix    (the clicked items' predicted behaviours, predicted utility, topics, slate
+                   positions; the ad shown, its position, bid, predicted and realised click —
+                   ``marl_rec.irl.data.consumed_feature_names``), numeric; kept after the
+                   components in ``reward_components`` under their names, never weighted into
+                   the reward: a learned reward reads them (``feature_set="logged"``)
 propensity_column  optional: the logging policy's probability of the logged action, in (0, 1]
                    (``propensity_kind="probability"``) or its log-probability / log-density
                    (``"log_probability"``, for continuous actions whose density may exceed 1);
@@ -38,6 +44,12 @@ action to bootstrap from: with next-state columns it is read from them; without 
 last row only supplies the next state of the row before it, and its own action and reward
 are dropped (as d3rlpy does) — ``metadata['dropped_rows']`` counts such rows and a session
 left with no transition is dropped (``metadata['dropped_sessions']``).
+
+Writing. :func:`write_logged_sessions` writes a dataset as such a table (CSV or Parquet, atomically)
+and returns the schema that reads it back to the same dataset (tested round trip): one column
+per state and next-state entry, per action dimension, the reward, every component under its
+name (names that start with ``consumed_`` or ``ad_``, :data:`CONSUMED_COLUMN_PREFIXES`, become
+the schema's ``consumed_columns``), the log-propensity and both end flags.
 
 Row order. Sessions keep the order in which they first appear in the table; rows are sorted
 by step within a session. Every violation raises ``ValueError`` naming the column and row
@@ -65,6 +77,8 @@ from marl_rec.contracts import ActionSpec
 from marl_rec.data.dataset import OfflineDataset
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}
+#: Component names :func:`write_logged_sessions` files under ``consumed_columns`` (what was consumed, the ad).
+CONSUMED_COLUMN_PREFIXES = ("consumed_", "ad_")
 _FALSE = {"0", "0.0", "false", "f", "no", "n"}
 
 
@@ -87,6 +101,8 @@ class LoggedSessionSchema:
     reward_column: str | None = None
     component_columns: tuple[str, ...] = ()
     reward_weights: tuple[float, ...] | None = None
+    consumed_columns: tuple[str, ...] = ()
+    consumed_prefix: str | None = None
     propensity_column: str | None = None
     propensity_kind: str = "probability"
     terminal_column: str | None = None
@@ -94,12 +110,15 @@ class LoggedSessionSchema:
 
     def __post_init__(self) -> None:
         # accept lists (e.g. from Hydra/YAML) for the tuple fields
-        for name in ("state_columns", "next_state_columns", "action_columns", "component_columns"):
+        for name in ("state_columns", "next_state_columns", "action_columns", "component_columns",
+                     "consumed_columns"):
             setattr(self, name, tuple(getattr(self, name)))
         if self.reward_weights is not None:
             self.reward_weights = tuple(float(w) for w in self.reward_weights)
         if bool(self.state_columns) == (self.state_prefix is not None):
             raise ValueError("LoggedSessionSchema: give exactly one of state_columns and state_prefix")
+        if self.consumed_columns and self.consumed_prefix is not None:
+            raise ValueError("LoggedSessionSchema: give at most one of consumed_columns and consumed_prefix")
         if self.next_state_columns and self.next_state_prefix is not None:
             raise ValueError("LoggedSessionSchema: give at most one of next_state_columns and next_state_prefix")
         if bool(self.action_columns) == (self.action_prefix is not None):
@@ -349,6 +368,7 @@ def _resolve_columns(schema: LoggedSessionSchema, names: list[str]) -> dict[str,
         "action": pick(schema.action_columns, schema.action_prefix, "action_prefix"),
         "reward": [schema.reward_column] if schema.reward_column else [],
         "component": list(schema.component_columns),
+        "consumed": pick(schema.consumed_columns, schema.consumed_prefix, "consumed_prefix"),
         "propensity": [schema.propensity_column] if schema.propensity_column else [],
         "terminal": [schema.terminal_column] if schema.terminal_column else [],
         "truncated": [schema.truncated_column] if schema.truncated_column else [],
@@ -359,7 +379,7 @@ def _resolve_columns(schema: LoggedSessionSchema, names: list[str]) -> dict[str,
                 raise ValueError(f"column {column!r} ({role} in the schema) is missing; the table has columns {names}")
     claimed: dict[str, str] = {}  # a column has one role (the reward may also be a component)
     for role in ("session", "step", "state", "next_state", "action", "propensity", "terminal", "truncated",
-                 "component", "reward"):
+                 "component", "consumed", "reward"):
         for column in roles[role]:
             if column in claimed and {claimed[column], role} != {"component", "reward"}:
                 raise ValueError(f"column {column!r} is used both as {claimed[column]} and as {role}")
@@ -417,11 +437,12 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
             raise ValueError(f"column {roles['action'][j]!r}, {label(int(order[i]))}: {actions[i, j]:g} is outside "
                              f"the action range [{schema.action_low}, {schema.action_high}]")
         actions = actions.astype(np.float32)
-    components = matrix(roles["component"]) if roles["component"] else None
+    logged_columns = roles["component"] + roles["consumed"]  # the weighted components, then what was consumed
+    components = matrix(logged_columns) if logged_columns else None
     if schema.reward_column is not None:
         rewards = _float32_numeric(table, schema.reward_column)[order]
     else:
-        rewards = components @ np.asarray(schema.reward_weights, dtype=np.float64)
+        rewards = components[:, :len(roles["component"])] @ np.asarray(schema.reward_weights, dtype=np.float64)
         _float32_range(rewards, "reward (reward_weights · component_columns)", lambda i: label(int(order[i])))
     log_probs = None
     if schema.propensity_column is not None:
@@ -497,5 +518,93 @@ def from_logged_sessions(source: Any, schema: LoggedSessionSchema, delimiter: st
         episode_starts=kept_starts, action_spec=schema.action_spec(len(roles["action"])),
         behaviour_log_probs=None if log_probs is None else log_probs[keep].astype(np.float32),
         reward_components=None if components is None else components[keep].astype(np.float32),
-        component_names=list(roles["component"]), metadata=metadata,
+        component_names=logged_columns, metadata=metadata,
     )
+
+
+# ------------------------------------------------------------- the export
+def write_logged_sessions(dataset: OfflineDataset, path: str | Path, state_names: list[str] | None = None,
+                          action_names: list[str] | None = None) -> LoggedSessionSchema:
+    """Write ``dataset`` as a logged-session table at ``path`` (``.csv``/``.tsv`` with the csv
+    module, ``.parquet``/``.pq`` with pyarrow), atomically, and return the schema that reads it
+    back with :func:`from_logged_sessions` (same columns, names and values; floats are written in
+    full precision). ``state_names``: one name per observation entry (default ``0 .. d-1``;
+    ``marl_rec.envs.simulator.observation_names`` for the simulator's), written as ``state_<name>``
+    and ``next_state_<name>``; ``action_names`` likewise as ``action_<name>``. Columns: see the
+    module docstring ("Writing")."""
+    from marl_rec.files import atomic_write
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".parquet", ".pq"):
+        raise ValueError(f"unsupported logged-session file type {suffix!r} for {path} (use .csv, .tsv or .parquet)")
+    d = dataset
+    state_names = [str(i) for i in range(d.obs_dim)] if state_names is None else [str(n) for n in state_names]
+    if len(state_names) != d.obs_dim:
+        raise ValueError(f"state_names has {len(state_names)} names for {d.obs_dim} observation entries")
+    action_dim = 1 if d.action_spec.discrete else d.actions.shape[1]
+    if action_names is None:
+        action_names = [str(i) for i in range(action_dim)]
+    if len(action_names) != action_dim:
+        raise ValueError(f"action_names has {len(action_names)} names for {action_dim} action dimensions")
+    names = list(d.component_names)
+    if d.reward_components is not None and len(names) != d.reward_components.shape[1]:
+        names = [f"component_{i}" for i in range(d.reward_components.shape[1])]
+    bounds = d.episode_bounds()
+    lengths = bounds[:, 1] - bounds[:, 0]
+    columns: dict[str, np.ndarray] = {
+        "session_id": np.repeat(np.arange(len(bounds)), lengths),
+        "step": np.arange(len(d)) - np.repeat(bounds[:, 0], lengths)}
+    columns.update({f"state_{n}": d.observations[:, j] for j, n in enumerate(state_names)})
+    columns.update({f"next_state_{n}": d.next_observations[:, j] for j, n in enumerate(state_names)})
+    actions = d.actions[:, None] if d.action_spec.discrete else d.actions
+    columns.update({f"action_{n}": actions[:, j] for j, n in enumerate(action_names)})
+    columns["reward"] = d.rewards
+    if d.reward_components is not None:
+        columns.update({n: d.reward_components[:, j] for j, n in enumerate(names)})
+    if d.behaviour_log_probs is not None:
+        columns["log_propensity"] = d.behaviour_log_probs
+    columns["terminal"] = d.terminals
+    columns["truncated"] = d.truncations
+    if len(columns) != 2 + 2 * d.obs_dim + action_dim + 1 + len(names) * (d.reward_components is not None) \
+            + (d.behaviour_log_probs is not None) + 2:
+        raise ValueError("the dataset's column names collide (a component named like a state, action or "
+                         "flag column); rename the components")
+    consumed = [n for n in names if n.startswith(CONSUMED_COLUMN_PREFIXES)]
+    spec = d.action_spec
+    schema = LoggedSessionSchema(
+        state_columns=tuple(f"state_{n}" for n in state_names),
+        next_state_columns=tuple(f"next_state_{n}" for n in state_names),
+        action_columns=tuple(f"action_{n}" for n in action_names),
+        action_kind=spec.kind, num_actions=spec.num_actions if spec.discrete else 0,
+        **({} if spec.discrete else {"action_low": float(spec.low), "action_high": float(spec.high)}),
+        reward_column="reward",
+        component_columns=tuple(n for n in names if n not in consumed) if d.reward_components is not None else (),
+        consumed_columns=tuple(consumed) if d.reward_components is not None else (),
+        propensity_column="log_propensity" if d.behaviour_log_probs is not None else None,
+        propensity_kind="log_probability", terminal_column="terminal", truncated_column="truncated")
+    if suffix in (".parquet", ".pq"):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as error:
+            raise ImportError("writing Parquet logs needs pyarrow: pip install 'marl-rec[parquet]'") from error
+        table = pa.table({name: np.ascontiguousarray(values) for name, values in columns.items()})
+        atomic_write(path, lambda handle: pq.write_table(table, handle))
+    else:
+        def write_csv(handle: Any) -> None:
+            import io
+
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            writer = csv.writer(text, delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writerow(list(columns))
+            # repr of a Python float round-trips exactly (float32 values widen to float64 exactly)
+            cells = [[str(bool(v)).lower() for v in values] if values.dtype == np.bool_ else
+                     [repr(float(v)) if values.dtype.kind == "f" else str(int(v)) for v in values]
+                     for values in columns.values()]
+            writer.writerows(zip(*cells))
+            text.flush()
+            text.detach()
+
+        atomic_write(path, write_csv)
+    return schema

@@ -2,11 +2,21 @@
 
 import numpy as np
 import pytest
-
 from marl_rec.agents.policies import RandomPolicy
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
-from marl_rec.irl.data import (CONSUMED_FEATURES, SLATE_FEATURES, collect_with_utility, consumed_features,
-                               feature_dim, relabel, slate_features, transition_features)
+from marl_rec.irl.data import (
+    AD_FEATURES,
+    CONSUMED_FEATURES,
+    SLATE_FEATURES,
+    _UtilityRecorder,
+    collect_with_utility,
+    consumed_feature_names,
+    consumed_features,
+    feature_dim,
+    relabel,
+    slate_features,
+    transition_features,
+)
 from marl_rec.irl.metrics import pearson
 
 
@@ -96,9 +106,13 @@ def test_consumed_features_log_what_the_platform_knows_about_the_clicked_items()
     rng = np.random.default_rng(0)
     logged = collect_with_utility(sim, RandomPolicy(rng), 2000, rng, batch_size=256, consumed=True)
     d = logged.dataset
-    assert d.component_names == ["click", "like", "share", "watch", *CONSUMED_FEATURES]
+    topic_names = [f"consumed_topic{t}" for t in range(sim.config.num_topics)]
+    assert d.component_names == ["click", "like", "share", "watch", *CONSUMED_FEATURES, *topic_names]
+    assert consumed_feature_names(sim.config.num_topics) == (*CONSUMED_FEATURES, *topic_names)
     c = dict(zip(d.component_names, d.reward_components.T))
     assert np.array_equal(c["consumed_items"], c["click"])  # one consumed item per click
+    # every clicked item is counted under its topic
+    assert np.array_equal(sum(c[n] for n in topic_names), c["click"])
     assert np.all(c["consumed_position"] >= 0) and np.all(c["consumed_position"][c["click"] == 0] == 0)
     # the clicked items' predicted utility carries the realised true utility (measured: 0.98),
     # far more than the click count does (0.86)
@@ -109,3 +123,51 @@ def test_consumed_features_log_what_the_platform_knows_about_the_clicked_items()
     preds[..., 1] = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]
     out = consumed_features(preds, np.array([[1.0, -1.0, 2.0], [0.5, 0.5, 0.5]]), np.array([[1, 0, 1], [0, 0, 0]]))
     assert np.allclose(out[0], [2, 0.4, 0, 0, 0, 3.0, 2]) and np.allclose(out[1], 0)
+    with_topics = consumed_features(preds, np.zeros((2, 3)), np.array([[1, 0, 1], [0, 1, 0]]),
+                                    topics=np.array([[2, 0, 2], [1, 1, 0]]), num_topics=3)
+    assert np.array_equal(with_topics[:, 7:], [[0, 0, 2], [0, 1, 0]])
+    with pytest.raises(ValueError, match="topics must be in 0..2"):
+        consumed_features(preds, np.zeros((2, 3)), np.ones((2, 3)), topics=np.full((2, 3), 3), num_topics=3)
+    with pytest.raises(ValueError, match="topics must be \\(B, K\\)"):
+        consumed_features(preds, np.zeros((2, 3)), np.ones((2, 3)), num_topics=3)
+
+
+def test_ad_features_describe_the_ad_the_simulator_serves():
+    sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=10))
+    sim.reset(64, np.random.default_rng(0))
+    recorder = _UtilityRecorder(sim, consumed=True, ads=True)
+    ad_slot = np.where(np.arange(64) % 2 == 0, 1 + np.arange(64) % 5, 0)
+    result = recorder.step(np.zeros((64, sim.action_dim)), ad_slot)
+    names = list(consumed_feature_names(sim.config.num_topics, ads=True))
+    ads = dict(zip(AD_FEATURES, result.info["components"][:, 4 + names.index("ad_shown"):-1].T))
+    shown = result.info["ad_shown"]
+    assert np.array_equal(ads["ad_shown"], shown) and shown.sum() == 32
+    assert np.array_equal(ads["ad_position"], np.where(shown, ad_slot, 0))
+    assert np.array_equal(ads["ad_click"], result.info["ad_click"])
+    # the bid of the ad the simulator served; the auction's p̂ for it is a probability
+    assert np.allclose(ads["ad_bid"][shown], sim.world.ad_bid[result.info["ad_id"][shown]])
+    assert np.all((ads["ad_predicted_click"][shown] > 0) & (ads["ad_predicted_click"][shown] < 1))
+    assert np.all(ads["ad_bid"][~shown] == 0) and np.all(ads["ad_predicted_click"][~shown] == 0)
+    with pytest.raises(ValueError, match="need ads=True"):
+        _UtilityRecorder(sim, consumed=True).step(np.zeros((64, sim.action_dim)), ad_slot)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_consumed_columns_survive_the_log_schema(tmp_path, suffix):
+    """A dataset with what was consumed, written as a logged-session table and read back: the
+    consumed columns come back by name, as consumed columns of the schema, value for value."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    from marl_rec.data import from_logged_sessions
+    from marl_rec.data.logs import write_logged_sessions
+
+    sim = UserSimulator(SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=8))
+    rng = np.random.default_rng(3)
+    original = collect_with_utility(sim, RandomPolicy(rng), 300, rng, batch_size=32, consumed=True).dataset
+    schema = write_logged_sessions(original, tmp_path / f"log{suffix}")
+    assert schema.consumed_columns == consumed_feature_names(sim.config.num_topics)
+    assert schema.component_columns == ("click", "like", "share", "watch")
+    imported = from_logged_sessions(tmp_path / f"log{suffix}", schema)
+    assert imported.component_names == original.component_names
+    assert np.array_equal(imported.reward_components, original.reward_components)
+    assert np.array_equal(imported.observations, original.observations)

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marl_rec.data import LoggedSessionSchema, OfflineDataset, collect, from_logged_sessions
+from marl_rec.data import (
+    LoggedSessionSchema,
+    OfflineDataset,
+    collect,
+    from_logged_sessions,
+)
 
 HEADER = ["session_id", "step", "s_a", "s_b", "act0", "act1", "click", "watch", "prop", "left"]
 # deliberately out of order: sessions u1, u2, u3 by first appearance; u1's steps shuffled
@@ -271,3 +276,77 @@ def test_imported_dataset_saves_and_loads(tmp_path: Path) -> None:
     loaded = OfflineDataset.load(tmp_path / "ds")
     assert np.array_equal(loaded.rewards, dataset.rewards)
     assert loaded.metadata["schema"]["reward_weights"] == [1.0, 0.1]
+
+
+# ------------------------------------------------- consumed columns and the export
+def test_consumed_columns_are_kept_by_name_and_never_weighted() -> None:
+    columns = as_columns(HEADER, ROWS)
+    columns["consumed_items"] = np.array([1, 0, 0, 2, 0, 1], dtype=np.float64)
+    columns["ad_bid"] = np.array([0, 0, 0, 1.5, 0, 0], dtype=np.float64)
+    schema = LoggedSessionSchema(**{**SCHEMA.__dict__, "consumed_columns": ("consumed_items", "ad_bid")})
+    with_consumed = from_logged_sessions(columns, schema)
+    without = from_logged_sessions(as_columns(HEADER, ROWS), SCHEMA)
+    assert with_consumed.component_names == ["click", "watch", "consumed_items", "ad_bid"]
+    assert np.array_equal(with_consumed.rewards, without.rewards)  # reward_weights cover the components only
+    assert np.array_equal(with_consumed.reward_components[:, :2], without.reward_components)
+    # sorted like every other column: u1 steps 0, 1, 2 come from rows 2, 0, 3
+    assert with_consumed.reward_components[:3, 2].tolist() == [0, 1, 2]
+    assert with_consumed.reward_components[:3, 3].tolist() == [0, 0, 1.5]
+    by_prefix = from_logged_sessions(columns, LoggedSessionSchema(**{**SCHEMA.__dict__, "consumed_prefix": "consumed_"}))
+    assert by_prefix.component_names == ["click", "watch", "consumed_items"]
+
+
+@pytest.mark.parametrize("changes, schema_changes, message", [
+    ({}, {"consumed_columns": ("consumed_items",)},
+     "column 'consumed_items' \\(consumed in the schema\\) is missing; the table has columns"),
+    ({}, {"consumed_prefix": "consumed_"}, "no column starts with consumed_prefix='consumed_'"),
+    ({"consumed_items": obj(1, 0, "two", 1, 0, 1)}, {"consumed_columns": ("consumed_items",)},
+     "column 'consumed_items', row 2: 'two' is not a number"),
+    ({"consumed_items": [1, 0, np.nan, 1, 0, 1]}, {"consumed_columns": ("consumed_items",)},
+     "column 'consumed_items', row 2: missing value \\(NaN\\)"),
+    ({}, {"consumed_columns": ("click",)}, "column 'click' is used both as component and as consumed"),
+])
+def test_consumed_column_violations_are_named(changes: dict, schema_changes: dict, message: str) -> None:
+    schema = LoggedSessionSchema(**{**SCHEMA.__dict__, **schema_changes})
+    with pytest.raises(ValueError, match=message):
+        from_logged_sessions(table_with(**changes), schema)
+
+
+def test_schema_takes_one_way_of_naming_the_consumed_columns() -> None:
+    with pytest.raises(ValueError, match="at most one of consumed_columns and consumed_prefix"):
+        LoggedSessionSchema(**{**SCHEMA.__dict__, "consumed_columns": ("a",), "consumed_prefix": "c"})
+
+
+COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations",
+           "episode_starts", "behaviour_log_probs", "reward_components")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_written_logs_read_back_to_the_same_dataset(tmp_path: Path, suffix: str) -> None:
+    """write_logged_sessions -> from_logged_sessions is the identity on every column, names included,
+    with truncated sessions kept whole (their next states are written)."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    from marl_rec.agents.policies import RandomPolicy
+    from marl_rec.envs.simulator import (
+        SimulatorConfig,
+        UserSimulator,
+        observation_names,
+    )
+
+    from marl_rec.data.logs import write_logged_sessions
+
+    config = SimulatorConfig(max_requests=6, items_per_topic=40, ads_per_topic=2)
+    original = collect(UserSimulator(config), RandomPolicy(np.random.default_rng(0)), 200,
+                       np.random.default_rng(1), batch_size=16)
+    assert original.truncations.any() and original.terminals.any()
+    schema = write_logged_sessions(original, tmp_path / f"log{suffix}", state_names=observation_names(config))
+    imported = from_logged_sessions(tmp_path / f"log{suffix}", schema)
+    for name in COLUMNS:
+        assert np.array_equal(getattr(imported, name), getattr(original, name)), name
+    assert imported.component_names == original.component_names and imported.action_spec == original.action_spec
+    assert schema.state_columns[0] == "state_profile_topic0"
+    with pytest.raises(ValueError, match="unsupported logged-session file type '.json'"):
+        write_logged_sessions(original, tmp_path / "log.json")
+    with pytest.raises(ValueError, match="state_names has 2 names"):
+        write_logged_sessions(original, tmp_path / "log.csv", state_names=["a", "b"])
