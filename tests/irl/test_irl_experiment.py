@@ -1,6 +1,7 @@
 """The reward-learning run end to end on a small budget, its TensorBoard tags, and its config."""
 
 import dataclasses
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from marl_rec.envs.simulator import SimulatorConfig
 from marl_rec.irl.airl import AIRLConfig
 from marl_rec.irl.experiments.reward_learning import ReferenceConfig, RewardLearningConfig, format_table, learn_rewards
 from marl_rec.irl.maxent import MaxEntConfig
+from marl_rec.irl.metrics import pearson
 from marl_rec.irl.preferences import PreferenceConfig
 from marl_rec.irl.retrain import RetrainConfig
 
@@ -29,6 +31,31 @@ def _plain(value):
     return value
 
 
+class _PearsonRecorder:
+    """Stands in for ``marl_rec.irl.metrics.pearson`` in the modules that score rewards and keeps
+    each call's inputs, so a reported correlation can be set against the same reward values
+    shuffled (the control) on the run's own data."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+    def __call__(self, x, y) -> float:
+        value = pearson(x, y)
+        self.calls.append((np.array(x, dtype=np.float64), np.array(y, dtype=np.float64), value))
+        return value
+
+    def inputs_of(self, value: float) -> tuple[np.ndarray, np.ndarray]:
+        matches = [call[:2] for call in self.calls if call[2] == value]
+        assert matches, f"no recorded Pearson call returned {value}"
+        return matches[-1]
+
+
+def _shuffled(calls: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator, draws: int = 200) -> np.ndarray:
+    """The control: the mean Pearson over ``calls`` with each reward shuffled against its truth,
+    ``draws`` times. A result above all of them passes a permutation test at p < 1 / (draws + 1)."""
+    return np.array([np.mean([pearson(rng.permutation(x), y) for x, y in calls]) for _ in range(draws)])
+
+
 def test_yaml_instantiates_to_the_dataclass_defaults():
     config = instantiate(OmegaConf.load(CONF))
     assert isinstance(config, RewardLearningConfig)
@@ -36,14 +63,21 @@ def test_yaml_instantiates_to_the_dataclass_defaults():
     assert _plain(config) == _plain(RewardLearningConfig())
 
 
-def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
+def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path, monkeypatch):
+    recorder = _PearsonRecorder()
+    # every module that computes a reported Pearson (spearman in metrics calls it too)
+    for module in ("marl_rec.irl.metrics", "marl_rec.irl.maxent", "marl_rec.irl.experiments.reward_learning"):
+        monkeypatch.setattr(importlib.import_module(module), "pearson", recorder)
     config = RewardLearningConfig(
         simulator=SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=20),
         num_transitions=3000, maxent_users=150, maxent_sessions=2, maxent_segments=3,
         maxent=MaxEntConfig(iterations=60), preference_seeds=1,
-        preference=PreferenceConfig(budget=60, queries_per_round=30), airl=AIRLConfig(
-            iterations=2, users_per_iteration=32, reward_hidden=(16,), potential_hidden=(16,), policy_hidden=(16,)),
-        airl_transitions=1000, airl_probe_users=40, reference=ReferenceConfig(hidden=(32,), steps=100),
+        preference=PreferenceConfig(budget=60, queries_per_round=30),
+        # the experiment's AIRL set-up, small: 6 iterations are the fewest at which g correlated with
+        # E[utility | s, a] (0.41-0.57 over seeds 0-2; 2 iterations: -0.5)
+        airl=dataclasses.replace(RewardLearningConfig().airl, iterations=6, users_per_iteration=32,
+                                 reward_hidden=(32,), potential_hidden=(32,), policy_hidden=(32,)),
+        airl_transitions=2000, airl_probe_users=40, reference=ReferenceConfig(hidden=(32,), steps=100),
         heldout_pairs=300,
         epic_transitions=64, epic_samples=32, log_dir=str(tmp_path),
         retrain=RetrainConfig(num_updates=20, algo_overrides={"vae_hidden": (16,), "actor_hidden": (16,),
@@ -55,10 +89,21 @@ def test_small_run_reports_every_method_and_logs_tensorboard(tmp_path):
                        "preferences/disagreement", "airl", "retrain/true_utility", "retrain/preferences/uniform",
                        "retrain/preferences/disagreement", "retrain/airl", "retrain/engagement",
                        "retrain/behaviour"]
-    for row in rows[:6]:
-        assert -1.0 <= row["pearson"] <= 1.0 and np.isfinite(row["seconds"])
+    # against the control: each learned reward correlates with the truth more than every one of 200
+    # shufflings of its own values on the same held-out data does (MaxEnt: the mean over its segments)
+    rng = np.random.default_rng(0)
+    maxent_segments = int(rows[0]["note"].split(" segments")[0].rsplit(" ", 1)[-1])
+    scored = {"maxent/3_segments": [call[:2] for call in recorder.calls[:maxent_segments]]}
+    assert np.mean([call[2] for call in recorder.calls[:maxent_segments]]) == rows[0]["pearson"]
+    for row in rows[1:6]:
+        scored[row["method"]] = [recorder.inputs_of(row["pearson"])]
     # AIRL is also scored against E[utility | s, a] of held-out demonstrator users
-    assert 0.0 <= rows[5]["epic_expected"] <= 1.0 and -1.0 <= rows[5]["pearson_expected"] <= 1.0
+    scored["airl/expected"] = [recorder.inputs_of(rows[5]["pearson_expected"])]
+    reported = {**{r["method"]: r["pearson"] for r in rows[:6]}, "airl/expected": rows[5]["pearson_expected"]}
+    for method, calls in scored.items():
+        control = _shuffled(calls, rng)
+        assert reported[method] > control.max(), (method, reported[method], control.max())
+    assert all(np.isfinite(row["seconds"]) for row in rows[:6])
     retrained = {r["method"]: r for r in rows[6:]}
     assert retrained["retrain/true_utility"]["ratio"] == 1.0 and retrained["retrain/true_utility"]["diff"] == 0.0
     for row in retrained.values():
