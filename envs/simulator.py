@@ -471,18 +471,22 @@ class UserSimulator:
         self._buffers: dict[str, np.ndarray] = {}
         self._cand = self._empty_candidates(b)
         self._cand_true: np.ndarray | None = None
+        # the last observation built, kept by the simulator (callers get copies): replacing a few
+        # users rebuilds only their rows
+        self._obs = np.empty((b, self.obs_dim), dtype=np.float32)
         self._retrieve(None)
         return self.observe()
 
     def reset_users(self, mask: np.ndarray) -> np.ndarray:
-        """Replace the users selected by ``mask`` with fresh ones; return all observations."""
+        """Replace the users selected by ``mask`` with fresh ones; return all observations (the
+        other users' rows are those of the last observation built, see :meth:`observe`)."""
         index = np.flatnonzero(mask)
         if index.size:
             fresh = self._sample_users(index.size)
             for key, value in fresh.items():
                 self.state[key][index] = value
             self._retrieve(index)
-        return self.observe()
+        return self._observe_rows(index)
 
     def start_new_sessions(self, mask: np.ndarray) -> np.ndarray:
         """Begin the next session for the users in ``mask`` (who came back): the gap between
@@ -500,7 +504,7 @@ class UserSimulator:
                 s[key][index] = 0
             s["done"][index] = False
             self._retrieve(index)
-        return self.observe()
+        return self._observe_rows(index)
 
     # -------------------------------------------------------------- retrieval
     def _empty_candidates(self, n: int) -> dict[str, np.ndarray]:
@@ -588,9 +592,12 @@ class UserSimulator:
         table = buf("relevance_table32", (n, t))
         np.copyto(table, self._relevance_table(index, buf))
         relevance = table.take(user_topic, out=buf("relevance", (n, k)), mode="clip")
-        logits = self._item_logits.take(items, axis=0, out=out["logits"], mode="clip")  # (n, C, 4)
-        table_logits = np.multiply(table[:, :, None], self._relevance_coef,
-                                   out=buf("table_logits", (n, t, NUM_PREDICTIONS)))
+        logits = self._item_logits.take(items, axis=0, out=out["logits"], mode="clip")  # (n, C, 5)
+        # the relevance term of each (user, topic), gathered per candidate; filled column by column
+        # (a broadcast over a last axis of 5 runs numpy's inner loop 5 elements at a time)
+        table_logits = buf("table_logits", (n, t, NUM_PREDICTIONS))
+        for task, coef in enumerate(self._relevance_coef):
+            np.multiply(table, coef, out=table_logits[..., task])
         logits += table_logits.reshape(-1, NUM_PREDICTIONS).take(
             user_topic, axis=0, out=buf("relevance_logits", logits.shape), mode="clip")
         # true utility of each candidate for its user, then the negative-feedback logit from it
@@ -1018,33 +1025,57 @@ class UserSimulator:
 
     # ------------------------------------------------------------ observation
     def observe(self) -> np.ndarray:
-        """(B, obs_dim) float32 observation, every entry clipped to [0, 1] (layout: module docstring)."""
+        """(B, obs_dim) float32 observation, every entry clipped to [0, 1] (layout: module docstring).
+
+        A fresh array the caller owns. The simulator keeps its own copy of the last observation
+        built (by this method, :meth:`reset` or :meth:`step`), and :meth:`reset_users` and
+        :meth:`start_new_sessions` rebuild only the rows of the users they change: state written
+        from outside the simulator shows in their result only after a call of this method."""
+        self._write_observation(None)
+        return self._obs.copy()
+
+    def _observe_rows(self, index: np.ndarray) -> np.ndarray:
+        """The observation after the users in ``index`` changed: their rows rebuilt, the others
+        kept from the last observation built."""
+        if index.size == self.batch_size:
+            return self.observe()
+        if index.size:
+            self._write_observation(index)
+        return self._obs.copy()
+
+    def _write_observation(self, index: np.ndarray | None) -> None:
+        """Build the observation rows of the users in ``index`` (None: all) into ``self._obs``."""
         c, s = self.config, self.state
-        obs = np.empty((self.batch_size, self.obs_dim), dtype=np.float32)
+        if index is None:
+            obs, row = self._obs, lambda value: value
+        else:
+            obs, row = self._scratch("observation_rows", (index.size, self.obs_dim)), lambda value: value[index]
+        n = obs.shape[0]
         t2, p = 2 * c.num_topics, NUM_PREDICTIONS
-        obs[:, :c.num_topics] = s["profile"]
-        obs[:, c.num_topics:t2] = s["recent_topics"]
-        obs[:, t2:t2 + p] = s["ema"]
-        obs[:, t2 + p:t2 + 2 * p] = s["last"]
-        obs[:, t2 + 2 * p:t2 + 3 * p] = self._cand["pred_mean"]
+        obs[:, :c.num_topics] = row(s["profile"])
+        obs[:, c.num_topics:t2] = row(s["recent_topics"])
+        obs[:, t2:t2 + p] = row(s["ema"])
+        obs[:, t2 + p:t2 + 2 * p] = row(s["last"])
+        obs[:, t2 + 2 * p:t2 + 3 * p] = row(self._cand["pred_mean"])
         end = obs.shape[1] - 5
-        obs[:, end] = s["request"] * (1.0 / c.max_requests)
-        obs[:, end + 1] = s["ad_load"]
-        obs[:, end + 2] = s["session_index"] * 0.1
-        obs[:, end + 3] = s["session_engagement"] * (1.0 / c.max_requests)
-        obs[:, end + 4] = s["satisfaction_signal"]
+        obs[:, end] = row(s["request"]) * (1.0 / c.max_requests)
+        obs[:, end + 1] = row(s["ad_load"])
+        obs[:, end + 2] = row(s["session_index"]) * 0.1
+        obs[:, end + 3] = row(s["session_engagement"]) * (1.0 / c.max_requests)
+        obs[:, end + 4] = row(s["satisfaction_signal"])
         m = c.num_observed_candidates
         if m:  # the top m candidates by predicted click, each with its five predictions (in [0, 1])
-            pred = self._cand["pred"]
+            pred = row(self._cand["pred"])
             order = np.argsort(np.negative(pred[..., 0]), axis=1)[:, :m]
-            order += self._candidate_offsets  # flat row of each chosen candidate
+            order += self._candidate_offsets[:n]  # flat row of each chosen candidate
             top = pred.reshape(-1, p).take(order, axis=0, mode="clip")
-            obs[:, t2 + 3 * p:end] = top.reshape(self.batch_size, m * p)
+            obs[:, t2 + 3 * p:end] = top.reshape(n, m * p)
         # the summary parts can leave [0, 1] (clipped); the predictions never do
         for part in (obs[:, :t2 + 3 * p], obs[:, end:]):
             np.maximum(part, 0.0, out=part)
             np.minimum(part, 1.0, out=part)
-        return obs
+        if index is not None:
+            self._obs[index] = obs
 
     @property
     def done(self) -> np.ndarray:
