@@ -10,6 +10,12 @@ Figures:
   user-step is one request served to one user. Actions are fixed random fusion actions.
 - env steps/s: ``FusionRankingEnv.step`` through the PettingZoo Parallel API (and the
   Gymnasium view), resetting at the end of each episode (resets are inside the timing).
+- the random stream's ceiling: the same generator calls as one ``step`` of the full batch
+  (the uniforms behind each candidate's topic, item and Box–Muller prediction noise, the ads,
+  the responses, the satisfaction signal) and nothing else, in user-steps/s. Any implementation
+  that gives the simulator's results (the same draws) is slower than this.
+- ``--profile``: where the time of a step goes at B = 4,096 (cProfile by process CPU time, 32 and
+  100 candidates, users replaced as above): each stage's share of the total, into the JSON.
 
 A shared host makes timings noisy, so each figure is measured in rounds and keeps its
 fastest round, timed two ways: by this process's CPU time (``time.process_time``: it leaves
@@ -42,7 +48,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from marl_rec.envs.fusion_env import AGENT, FusionRankingEnv, FusionRankingGymEnv  # noqa: E402
-from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator  # noqa: E402
+from marl_rec.envs.simulator import NUM_PREDICTIONS, NUM_TASKS, SimulatorConfig, UserSimulator  # noqa: E402
 
 TARGETS = {"core B=4096": 1_000_000.0, "core B=4096, 100 candidates": 400_000.0,  # issue #19
            "FusionRankingEnv (PettingZoo)": 10_000.0}
@@ -129,6 +135,64 @@ def core_work(batch: int, steps: int, **config: int) -> Callable[[], Callable[[]
     return make
 
 
+def draws_work(batch: int, steps: int, **config: int) -> Callable[[], Callable[[], int]]:
+    """The random draws of ``steps`` full-batch steps, as UserSimulator makes them, and nothing else."""
+    c = SimulatorConfig(**config)
+
+    def make() -> Callable[[], int]:
+        rng = np.random.default_rng(0)
+        uniform = np.empty((batch, c.num_candidates))
+        noise = np.empty(batch * c.num_candidates * NUM_PREDICTIONS, dtype=np.float32)
+        ad_noise = np.empty((batch, c.num_ad_candidates), dtype=np.float32)
+        responses = np.empty((batch, 4 * c.slate_size + 1))
+        num_ads = c.num_topics * c.ads_per_topic
+
+        def work() -> int:
+            for _ in range(steps):
+                rng.random(out=uniform)  # topics
+                rng.random(out=uniform)  # items within their topic
+                rng.random(out=noise, dtype=np.float32)  # Box–Muller's uniforms for the predictions' noise
+                rng.integers(0, num_ads, ad_noise.shape)
+                rng.standard_normal(out=ad_noise, dtype=np.float32)
+                rng.random(out=responses)  # clicks, likes, shares, negative feedback, leaving
+                rng.standard_normal(batch)  # the satisfaction signal's noise
+            return steps * batch
+
+        return work
+
+    return make
+
+
+#: the stages of a step that --profile reports: (label, cProfile function name, time counted)
+PROFILE_STAGES = (("retrieval (_retrieve)", "_retrieve", "cumulative"),
+                  ("  of which Box–Muller noise", "standard_normal_f32", "cumulative"),
+                  ("observation (_write_observation)", "_write_observation", "cumulative"),
+                  ("ranking (rank)", "rank", "cumulative"),
+                  ("numpy argsort", "<method 'argsort' of 'numpy.ndarray' objects>", "own"),
+                  ("numpy take (gathers)", "<method 'take' of 'numpy.ndarray' objects>", "own"))
+
+
+def profile_step(batch: int, steps: int, **config: int) -> dict[str, float]:
+    """Share of a step's CPU time per stage (PROFILE_STAGES) over ``steps`` steps with replacement."""
+    import cProfile
+    import pstats
+
+    work = core_work(batch, steps, **config)()
+    work()
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    work()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (calls, primitive, own, cumulative, callers)
+    total = max(entry[3] for key, entry in stats.items() if key[2] == "work")
+    shares = {}
+    for label, name, kind in PROFILE_STAGES:
+        entries = [entry for key, entry in stats.items() if key[2] == name or f"<{key[2][1:-1]}>" == name]
+        shares[label] = sum(entry[2 if kind == "own" else 3] for entry in entries) / total
+    shares["CPU ms per step"] = total / steps * 1e3
+    return shares
+
+
 def env_work(steps: int, gym: bool = False) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
         actions = np.random.default_rng(1).uniform(-1.0, 1.0, (64, NUM_TASKS)).astype(np.float32)
@@ -163,6 +227,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 short rounds per figure (smoke run)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds per figure (default 7)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--profile", action="store_true", help="also profile a step at B = 4,096 (into the JSON)")
     args = parser.parse_args()
     rounds, scale = (2, 0.2) if args.quick else (args.rounds, 1.0)
     if rounds < 1:
@@ -174,10 +239,15 @@ def main() -> None:
         ("core B=256", "user-steps/s", core_work(256, steps(60))),
         ("core B=4096", "user-steps/s", core_work(4096, steps(12))),
         ("core B=4096, 100 candidates", "user-steps/s", core_work(4096, steps(6), num_candidates=100)),
+        ("random draws alone, B=4096", "user-steps/s", draws_work(4096, steps(12))),
+        ("random draws alone, B=4096, 100 candidates", "user-steps/s",
+         draws_work(4096, steps(6), num_candidates=100)),
         ("FusionRankingEnv (PettingZoo)", "env steps/s", env_work(steps(1500))),
         ("FusionRankingGymEnv", "env steps/s", env_work(steps(1500), gym=True)),
     ]
     figures = [measure(name, unit, make, reference, rounds, max(1, int(40 * scale))) for name, unit, make in plan]
+    profile = {f"{candidates} candidates": profile_step(4096, steps(12), num_candidates=candidates)
+               for candidates in (32, 100)} if args.profile else None
     assert "torch" not in sys.modules, "the simulator benchmark must not import torch"
 
     print(f"marl-rec simulator benchmark: numpy {np.__version__}, Python {platform.python_version()}, "
@@ -192,9 +262,15 @@ def main() -> None:
         mark = "" if target is None else f"  target {target:,.0f}: {'met' if f.cpu >= target else 'NOT met'}"
         print(f"{f.name:30s} {f.unit:13s} {f.cpu:10,.0f} {f.wall:10,.0f} {f.wall_median:10,.0f} "
               f"{f.reference:9,.0f} {f.per_reference:8,.1f}{mark}")
+    for workload, shares in (profile or {}).items():
+        print(f"profile, B = 4096, {workload}: " + ", ".join(
+            f"{label.strip()} {share:.1f}" if label.startswith("CPU") else f"{label.strip()} {share:.0%}"
+            for label, share in shares.items()))
     if args.json:
         payload = {"figures": [asdict(f) for f in figures], "numpy": np.__version__, "rounds": rounds,
                    "load_average": os.getloadavg()[0]}
+        if profile is not None:
+            payload["profile"] = profile
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as handle:
             json.dump(payload, handle, indent=2)

@@ -24,6 +24,9 @@ UPDATE_LABELS = {"bc": "BC", "td3": "TD3", "bcq": "BCQ (10 sampled actions both 
 SIMULATOR_LABELS = {"core B=1": "batched core, B = 1", "core B=256": "batched core, B = 256",
                     "core B=4096": "batched core, B = 4,096",
                     "core B=4096, 100 candidates": "batched core, B = 4,096, 100 candidates",
+                    "random draws alone, B=4096": "its random draws alone (the stream's ceiling), B = 4,096",
+                    "random draws alone, B=4096, 100 candidates":
+                        "its random draws alone (the stream's ceiling), B = 4,096, 100 candidates",
                     "FusionRankingEnv (PettingZoo)": "`FusionRankingEnv` through the PettingZoo API"}
 
 
