@@ -41,6 +41,30 @@ def test_map_jobs_keeps_job_order_and_runs_each_job_in_a_fresh_process():
         map_jobs(lambda i: i, 2, num_workers=0)
 
 
+def _arrays(index: int) -> dict:
+    rng = np.random.default_rng(index)
+    return {"big": rng.random((300, 1000), dtype=np.float32), "fortran": np.asfortranarray(rng.random((5, 3))),
+            "odd": np.arange(7, dtype=np.int8) + index, "empty": np.zeros((0, 4)), "flags": rng.random(13) < 0.5,
+            "text": f"job {index}", "nested": [np.full(3, index), (index, None)]}
+
+
+def test_map_jobs_returns_array_results_whole_through_its_spill_files(tmp_path, monkeypatch):
+    monkeypatch.setattr("marl_rec.parallel._spill_root", lambda: str(tmp_path))
+    got, want = map_jobs(_arrays, 3, num_workers=2), [_arrays(index) for index in range(3)]
+    for result, expected in zip(got, want):
+        assert result.keys() == expected.keys() and result["text"] == expected["text"]
+        for name in ("big", "fortran", "odd", "empty", "flags"):
+            np.testing.assert_array_equal(result[name], expected[name], err_msg=name)
+            assert result[name].dtype == expected[name].dtype and result[name].flags.writeable, name
+        np.testing.assert_array_equal(result["nested"][0], expected["nested"][0])
+        assert result["nested"][1] == expected["nested"][1]
+    assert got[0]["fortran"].flags.f_contiguous and got[0]["big"].ctypes.data % 64 == 0
+    got[1]["big"][0, 0] = -1.0  # writable in place, and only this result changes
+    assert got[2]["big"][0, 0] == want[2]["big"][0, 0]
+    assert list(tmp_path.iterdir()) == []  # the spill folder is gone
+    assert map_jobs(lambda i: {"empty": np.zeros(0)}, 2, num_workers=2)[1]["empty"].shape == (0,)
+
+
 def log(spec: dict, workers: int):
     return build_dataset({**spec, "num_workers": workers}, lambda: instantiate(SIMULATOR), instantiate, spec["seed"])
 
