@@ -256,10 +256,14 @@ def observation_names(config: SimulatorConfig) -> list[str]:
 
 def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Logistic function in three in-place passes (``out`` may be ``x`` itself)."""
-    out = np.negative(x, out=out)
-    np.exp(out, out=out)
-    out += 1.0
-    return np.reciprocal(out, out=out)
+    return _reciprocal_one_plus_exp(np.negative(x, out=out))
+
+
+def _reciprocal_one_plus_exp(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(x)) in place: the logistic function of -x, bit for bit ``_sigmoid(-x)``."""
+    np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
 
 
 # Below this many variates numpy's ziggurat is cheaper (one call); above, Box–Muller on
@@ -901,16 +905,18 @@ class UserSimulator:
         table = table.astype(np.float32)
         relevance = table[topics]
         logits = self._item_logits[items]
-        logits += (table[:, None] * self._relevance_coef)[topics]
+        logits += relevance[:, None] * self._relevance_coef  # = (table[:, None] · coef)[topics], bit for bit
         utility = self._item_clickbait[items]
         utility *= np.float32(-s["clickbait_sensitivity"][0])
         utility += self._item_utility[items]
         utility += np.float32(0.4) * relevance
         logits[:, 4] = utility * np.float32(-c.negative_utility_slope) + np.float32(c.negative_intercept)
+        # sigmoid(logits + noise · z) with the sigmoid's negation folded into the first two passes:
+        # z · (-noise) - logits is -(z · noise + logits) bit for bit (rounding is symmetric)
         pred = rng.standard_normal((k, NUM_PREDICTIONS), dtype=np.float32)
-        pred *= np.float32(c.prediction_noise)
-        pred += logits
-        _sigmoid(pred, out=pred)
+        pred *= np.float32(-c.prediction_noise)
+        pred -= logits
+        _reciprocal_one_plus_exp(pred)
         duration = self._item_duration_fraction[items]
         pred[:, 3] *= duration
         cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
@@ -918,9 +924,10 @@ class UserSimulator:
         ads = rng.integers(0, self.world.ad_topic.size, c.num_ad_candidates)
         ad_logit = table[self._ad_topic[ads]] * np.float32(0.8) + self._ad_logit_base[ads]
         ad_pred = rng.standard_normal(c.num_ad_candidates, dtype=np.float32)
-        ad_pred *= np.float32(c.prediction_noise)
-        ad_pred += ad_logit
-        cand["ads"], cand["ad_logit"], cand["ad_pred"] = ads[None], ad_logit[None], _sigmoid(ad_pred)[None]
+        ad_pred *= np.float32(-c.prediction_noise)
+        ad_pred -= ad_logit
+        cand["ads"], cand["ad_logit"] = ads[None], ad_logit[None]
+        cand["ad_pred"] = _reciprocal_one_plus_exp(ad_pred)[None]
         cand["log_pred"] = np.log(pred + self._log_priors)[None]
         cand["pred_mean"] = np.einsum("ck->k", pred)[None] * np.float32(1.0 / k)
         self._cand_true = None
@@ -1070,8 +1077,9 @@ class UserSimulator:
             order += self._candidate_offsets[:n]  # flat row of each chosen candidate
             top = pred.reshape(-1, p).take(order, axis=0, mode="clip")
             obs[:, t2 + 3 * p:end] = top.reshape(n, m * p)
-        # the summary parts can leave [0, 1] (clipped); the predictions never do
-        for part in (obs[:, :t2 + 3 * p], obs[:, end:]):
+        # the summary parts can leave [0, 1] (clipped); the predictions never do, so for one user
+        # (where each numpy call costs more than its work) the whole row is clipped in two calls
+        for part in (obs,) if n == 1 else (obs[:, :t2 + 3 * p], obs[:, end:]):
             np.maximum(part, 0.0, out=part)
             np.minimum(part, 1.0, out=part)
         if index is not None:
