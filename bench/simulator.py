@@ -14,6 +14,9 @@ Figures:
   (the uniforms behind each candidate's topic, item and Box–Muller prediction noise, the ads,
   the responses, the satisfaction signal) and nothing else, in user-steps/s. Any implementation
   that gives the simulator's results (the same draws) is slower than this.
+- ``--baseline``: the speed-up over the simulator as it was before issue #19's work (the frozen
+  copy in tests/helpers/frozen_simulator.py, which gives bit-identical results): each core and
+  PettingZoo workload timed on both, alternating, by CPU time; the median ratio over the rounds.
 - ``--profile``: where the time of a step goes at B = 4,096 (cProfile by process CPU time, 32 and
   100 candidates, users replaced as above): each stage's share of the total, into the JSON.
 
@@ -115,9 +118,10 @@ def measure(name: str, unit: str, make_work: Callable[[], Callable[[], int]], re
                   best_cpu / best_reference)
 
 
-def core_work(batch: int, steps: int, **config: int) -> Callable[[], Callable[[], int]]:
+def core_work(batch: int, steps: int, simulator: type = UserSimulator,
+              **config: int) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
-        sim = UserSimulator(SimulatorConfig(**config))
+        sim = simulator(SimulatorConfig(**config))
         rng = np.random.default_rng(0)
         sim.reset(batch, rng)
         actions = np.random.default_rng(1).uniform(-1.0, 1.0, (16, batch, NUM_TASKS))
@@ -193,7 +197,7 @@ def profile_step(batch: int, steps: int, **config: int) -> dict[str, float]:
     return shares
 
 
-def env_work(steps: int, gym: bool = False) -> Callable[[], Callable[[], int]]:
+def env_work(steps: int, gym: bool = False, simulator: type = UserSimulator) -> Callable[[], Callable[[], int]]:
     def make() -> Callable[[], int]:
         actions = np.random.default_rng(1).uniform(-1.0, 1.0, (64, NUM_TASKS)).astype(np.float32)
         if gym:
@@ -208,6 +212,7 @@ def env_work(steps: int, gym: bool = False) -> Callable[[], Callable[[], int]]:
                 return steps
         else:
             env = FusionRankingEnv()
+            env.sim = simulator(env.config)
             env.reset(seed=0)
 
             def work() -> int:
@@ -222,11 +227,33 @@ def env_work(steps: int, gym: bool = False) -> Callable[[], Callable[[], int]]:
     return make
 
 
+def baseline_ratios(plan: list[tuple[str, Callable[..., Callable[[], Callable[[], int]]]]],
+                    rounds: int) -> list[dict[str, float | str]]:
+    """Current / frozen pre-#19 simulator throughput per workload, alternating rounds by CPU time."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+    from frozen_simulator import FrozenSimulator
+
+    rows = []
+    for name, workload in plan:
+        old, new = workload(FrozenSimulator)(), workload(UserSimulator)()
+        old()  # warm-up: buffers, caches
+        new()
+        ratios = []
+        for _ in range(rounds):
+            (old_cpu, _, _), (new_cpu, _, _) = timed(old), timed(new)
+            ratios.append(old_cpu / max(new_cpu, 1e-9))
+        rows.append({"name": name, "speedup": float(np.median(ratios)), "low": min(ratios), "high": max(ratios),
+                     "rounds": rounds})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 short rounds per figure (smoke run)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds per figure (default 7)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also time the frozen pre-#19 simulator against the current one (into the JSON)")
     parser.add_argument("--profile", action="store_true", help="also profile a step at B = 4,096 (into the JSON)")
     args = parser.parse_args()
     rounds, scale = (2, 0.2) if args.quick else (args.rounds, 1.0)
@@ -246,6 +273,11 @@ def main() -> None:
         ("FusionRankingGymEnv", "env steps/s", env_work(steps(1500), gym=True)),
     ]
     figures = [measure(name, unit, make, reference, rounds, max(1, int(40 * scale))) for name, unit, make in plan]
+    baseline = baseline_ratios([
+        ("core B=4096", lambda sim: core_work(4096, steps(12), simulator=sim)),
+        ("core B=4096, 100 candidates", lambda sim: core_work(4096, steps(6), simulator=sim, num_candidates=100)),
+        ("FusionRankingEnv (PettingZoo)", lambda sim: env_work(steps(1500), simulator=sim)),
+    ], max(rounds, 5)) if args.baseline else None
     profile = {f"{candidates} candidates": profile_step(4096, steps(12), num_candidates=candidates)
                for candidates in (32, 100)} if args.profile else None
     assert "torch" not in sys.modules, "the simulator benchmark must not import torch"
@@ -262,6 +294,9 @@ def main() -> None:
         mark = "" if target is None else f"  target {target:,.0f}: {'met' if f.cpu >= target else 'NOT met'}"
         print(f"{f.name:30s} {f.unit:13s} {f.cpu:10,.0f} {f.wall:10,.0f} {f.wall_median:10,.0f} "
               f"{f.reference:9,.0f} {f.per_reference:8,.1f}{mark}")
+    for row in baseline or []:
+        print(f"{row['name']}: {row['speedup']:.2f}x the pre-#19 simulator (median of {row['rounds']} alternating "
+              f"rounds, range {row['low']:.2f}-{row['high']:.2f})")
     for workload, shares in (profile or {}).items():
         print(f"profile, B = 4096, {workload}: " + ", ".join(
             f"{label.strip()} {share:.1f}" if label.startswith("CPU") else f"{label.strip()} {share:.0%}"
@@ -269,6 +304,8 @@ def main() -> None:
     if args.json:
         payload = {"figures": [asdict(f) for f in figures], "numpy": np.__version__, "rounds": rounds,
                    "load_average": os.getloadavg()[0]}
+        if baseline is not None:
+            payload["speedup_over_pre_19"] = baseline
         if profile is not None:
             payload["profile"] = profile
         args.json.parent.mkdir(parents=True, exist_ok=True)
