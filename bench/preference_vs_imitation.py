@@ -16,8 +16,9 @@ build; numpy < 2 because gymnasium 0.29 uses aliases numpy 2 removed.) Then:
     .venv/bin/python bench/preference_vs_imitation.py [--setup] [--seeds 3] [--epochs 20]
 
 What is compared: the default simulator's logs (noisy engagement expert; with what each
-request consumed, ``CONSUMED_FEATURES``, unless ``--no-consumed``), segments of 3
-steps of the transition features (marl_rec.irl.data), 1,000 uniformly drawn pairs labelled by the
+request consumed, ``consumed_feature_names``, unless ``--no-consumed``), segments of 3
+steps of the ``--feature-set`` features (marl_rec.irl.data.FEATURE_SETS; default ``outcome``, what
+``+experiment=reward_learning`` uses), 1,000 uniformly drawn pairs labelled by the
 noisy oracle (beta = 1, 10% mistakes), inputs standardised with the same statistics; both
 sides fit one reward network (no ensemble) with the same architecture, epochs, batch size
 and learning rate (ours: Adam with L2 1e-2 as in marl_rec.irl.preferences; imitation: its
@@ -119,7 +120,9 @@ def main() -> None:
                         help="hidden widths of both reward networks (imitation's default is 32 32; none = linear)")
     parser.add_argument("--transitions", type=int, default=60_000)
     parser.add_argument("--no-consumed", dest="consumed", action="store_false",
-                        help="log only the four behaviours, not what was consumed (irl/data.py CONSUMED_FEATURES)")
+                        help="log only the four behaviours, not what was consumed (irl/data.py consumed_feature_names)")
+    parser.add_argument("--feature-set", default="outcome",
+                        help="what both reward networks see (marl_rec.irl.data.FEATURE_SETS)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "preference_vs_imitation.json")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,10 +150,10 @@ def main() -> None:
     logged = collect_with_utility(sim, GaussianNoisePolicy(HeuristicExpertPolicy(), 0.5, rng), args.transitions, rng,
                                   consumed=args.consumed)
     train, heldout = logged.split_episodes(0.7, rng)
-    pool = SegmentPool.from_dataset(train, 3, "transition")
+    pool = SegmentPool.from_dataset(train, 3, args.feature_set)
     mean, std = standardisation(pool.features)
     std = np.maximum(std, 1e-6)
-    heldout_x = transition_features(heldout.dataset, "transition")
+    heldout_x = transition_features(heldout.dataset, args.feature_set)
     config = RewardModelConfig(hidden=tuple(args.hidden), ensemble_size=1, bootstrap=False,
                                epochs_per_round=args.epochs, batch_size=64, lr=1e-3, weight_decay=1e-2)
     arrays = {"segments": ((pool.features - mean) / std).astype(np.float32),

@@ -76,7 +76,7 @@ from marl_rec.ope.estimate import normal_estimate
 from marl_rec.trainer import Trainer, TrainerConfig
 
 SHIFTS = ("no_click", "mean", "none")
-DATA = ("heldin", "uniform")
+DATA = ("heldin", "uniform", "production")
 CONTROLS = ("engagement", "shuffled", "true_centred")
 REFERENCE = "true_utility"
 
@@ -85,7 +85,9 @@ REFERENCE = "true_utility"
 class RetrainConfig:
     """One offline algorithm, trained identically on every reward, and the A/B test after it."""
 
-    data: str = "heldin"  # heldin: the experiment's held-in logs | uniform: logs of uniformly random actions
+    # heldin: the experiment's held-in logs | uniform: logs of uniformly random actions | production: logs of the
+    # production policy (reads only what the platform sees) with the experiment's Gaussian noise
+    data: str = "heldin"
     algo: str = "bcq"
     preset: str = "rec"
     algo_overrides: dict[str, Any] = field(default_factory=dict)  # extra config fields, e.g. tiny nets in tests

@@ -12,6 +12,7 @@ from marl_rec.irl.data import (
     collect_with_utility,
     consumed_feature_names,
     consumed_features,
+    feature_columns,
     feature_dim,
     relabel,
     slate_features,
@@ -49,9 +50,13 @@ def test_same_seed_same_data():
 
 def test_features_and_their_widths(logged):
     d = logged.dataset
-    for name in ("state_action", "logged", "transition"):
+    full = transition_features(d, "transition")
+    for name in ("outcome", "state_action", "logged", "transition"):
         x = transition_features(d, name)
         assert x.dtype == np.float32 and x.shape == (len(d), feature_dim(d.obs_dim, 4, 4, name))
+        # every feature set is a subset of the transition layout's columns (the Evaluator relies on it)
+        assert np.array_equal(full[:, feature_columns(d.obs_dim, 4, 4, name)], x)
+    assert np.array_equal(transition_features(d, "outcome"), d.reward_components)
     x = transition_features(d, "transition", np.arange(3))
     assert np.array_equal(x[:, -d.obs_dim:], d.next_observations[:3])
     with pytest.raises(ValueError, match="feature_set"):

@@ -144,18 +144,20 @@ def test_unknown_method_is_rejected():
         RetrainConfig(shift="median")
 
 
-def test_retrain_alone_on_uniform_logs():
-    """``retrain.data=uniform``: fresh logs of random actions; the logging policy is the reference arm."""
+@pytest.mark.parametrize("data", ["uniform", "production"])
+def test_retrain_alone_on_fresh_logs(data):
+    """``retrain.data=uniform`` / ``production``: fresh logs of random actions / of the production policy
+    with noise; the logging policy is the reference arm."""
     config = RewardLearningConfig(
         simulator=SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=20), methods=("retrain",),
         num_transitions=1500, reference=ReferenceConfig(hidden=(16,), steps=20), heldout_pairs=100,
         epic_transitions=16, epic_samples=16,
-        retrain=RetrainConfig(data="uniform", num_updates=10, controls=("shuffled",), eval_users=20,
+        retrain=RetrainConfig(data=data, num_updates=10, controls=("shuffled",), eval_users=20,
                               algo_overrides={"vae_hidden": (8,), "actor_hidden": (8,), "critic_hidden": (8,)}))
     rows = {r["method"]: r for r in learn_rewards(config)}
     assert [m for m in rows if m.startswith("retrain/")] == ["retrain/true_utility", "retrain/shuffled",
                                                               "retrain/behaviour"]
-    assert "uniform logs" in rows["retrain/true_utility"]["note"]
+    assert f"{data} logs" in rows["retrain/true_utility"]["note"]
     # the behaviour row is measured against the reference arm on the same users: its ratio and
     # its paired difference are the reference row's return recombined with its own
     behaviour, reference = rows["retrain/behaviour"], rows["retrain/true_utility"]

@@ -18,9 +18,11 @@ torch.set_num_threads(1)
 SMALL = SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=20)
 
 
-# On SMALL, the neutral fusion action earns the most true utility of the 81 grid constants
-# (32.2 per session) and pure click weight the least (2.4: clickbait, users leave early)
-# BAD: click only (every other weight 1/10 of the fixed click weight, issue #16's parametrisation)
+# On SMALL (issue #16's world), 400 users per constant: the neutral fusion action earns 36.0 true
+# utility per session, within 0.9 of the best of the 81 grid constants (36.9); click only (every other
+# weight 1/10 of the fixed click weight) the least, 16.3. No constant is worse: the negative-feedback
+# weight is never positive, so the world has no catastrophic constant any more (the legacy world's
+# worst earned 2.4).
 GOOD, BAD = np.zeros(4), np.array([-1.0, -1.0, -1.0, -1.0])
 
 
@@ -130,15 +132,15 @@ def test_ratio_bookkeeping():
 
 
 # ---------------------------------------------------------------------- learning
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #16's world: the BAD constant's return ratio is 0.48 (asserted < 0.2) with the click-only "
-    "constant as BAD, 0.96 with the former BAD; to be re-measured (issue #17)"))
 def test_retraining_on_the_true_utility_beats_a_shuffled_reward(small_logs):
     """BCQ-rec, 500 updates, on 3,000 logged transitions of the coin-flip policy, the same
-    400 simulated users for every arm. Measured for seeds 0-5 (data, shuffle and training
-    seed alike): the true-utility policy earned 29.8-32.2 (the GOOD constant: 32.2), the
-    shuffled-reward policy 10.2-25.3 (ratio <= 0.79). Broken relabelling — rewards not
-    replaced, or misaligned with their transitions — makes the two rows alike."""
+    400 simulated users for every arm. Measured on issue #16's world for seeds 0-2 (data,
+    shuffle and training seed alike; 2.5 min per seed on the loaded host): the true-utility
+    policy earned 35.2 / 35.6 / 35.1 (the GOOD constant: 35.3, BAD: 16.9, ratio 0.48), the
+    shuffled-reward policy 31.7 / 24.9 / 20.3 (ratio 0.90 / 0.70 / 0.58; the paired
+    difference's 95% interval ends at -2.3 / -9.3 / -13.1). Broken
+    relabelling — rewards not replaced, or misaligned with their transitions — makes the two
+    rows alike."""
     config = RetrainConfig(num_updates=500, controls=("shuffled",), eval_users=400)
     rows = relabel_and_retrain(small_logs, {}, lambda: UserSimulator(SMALL), config, seed=0,
                                rng=np.random.default_rng(0),
@@ -147,7 +149,7 @@ def test_retraining_on_the_true_utility_beats_a_shuffled_reward(small_logs):
     assert list(by_name) == [REFERENCE, "shuffled", "good", "bad"]
     truth, shuffled = by_name[REFERENCE], by_name["shuffled"]
     assert truth["true_return"] >= 0.9 * by_name["good"]["true_return"]  # found the logs' better action
-    assert by_name["bad"]["ratio"] < 0.2
+    assert by_name["bad"]["ratio"] < 0.6  # the logged actions differ in utility (measured 0.48)
     assert shuffled["diff_ci_high"] < 0.0, shuffled  # significantly worse on the paired users
-    assert shuffled["ratio"] < 0.9
+    assert shuffled["ratio"] < 0.95  # seed 0: 0.90, the least of seeds 0-2's gaps
     assert truth["reward_pearson"] == pytest.approx(1.0) and abs(shuffled["reward_pearson"]) < 0.1
