@@ -613,10 +613,11 @@ class UserSimulator:
         np.multiply(utility, np.float32(-c.negative_utility_slope), out=work)
         work += np.float32(c.negative_intercept)
         logits[..., 4] = work
+        # sigmoid(logits + noise · z), its negation folded into the first passes as in _retrieve_one
         pred = standard_normal_f32(rng, out["pred"], buf("normal", (n * k * NUM_PREDICTIONS // 2,)))
-        pred *= np.float32(c.prediction_noise)
-        pred += logits
-        _sigmoid(pred, out=pred)
+        pred *= np.float32(-c.prediction_noise)
+        pred -= logits
+        _reciprocal_one_plus_exp(pred)
         duration = self._item_duration_fraction.take(items, out=out["duration"], mode="clip")
         pred[..., 3] *= duration  # watch: watched fraction × duration, normalised to [0, 1]
         log_pred = out["log_pred"]
@@ -634,9 +635,9 @@ class UserSimulator:
         ad_logit *= np.float32(0.8)
         ad_logit += self._ad_logit_base.take(ads)
         ad_pred = standard_normal_f32(rng, out["ad_pred"])
-        ad_pred *= np.float32(c.prediction_noise)
-        ad_pred += ad_logit
-        _sigmoid(ad_pred, out=ad_pred)
+        ad_pred *= np.float32(-c.prediction_noise)
+        ad_pred -= ad_logit
+        _reciprocal_one_plus_exp(ad_pred)
         if index is not None:
             for key, value in out.items():
                 self._cand[key][index] = value
