@@ -5,8 +5,11 @@
 
 What is timed (wall clock, the quantity parallelism changes): ``build_dataset`` of the ``expert``
 pipeline (the production policy with noise, ``--transitions`` transitions on 1,024 users in all)
-with ``num_workers`` 1 and 2, and ``simulated_ab_test`` of two arms (the production policy and a
-constant) with ``num_workers`` 1 and 2. Rounds interleave the two settings (order alternating);
+with ``num_workers`` 1 and 2, and ``simulated_ab_test`` of two arms of about equal cost (the
+production policy and a candidate: the production policy with noise σ = 0.1) with ``num_workers``
+1 and 2 (the A/B test runs an arm per process: an arm that costs more than the others bounds its
+speed-up, e.g. production vs a constant, 6 to 1 in CPU time, gives at most 1.17x; ``--ab-constant``
+times that pair). Rounds interleave the two settings (order alternating);
 the speed-up is the median over rounds of time(1 worker) / time(2 workers), with its range. The
 host's load average is printed and saved beside it: on a shared host the second worker only gets
 a core when one is free, so the wall-clock figure is a lower bound of what an idle machine gives.
@@ -26,6 +29,7 @@ Writes ``bench/results/parallel_collection.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import statistics
@@ -35,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 from hydra.utils import instantiate
-from marl_rec.agents.policies import ConstantPolicy, ProductionPolicy
+from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy, ProductionPolicy
 from marl_rec.envs.simulator import UserSimulator
 
 import marl_rec.ope.ab_test
@@ -89,8 +93,10 @@ def collection(workers: int, transitions: int) -> dict[str, Any]:
                                          lambda: instantiate(SIMULATOR), instantiate, 0))
 
 
-def ab_test(workers: int, users: int) -> dict[str, Any]:
-    policies = {"production": ProductionPolicy(), "constant": ConstantPolicy([0.0] * UserSimulator().action_dim)}
+def ab_test(workers: int, users: int, constant_arm: bool = False) -> dict[str, Any]:
+    candidate = (ConstantPolicy([0.0] * UserSimulator().action_dim) if constant_arm
+                 else GaussianNoisePolicy(ProductionPolicy(), 0.1, np.random.default_rng(1)))
+    policies = {"production": ProductionPolicy(), "candidate": candidate}
     return clocked(lambda: simulated_ab_test(UserSimulator, policies, users, seed=0, num_workers=workers))
 
 
@@ -120,11 +126,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--transitions", type=int, default=40_000)
     parser.add_argument("--users", type=int, default=8_192, help="users per A/B arm")
+    parser.add_argument("--ab-constant", action="store_true", help="A/B arms: production vs a constant")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     rows = {"collection": measure(collection, args.transitions, args.rounds),
-            "ab_test": measure(ab_test, args.users, args.rounds)}
+            "ab_test": measure(functools.partial(ab_test, constant_arm=args.ab_constant), args.users, args.rounds)}
     load_after = os.getloadavg()[0]
     print(f"2 workers vs 1 ({os.cpu_count()} CPUs, load average {load_before:.1f} -> {load_after:.1f}, "
           f"{args.rounds} interleaved rounds; medians over rounds)")
@@ -137,6 +144,7 @@ def main() -> None:
               f"{row['cpu_2_workers_jobs']:.2f} s, longest {row['cpu_2_workers_longest_job']:.2f} s): overhead "
               f"{100 * row['cpu_overhead']:+.1f}%, speed-up with a core per process {row['idle_speedup_estimate']:.2f}x")
     payload = {"rows": rows, "rounds": args.rounds, "transitions": args.transitions, "ab_users_per_arm": args.users,
+               "ab_arms": "production vs " + ("a constant" if args.ab_constant else "production + noise 0.1"),
                "cpus": os.cpu_count(), "load_average": [load_before, load_after], "target": 1.8}
     write_json(args.json, payload)
 
