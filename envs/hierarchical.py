@@ -7,22 +7,32 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
     Observation ``Box(0, 1, (obs_dim + 6,), float32)``: the simulator observation at the
     session start, then ``LIFETIME_FEATURES`` (sessions so far / ``max_sessions``, the last
     session's length / ``max_requests``, its engagement per request / the maximum possible
-    per request, its mean achieved goal (2), whether it ended because the user left).
+    per request, its mean achieved goal statistics (2, see :func:`slate_goal_statistics`),
+    whether it ended because the user left).
     Action ``Box(-1, 1, (2,), float32)``: the session's *goal* ``g = (a + 1) / 2`` in
-    [0, 1]² (:func:`goal_from_action`), the two entries named in ``GOAL_NAMES``:
+    [0, 1]² (:func:`goal_from_action`), whose two entries depend on
+    ``HierarchicalConfig.goal_space`` (``GOAL_SPACES``; names from :func:`goal_names`):
 
-    - ``click_level``: target mean predicted p̂(click) of the slates served;
-    - ``quality_level``: target mean predicted p̂(like | click) of the slates served.
+    - ``"ceilings"`` (default): *limits the short-term controller must respect* —
+      ``click_ceiling``, the most mean p̂(click) its slates may have, and
+      ``negative_ceiling``, the most mean p̂(negative) (negative feedback, the prediction
+      that reveals an item's utility for this user), divided by ``NEGATIVE_LEVEL_SCALE`` so
+      that the levels the candidates reach (about 0.02–0.15) span much of [0, 1]. Going
+      over a ceiling costs, staying under it does not (``goal_reward``); g = (1, 1) leaves
+      the short-term controller free to maximise engagement.
+    - ``"click_quality"`` (the goals before issue #17): *targets* to hit —
+      ``click_level`` (mean p̂(click)) and ``quality_level`` (mean p̂(like | click)); any
+      distance costs.
 
-    (On the reference world, averaged over users, the fusion actions of the 81-action grid
-    reach click levels of about 0.43–0.89 and quality levels of about 0.25–0.71; a goal
-    outside what the candidates allow is followed as closely as they allow.)
-
-    The two pull against each other: clickbait draws clicks and earns engagement now, but
-    lowers satisfaction, which shortens the session and — through the retention model —
-    lowers the chance the user comes back. Quality (p̂(like | click) tracks an item's true
-    utility, correlation ≈ 0.77 on the reference world) keeps satisfaction up. The goal
-    is the long-term controller's lever on that trade-off.
+    Why ceilings on negative feedback: on the new world a user comes back with a
+    probability set by satisfaction at the end of their sessions, and satisfaction rises
+    with the utility of what they consume — which p̂(negative) reveals and p̂(like | click)
+    does not. A per-request engagement maximiser burns satisfaction (sessions per user
+    4.9 vs 8.2 for a constant); with a negative-feedback ceiling the same ranker keeps the
+    user coming back and earns more over the lifetime than the best constant (measured in
+    ``bench/results/README.md``, hierarchical section). Targets on (click, quality) can
+    only be hit by giving up engagement, and a target reached from above or below costs
+    the same.
     Reward: the session's engagement, plus ``return_bonus`` when the user comes back. It
     is booked through ``_cumulative_rewards``: ``last()`` for ``"long_term"`` is exactly
     its return since it last acted (the whole session, bonus included).
@@ -32,10 +42,11 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
     by the current goal. Action ``Box(-1, 1, (4,), float32)``: fusion actions as in
     :class:`marl_rec.envs.fusion_env.FusionRankingEnv`.
     Reward: the request's engagement plus ``goal_reward_weight · goal_reward(achieved, g)``
-    with ``goal_reward = -mean|achieved - g|`` ∈ [-1, 0]; ``achieved`` (the slate's mean
-    predicted click and like probabilities, :func:`slate_goal_statistics`) is known when
-    the slate is ranked, so the short-term controller can follow the goal precisely, and
-    a learner can relabel goals with ``info["achieved_goal"]``.
+    with ``goal_reward`` ∈ [-1, 0] (``-mean_i max(0, achieved_i - g_i)`` for ceilings,
+    ``-mean|achieved - g|`` for targets); ``achieved`` (the slate's statistics,
+    :func:`slate_goal_statistics`) is known when the slate is ranked, so the short-term
+    controller can follow the goal precisely, and a learner can relabel goals with
+    ``info["achieved_goal"]``.
 
 ``info``: ``short_term`` after every request — ``engagement``, ``goal_reward``, ``goal``,
 ``achieved_goal``, ``components``, ``session_index``, ``session_end``, ``user_left`` and the
@@ -76,11 +87,21 @@ from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, StepResult, User
 
 LONG_TERM = "long_term"
 SHORT_TERM = "short_term"
-GOAL_NAMES: tuple[str, ...] = ("click_level", "quality_level")
+# goal space -> (names of the two goal entries, True if they are ceilings (one-sided) rather
+# than targets); the statistics behind them: slate_goal_statistics
+GOAL_SPACES: dict[str, tuple[tuple[str, str], bool]] = {
+    "ceilings": (("click_ceiling", "negative_ceiling"), True),
+    "click_quality": (("click_level", "quality_level"), False),
+}
+DEFAULT_GOAL_SPACE = "ceilings"
+GOAL_NAMES: tuple[str, ...] = GOAL_SPACES[DEFAULT_GOAL_SPACE][0]
 GOAL_DIM = len(GOAL_NAMES)
+# mean p̂(negative) / this = the negative level of a slate: the levels the candidates reach
+# (about 0.02-0.15 on the reference world) then cover much of the goal range [0, 1]
+NEGATIVE_LEVEL_SCALE = 0.25
 LIFETIME_FEATURES: tuple[str, ...] = (
     "session_fraction", "last_session_length", "last_session_engagement",
-    "last_achieved_click_level", "last_achieved_quality_level", "last_session_user_left")
+    "last_achieved_goal_0", "last_achieved_goal_1", "last_session_user_left")  # goal entries in goal_names order
 
 
 @dataclass(frozen=True)
@@ -96,8 +117,12 @@ class HierarchicalConfig:
     max_sessions: int = 20
     return_bonus: float = 0.0
     goal_reward_weight: float = 5.0
+    goal_space: str = DEFAULT_GOAL_SPACE  # a key of GOAL_SPACES: what the long-term goal means
 
     def __post_init__(self) -> None:
+        if self.goal_space not in GOAL_SPACES:
+            raise ValueError(f"HierarchicalConfig.goal_space must be one of {sorted(GOAL_SPACES)}, "
+                             f"got {self.goal_space!r}")
         if not isinstance(self.max_sessions, (int, np.integer)) or self.max_sessions < 1:
             raise ValueError(f"HierarchicalConfig.max_sessions must be an int >= 1, got {self.max_sessions!r}")
         for name in ("return_bonus", "goal_reward_weight"):
@@ -127,17 +152,36 @@ def goal_from_action(action: np.ndarray) -> np.ndarray:
     return (np.clip(action, -1.0, 1.0) + 1.0) * 0.5
 
 
-def slate_goal_statistics(sim: UserSimulator, slate: np.ndarray) -> np.ndarray:
-    """(B, ..., 2) achieved goal of (B, ..., K) slates of candidate positions: the slate's
-    mean predicted p̂(click) and mean predicted p̂(like | click) (``GOAL_NAMES`` order)."""
+def goal_names(goal_space: str = DEFAULT_GOAL_SPACE) -> tuple[str, ...]:
+    """The names of the two goal entries of ``goal_space`` (a key of ``GOAL_SPACES``)."""
+    if goal_space not in GOAL_SPACES:
+        raise ValueError(f"unknown goal_space {goal_space!r}; choose from {sorted(GOAL_SPACES)}")
+    return GOAL_SPACES[goal_space][0]
+
+
+def slate_goal_statistics(sim: UserSimulator, slate: np.ndarray, goal_space: str = DEFAULT_GOAL_SPACE) -> np.ndarray:
+    """(B, ..., 2) achieved goal of (B, ..., K) slates of candidate positions, in the order of
+    :func:`goal_names`: ``"ceilings"`` — the slate's mean p̂(click) and its mean p̂(negative) /
+    ``NEGATIVE_LEVEL_SCALE`` (clipped to 1); ``"click_quality"`` — its mean p̂(click) and mean
+    p̂(like | click). Predictions only: what the ranking system knows."""
+    goal_names(goal_space)  # validates it
     rows = np.arange(sim.batch_size).reshape((-1,) + (1,) * (slate.ndim - 1))
-    pred = sim.cand_pred[rows, slate]  # (B, ..., K, 4)
-    return pred[..., :2].mean(-2).astype(np.float64)
+    pred = sim.cand_pred[rows, slate]  # (B, ..., K, 5)
+    if goal_space == "click_quality":
+        return pred[..., :2].mean(-2).astype(np.float64)
+    click = pred[..., 0].mean(-1).astype(np.float64)
+    negative = np.minimum(pred[..., 4].mean(-1).astype(np.float64) / NEGATIVE_LEVEL_SCALE, 1.0)
+    return np.stack([click, negative], axis=-1)
 
 
-def goal_reward(achieved: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """Goal-following reward ``-mean_i |achieved_i - goal_i|`` ∈ [-1, 0] (last axis = goal)."""
-    return -np.abs(np.asarray(achieved) - np.asarray(goal)).mean(-1)
+def goal_reward(achieved: np.ndarray, goal: np.ndarray, goal_space: str = DEFAULT_GOAL_SPACE) -> np.ndarray:
+    """Goal-following reward ∈ [-1, 0] (last axis = goal): for ceilings
+    ``-mean_i max(0, achieved_i - goal_i)`` (only going over a limit costs), for targets
+    ``-mean_i |achieved_i - goal_i|``."""
+    excess = np.asarray(achieved, dtype=np.float64) - np.asarray(goal, dtype=np.float64)
+    goal_names(goal_space)  # validates it
+    ceilings = GOAL_SPACES[goal_space][1]
+    return -(np.maximum(excess, 0.0) if ceilings else np.abs(excess)).mean(-1)
 
 
 class LifetimeTracker:
@@ -282,7 +326,8 @@ class HierarchicalInterestEnv(AECEnv):
             self.tracker.start_sessions(np.ones(1, dtype=bool), goal_action)
             self.agent_selection = SHORT_TERM
             if self._recorder.active:
-                goal = ", ".join(f"{n} {g:.2f}" for n, g in zip(GOAL_NAMES, self.tracker.goal[0]))
+                goal = ", ".join(f"{n} {g:.2f}" for n, g in zip(goal_names(self.config.goal_space),
+                                                                self.tracker.goal[0]))
                 self._recorder.lines["goal"] = f"{goal} (set by {LONG_TERM} for session {self.tracker.sessions[0]})"
         else:
             self._step_short_term(validate_action(action, self.action_spaces[SHORT_TERM], SHORT_TERM))
@@ -290,19 +335,19 @@ class HierarchicalInterestEnv(AECEnv):
 
     def _step_short_term(self, action: np.ndarray) -> None:
         sim, tracker, cfg = self.sim, self.tracker, self.config
-        achieved = slate_goal_statistics(sim, sim.rank(action))  # the slate step() will serve
+        achieved = slate_goal_statistics(sim, sim.rank(action), cfg.goal_space)  # the slate step() will serve
         self._recorder.before_step(action)
         result = sim.step(action)
         self._sim_obs = result.observation
         engagement = float(result.reward[0])
-        following = float(goal_reward(achieved, tracker.goal)[0])
+        following = float(goal_reward(achieved, tracker.goal, cfg.goal_space)[0])
         tracker.record_requests(np.ones(1, dtype=bool), result.reward, achieved)
         left, capped = bool(result.terminated[0]), bool(result.truncated[0])
         self.rewards[SHORT_TERM] = engagement + cfg.goal_reward_weight * following
         self.rewards[LONG_TERM] = engagement
         if self._recorder.active:
             self._recorder.lines["achieved goal"] = ", ".join(
-                f"{n} {g:.2f}" for n, g in zip(GOAL_NAMES, achieved[0]))
+                f"{n} {g:.2f}" for n, g in zip(goal_names(cfg.goal_space), achieved[0]))
             self._recorder.after_step(result, {SHORT_TERM: self.rewards[SHORT_TERM], LONG_TERM: engagement})
         self.infos[SHORT_TERM] = {
             "engagement": engagement,
@@ -368,7 +413,7 @@ class LifetimeStats:
     engagement: np.ndarray  # (N,) lifetime engagement
     requests: np.ndarray  # (N,) requests served over the lifetime
     true_utility: np.ndarray  # (N,) summed true utility of consumed items
-    goal_error: np.ndarray  # (N,) mean |achieved - goal| per request (NaN without a goal policy)
+    goal_error: np.ndarray  # (N,) mean -goal_reward per request (NaN without a goal policy)
     churned: np.ndarray  # (N,) bool: the user stopped coming back (vs reached max_sessions)
 
     def summary(self) -> dict[str, float]:
@@ -429,7 +474,7 @@ class LifetimeBatch:
         """Serve one request to every user with (B, action_dim) fusion actions in [-1, 1]."""
         sim, tracker, n = self.sim, self.tracker, self.num_users
         observation = self.sim_obs
-        achieved = slate_goal_statistics(sim, sim.rank(action))
+        achieved = slate_goal_statistics(sim, sim.rank(action), self.config.goal_space)
         result = sim.step(action)
         active = result.info["active"] & self.alive
         tracker.record_requests(active, result.reward, achieved)
@@ -483,7 +528,7 @@ def run_lifetimes(short_term_policy: Callable[[UserSimulator, np.ndarray], objec
         result, active = step.result, step.active
         engagement += result.reward * active
         utility += result.info["true_utility"] * active
-        goal_error -= goal_reward(step.achieved, lives.tracker.goal) * active
+        goal_error -= goal_reward(step.achieved, lives.tracker.goal, config.goal_space) * active
         requests += active
         churned |= step.ended & ~step.returned
     error = goal_error / np.maximum(requests, 1) if goal_policy is not None else np.full(n, np.nan)
@@ -491,5 +536,5 @@ def run_lifetimes(short_term_policy: Callable[[UserSimulator, np.ndarray], objec
 
 
 __all__ = ["HierarchicalInterestEnv", "HierarchicalConfig", "LifetimeBatch", "LifetimeStep", "LifetimeStats", "LifetimeTracker",
-           "run_lifetimes", "goal_from_action", "goal_reward", "slate_goal_statistics",
-           "GOAL_NAMES", "GOAL_DIM", "LIFETIME_FEATURES", "LONG_TERM", "SHORT_TERM", "env", "raw_env"]
+           "run_lifetimes", "goal_from_action", "goal_reward", "slate_goal_statistics", "goal_names",
+           "GOAL_SPACES", "DEFAULT_GOAL_SPACE", "NEGATIVE_LEVEL_SCALE", "GOAL_NAMES", "GOAL_DIM", "LIFETIME_FEATURES", "LONG_TERM", "SHORT_TERM", "env", "raw_env"]

@@ -26,8 +26,9 @@ Data (:func:`collect_lifetimes` → :class:`LifetimeLog`)
       episode ends: the next session has another goal). **Goal relabelling** (hindsight,
       Andrychowicz et al. 2017, "episode" strategy adapted to session-constant goals): a
       logged goal is often unreachable (random goals cover [0, 1]², the candidates reach
-      about 0.43–0.89 click level and 0.25–0.71 quality level), so sessions whose goal is
-      farther than ``tolerance`` (mean absolute difference) from what they achieved are,
+      only part of it), so sessions that missed their goal by more than ``tolerance``
+      (``-goal_reward`` of the session's mean achieved statistics: for ceilings, by how
+      much they went over) are,
       with probability ``fraction``, *copied* with the goal replaced by an achieved one —
       the ``achieved_goal`` of a uniformly random request of that session (``"episode"``),
       or the session's mean achieved goal (``"mean"``) — and their rewards recomputed. The

@@ -63,7 +63,8 @@ def session_level_dataset(log: LifetimeLog, gamma: float) -> OfflineDataset:
 @dataclass(frozen=True)
 class RelabelConfig:
     """Hindsight goal relabelling of the short-term data (module doc): ``fraction`` of the
-    sessions whose logged goal misses the achieved one by more than ``tolerance`` get a
+    sessions that missed their logged goal by more than ``tolerance`` (the session's mean
+    achieved statistics scored by ``-goal_reward``: for ceilings, going over them) get a
     relabelled copy; ``strategy`` ``"episode"`` (an achieved goal of a random request of the
     session) or ``"mean"`` (the session's mean achieved goal)."""
 
@@ -85,7 +86,8 @@ def relabelled_goals(log: LifetimeLog, relabel: RelabelConfig, rng: np.random.Ge
     """(sessions to copy, their new goals (n, 2)) under ``relabel`` (see :class:`RelabelConfig`)."""
     achieved = log.session_mean_achieved()
     logged = log.goal[log.first_row]
-    missed = np.abs(achieved - logged).mean(1) > relabel.tolerance
+    # missed in the goal space's own terms: a ceiling is missed only when the session went over it
+    missed = -goal_reward(achieved, logged, log.config.goal_space) > relabel.tolerance
     chosen = np.flatnonzero(missed & (rng.random(log.num_sessions) < relabel.fraction))
     if relabel.strategy == "mean":
         return chosen, achieved[chosen]
@@ -111,7 +113,7 @@ def goal_conditioned_dataset(log: LifetimeLog, relabel: RelabelConfig | None = N
         goals = np.concatenate([goals, np.repeat(new_goals, lengths, axis=0)])
         episode = np.concatenate([episode, np.repeat(log.num_sessions + np.arange(copies), lengths)])
     w = log.config.goal_reward_weight
-    rewards = log.engagement[rows] + w * goal_reward(log.achieved_goal[rows], goals)
+    rewards = log.engagement[rows] + w * goal_reward(log.achieved_goal[rows], goals, log.config.goal_space)
     goal32 = goals.astype(np.float32)
     return OfflineDataset(
         observations=np.concatenate([log.observation[rows], goal32], axis=1),

@@ -37,9 +37,11 @@ def fixed_goal(goal):
 
 
 # ------------------------------------------------------------------ a hand-checkable log
-def hand_log(return_bonus: float = 0.0, goal_reward_weight: float = 2.0) -> LifetimeLog:
+def hand_log(return_bonus: float = 0.0, goal_reward_weight: float = 2.0, goal_space: str = "click_quality"
+             ) -> LifetimeLog:
     """User 0: session 0 (2 requests, comes back), session 1 (3 requests, churns).
-    User 1: session 2 (1 request, comes back but reaches the lifetime cap)."""
+    User 1: session 2 (1 request, comes back but reaches the lifetime cap). Goals are targets
+    (``click_quality``) unless ``goal_space`` says otherwise."""
     d = 3
     obs = np.arange(6, dtype=np.float32)[:, None] * np.ones(d, np.float32)
     goals = np.array([[0.2, 0.4], [0.6, 0.6], [0.5, 0.5]], np.float32)
@@ -56,7 +58,8 @@ def hand_log(return_bonus: float = 0.0, goal_reward_weight: float = 2.0) -> Life
         long_observation=long_obs, next_long_observation=np.array([[11.0] * 4, [99.0] * 4, [98.0] * 4], np.float32),
         goal_action=goals * 2 - 1, goal_log_prob=np.full(3, -np.log(4.0), np.float32),
         returned=np.array([True, False, True]), continues=np.array([True, False, False]),
-        config=HierarchicalConfig(max_sessions=2, return_bonus=return_bonus, goal_reward_weight=goal_reward_weight))
+        config=HierarchicalConfig(max_sessions=2, return_bonus=return_bonus, goal_reward_weight=goal_reward_weight,
+                                  goal_space=goal_space))
 
 
 def test_session_level_dataset_by_hand():
@@ -102,8 +105,8 @@ def test_goal_conditioned_dataset_by_hand():
     np.testing.assert_array_equal(data.observations[:, :-2], log.observation)
     # row 0: engagement 1, |(0.2, 0.5) - (0.2, 0.4)| averages 0.05 -> 1 - 2 * 0.05
     assert data.rewards[0] == pytest.approx(0.9)
-    np.testing.assert_allclose(data.rewards, log.engagement + 2.0 * goal_reward(log.achieved_goal, log.goal),
-                               rtol=1e-6)
+    np.testing.assert_allclose(data.rewards, log.engagement + 2.0 * goal_reward(log.achieved_goal, log.goal,
+                                                                                 "click_quality"), rtol=1e-6)
     np.testing.assert_allclose(data.behaviour_log_probs, -1.5)
 
 
@@ -132,7 +135,7 @@ def test_relabelling_copies_missed_sessions_with_achieved_goals():
     np.testing.assert_array_equal(data.observations[7, -2:], new_goal)
     np.testing.assert_allclose(data.observations[8, -2:], log.achieved_goal[5])
     np.testing.assert_allclose(data.rewards[copy], log.engagement[[0, 1, 5]] + 2.0 * goal_reward(
-        log.achieved_goal[[0, 1, 5]], data.observations[copy, -2:]), rtol=1e-6)
+        log.achieved_goal[[0, 1, 5]], data.observations[copy, -2:], "click_quality"), rtol=1e-6)
     assert data.rewards[8] == pytest.approx(6.0)  # a single-request session achieves its own goal exactly
     assert data.behaviour_log_probs is None  # unknown under the relabelled goals
     none = goal_conditioned_dataset(log, RelabelConfig(fraction=0.0), np.random.default_rng(3))
@@ -141,6 +144,26 @@ def test_relabelling_copies_missed_sessions_with_achieved_goals():
         RelabelConfig(strategy="future")
     with pytest.raises(ValueError, match="rng"):
         goal_conditioned_dataset(log, RelabelConfig(fraction=0.5))
+
+
+def test_ceilings_are_missed_and_rewarded_only_when_exceeded():
+    log = hand_log(goal_reward_weight=2.0, goal_space="ceilings")
+    # over the ceilings: s0 (0.3, 0.45) vs (0.2, 0.4) by (0.1, 0.05): 0.075; s1 = goal; s2 (0.9, 0.1)
+    # vs (0.5, 0.5) by (0.4, 0): 0.2 (the targets' distance would be 0.4)
+    rng = np.random.default_rng(0)
+    chosen, _ = relabelled_goals(log, RelabelConfig(fraction=1.0, strategy="mean", tolerance=0.05), rng)
+    np.testing.assert_array_equal(chosen, [0, 2])
+    chosen, _ = relabelled_goals(log, RelabelConfig(fraction=1.0, strategy="mean", tolerance=0.1), rng)
+    np.testing.assert_array_equal(chosen, [2])
+    # sessions far under their ceilings are not missed (as targets, every one is)
+    for space, expected in (("ceilings", []), ("click_quality", [0, 1, 2])):
+        loose = hand_log(goal_space=space)
+        loose.goal[:] = 1.0
+        chosen, _ = relabelled_goals(loose, RelabelConfig(fraction=1.0, tolerance=0.05), rng)
+        np.testing.assert_array_equal(chosen, expected)
+    data = goal_conditioned_dataset(log, RelabelConfig(fraction=0.0), rng)
+    over = np.maximum(log.achieved_goal - log.goal, 0.0).mean(1)
+    np.testing.assert_allclose(data.rewards, log.engagement - 2.0 * over, rtol=1e-6)
 
 
 # ------------------------------------------------------------------ logging real lifetimes
@@ -220,8 +243,9 @@ def test_short_term_learner_follows_the_goal(tmp_path):
     users and candidates."""
     rng = np.random.default_rng(1)
     sim = UserSimulator(SMALL_SIM)
-    log = collect_lifetimes(sim, UniformGoalPolicy(rng), GaussianNoisePolicy(GoalFollowingPolicy(5.0), 0.3, rng),
-                            200, rng, HierarchicalConfig(max_sessions=3))
+    follower = GoalFollowingPolicy(5.0, goal_space="click_quality")  # targets: asked for, then measured
+    log = collect_lifetimes(sim, UniformGoalPolicy(rng), GaussianNoisePolicy(follower, 0.3, rng),
+                            200, rng, HierarchicalConfig(max_sessions=3, goal_space="click_quality"))
     data = goal_conditioned_dataset(log, RelabelConfig(), np.random.default_rng(2))
     level = LevelConfig(num_updates=1000, gamma=0.5, overrides=TINY_NETS)
     algorithm, final = train_short_term(data, level, fast_trainer(), tmp_path)
@@ -230,7 +254,8 @@ def test_short_term_learner_follows_the_goal(tmp_path):
 
     def achieved(goal):
         goal_obs = np.concatenate([obs, np.broadcast_to(np.float32(goal), (300, 2))], axis=1)
-        return slate_goal_statistics(sim, sim.rank(algorithm.act(goal_obs).astype(np.float64))).mean(0)
+        return slate_goal_statistics(sim, sim.rank(algorithm.act(goal_obs).astype(np.float64)),
+                                     "click_quality").mean(0)
 
     clicks, quality = achieved((0.9, 0.3)), achieved((0.45, 0.75))
     assert clicks[0] > quality[0] + 0.05

@@ -120,7 +120,8 @@ def test_short_term_reward_is_engagement_plus_goal_following():
         env.step(action)
         info = env.infos[SHORT_TERM]
         np.testing.assert_allclose(info["achieved_goal"], expected_achieved)
-        assert info["goal_reward"] == pytest.approx(float(goal_reward(expected_achieved, goal)))
+        # abs: the test's goal is float32, the env's float64 (goal rewards near 0 under ceilings)
+        assert info["goal_reward"] == pytest.approx(float(goal_reward(expected_achieved, goal)), abs=1e-6)
         assert env.rewards[SHORT_TERM] == pytest.approx(info["engagement"] + weight * info["goal_reward"])
         assert env.rewards[LONG_TERM] == info["engagement"] or info["session_end"]
 
@@ -173,15 +174,15 @@ def test_bad_input_raises_clear_errors():
 class GoalFollower:
     """Per request, the grid action maximising predicted engagement + w · goal-following."""
 
-    def __init__(self, weight: float, values=(-1.0, 1.0)) -> None:
-        self.weight = weight
+    def __init__(self, weight: float, values=(-1.0, 1.0), goal_space: str = "ceilings") -> None:
+        self.weight, self.goal_space = weight, goal_space
         self.grid = np.array(np.meshgrid(*[values] * 4)).reshape(4, -1).T
 
     def __call__(self, sim: UserSimulator, obs: np.ndarray) -> np.ndarray:
         b = obs.shape[0]
         slates = np.stack([sim.rank(np.broadcast_to(a, (b, 4))) for a in self.grid], axis=1)  # (B, G, K)
         score = sim.slate_expectations(slates, use_true=False)["reward"] + self.weight * goal_reward(
-            slate_goal_statistics(sim, slates), obs[:, None, -GOAL_DIM:])
+            slate_goal_statistics(sim, slates, self.goal_space), obs[:, None, -GOAL_DIM:], self.goal_space)
         return self.grid[np.argmax(score, axis=1)]
 
 
@@ -191,9 +192,10 @@ def fixed_goal(goal):
 
 
 def test_the_goal_steers_the_short_term_controller_and_retention():
-    config = HierarchicalConfig(max_sessions=8, goal_reward_weight=5.0)
+    # the (click, quality) targets of before issue #17
+    config = HierarchicalConfig(max_sessions=8, goal_reward_weight=5.0, goal_space="click_quality")
     sim_config = SimulatorConfig(items_per_topic=60, max_requests=25)
-    follower = GoalFollower(config.goal_reward_weight)
+    follower = GoalFollower(config.goal_reward_weight, goal_space="click_quality")
     # 200 users: with weights relative to a fixed click weight (issue #16) the reachable goals
     # are closer together than under the former w = 10 ** a on every task
     quality = run_lifetimes(follower, 200, np.random.default_rng(0), fixed_goal((0.3, 0.9)), config,
@@ -204,9 +206,41 @@ def test_the_goal_steers_the_short_term_controller_and_retention():
     assert quality["sessions_per_user"] - clicks["sessions_per_user"] > spread
     assert quality["true_utility"] > clicks["true_utility"]
     # the follower tracks the goal better than a goal-blind myopic policy does
-    blind = run_lifetimes(GoalFollower(0.0), 200, np.random.default_rng(0), fixed_goal((0.3, 0.9)), config,
-                          sim_config=sim_config).summary()
+    blind = run_lifetimes(GoalFollower(0.0, goal_space="click_quality"), 200, np.random.default_rng(0),
+                          fixed_goal((0.3, 0.9)), config, sim_config=sim_config).summary()
     assert quality["goal_error"] < blind["goal_error"]
+
+
+def test_a_negative_feedback_ceiling_keeps_users_coming_back():
+    # the default goal space: ceilings on (p̂(click), p̂(negative) / NEGATIVE_LEVEL_SCALE); a tight
+    # negative-feedback ceiling makes the engagement-seeking follower serve what users value,
+    # which raises their satisfaction at the session's end and so their return probability
+    config = HierarchicalConfig(max_sessions=8, goal_reward_weight=20.0)
+    assert config.goal_space == "ceilings"
+    sim_config = SimulatorConfig(items_per_topic=60, max_requests=25)
+    follower = GoalFollower(config.goal_reward_weight)
+    tight = run_lifetimes(follower, 200, np.random.default_rng(0), fixed_goal((1.0, 0.1)), config,
+                          sim_config=sim_config).summary()
+    free = run_lifetimes(follower, 200, np.random.default_rng(0), fixed_goal((1.0, 1.0)), config,
+                         sim_config=sim_config).summary()
+    assert tight["sessions_per_user"] - free["sessions_per_user"] > 3 * np.hypot(tight["sessions_se"],
+                                                                                 free["sessions_se"])
+    assert tight["true_utility"] > free["true_utility"]
+    assert free["goal_error"] == 0.0  # nothing goes over a ceiling of 1
+    blind = run_lifetimes(GoalFollower(0.0), 200, np.random.default_rng(0), fixed_goal((1.0, 0.1)), config,
+                          sim_config=sim_config).summary()
+    assert tight["goal_error"] < blind["goal_error"]
+
+
+def test_ceilings_cost_only_when_exceeded_and_targets_cost_both_ways():
+    achieved = np.array([[0.5, 0.2], [0.5, 0.2]])
+    goal = np.array([[0.7, 0.1], [0.3, 0.3]])
+    np.testing.assert_allclose(goal_reward(achieved, goal, "ceilings"), [-0.05, -0.1])
+    np.testing.assert_allclose(goal_reward(achieved, goal, "click_quality"), [-0.15, -0.15])
+    with pytest.raises(ValueError, match="goal_space"):
+        goal_reward(achieved, goal, "quality")
+    with pytest.raises(ValueError, match="goal_space"):
+        HierarchicalConfig(goal_space="quality")
 
 
 def test_retention_separates_policies_that_burn_satisfaction():

@@ -118,7 +118,7 @@ def test_joint_env_marks_the_ad_slot_and_hierarchical_env_shows_the_goal():
     henv.step(np.array([1.0, -1.0], np.float32))  # goal (1, 0)
     henv.step(np.zeros(4, np.float32))
     text = henv.render()
-    assert "goal: click_level 1.00, quality_level 0.00" in text and SHORT_TERM in text
+    assert "goal: click_ceiling 1.00, negative_ceiling 0.00" in text and SHORT_TERM in text
 
 
 def test_render_without_a_mode_warns_and_bad_modes_are_refused():
