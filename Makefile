@@ -32,7 +32,7 @@ demo: $(STAMP)
 # time to quality runs twice: ours as shipped (rec preset) and ours at d3rlpy's sizes (paper).
 RESULTS := bench/results
 bench: $(STAMP)
-	$(PY) bench/simulator.py --json $(RESULTS)/simulator_throughput.json
+	$(PY) bench/simulator.py --profile --baseline --json $(RESULTS)/simulator_throughput.json
 	$(PY) bench/ope_coverage.py --json $(RESULTS)/ope_coverage.json
 	bash bench/setup_bench_venv.sh
 	.venv-bench/bin/python -m pytest -q -p no:cacheprovider --fail-on-skip tests/marl_rec/data/test_dataset.py -k d3rlpy
