@@ -50,18 +50,30 @@ def _run(index: int) -> tuple[bytes, list[int], str | None]:
     """Job ``index`` in a worker. The result is pickled with its arrays' data out of band (pickle
     protocol 5); that data goes to a file, the small rest (and the file's layout) through the pipe."""
     assert _task is not None and _spill_dir is not None, "map_jobs: worker started without a task"
+    result = _task(index)
     buffers: list[pickle.PickleBuffer] = []
-    payload = pickle.dumps(_task(index), protocol=5, buffer_callback=buffers.append)
+    payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
     if not buffers:
         return payload, [], None
-    path, sizes = os.path.join(_spill_dir, f"job{index}"), []
+    path = os.path.join(_spill_dir, f"job{index}")
+    try:
+        return payload, _spill(path, buffers), path
+    except OSError:  # e.g. a full /dev/shm (containers often give it 64 MB): through the pipe, then
+        if os.path.exists(path):
+            os.remove(path)
+        return pickle.dumps(result, protocol=5), [], None
+
+
+def _spill(path: str, buffers: list[pickle.PickleBuffer]) -> list[int]:
+    """Write the buffers to ``path``, each padded to ``_ALIGN`` bytes; returns their sizes."""
+    sizes = []
     with open(path, "wb") as file:
         for buffer in buffers:
             data = buffer.raw()
             file.write(data)
             file.write(bytes(-data.nbytes % _ALIGN))
             sizes.append(data.nbytes)
-    return payload, sizes, path
+    return sizes
 
 
 def _receive(payload: bytes, sizes: list[int], path: str | None) -> object:

@@ -65,6 +65,23 @@ def test_map_jobs_returns_array_results_whole_through_its_spill_files(tmp_path, 
     assert map_jobs(lambda i: {"empty": np.zeros(0)}, 2, num_workers=2)[1]["empty"].shape == (0,)
 
 
+def test_map_jobs_sends_results_through_the_pipe_when_the_spill_folder_is_full(tmp_path, monkeypatch):
+    spill, tried = tmp_path / "spill", tmp_path / "tried"
+    spill.mkdir(), tried.mkdir()
+
+    def full(path, buffers):  # runs in the worker
+        (tried / os.path.basename(path)).touch()
+        open(path, "wb").close()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("marl_rec.parallel._spill_root", lambda: str(spill))
+    monkeypatch.setattr("marl_rec.parallel._spill", full)  # the forked workers inherit it
+    got = map_jobs(_arrays, 2, num_workers=2)
+    for index, result in enumerate(got):
+        np.testing.assert_array_equal(result["big"], _arrays(index)["big"])
+    assert sorted(p.name for p in tried.iterdir()) == ["job0", "job1"] and list(spill.iterdir()) == []
+
+
 def log(spec: dict, workers: int):
     return build_dataset({**spec, "num_workers": workers}, lambda: instantiate(SIMULATOR), instantiate, spec["seed"])
 
