@@ -16,10 +16,17 @@ Every policy is evaluated on the same ``--users`` users (one session each, seed 
 - ``oracle``: ``HeuristicExpertPolicy`` (true responses, utilities and user state);
 - ads: the production policy with an ad in slot 1 of every request vs none (session length,
   revenue);
-- online: the project's own TD3 (``rec`` preset) trained online (:func:`marl_rec.algos.online.train_online`,
-  ``--online-steps`` batched steps of ``--online-users`` users, exploration σ 0.1, one update per
-  step after ``--start-steps`` random steps), evaluated greedily — on the full observation (the
-  candidates' predictions) and on the summary-only one, so the encoding is chosen by measurement.
+- online: the project's own learners trained online (:func:`marl_rec.algos.online.train_online`,
+  ``--online-steps`` batched steps of ``--online-users`` users, truncated-Gaussian exploration
+  around the greedy action, one update per step after ``--start-steps`` random steps), evaluated
+  greedily — on the full observation (the candidates' predictions) and on the summary-only one, so
+  the encoding is chosen by measurement. Their settings are :data:`ONLINE_LEARNERS` (the online
+  learner's own config, not the offline presets): ``td3`` is the ``rec`` preset with σ 0.1;
+  ``sac`` is SAC with automatic entropy (the CQL class with α = 0, online SAC's learning rates and
+  an entropy term in the backup), exploring with its own stochastic policy.
+  Why TD3 ends in a corner is measured by ``bench/online_diagnosis.py``. ``--online NAME ...``
+  picks the learners, ``--observations`` the observations; ``--merge`` keeps every other row of the existing ``--json`` (the worlds,
+  and the online rows not rerun) and rewrites only the rows run now.
 
 The bars of issue #16: production >= 1.12x the best constant; myopic <= 0.90x; ads shorten
 sessions; the online learner earns >= 60% of the headroom from the best constant to production.
@@ -28,11 +35,14 @@ sessions; the online learner earns >= 60% of the headroom from the best constant
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -69,25 +79,60 @@ def best_constant(sim: UserSimulator, users: int, seed: int, screen_users: int, 
             "neutral": summary(run_sessions(ConstantPolicy(np.zeros(4)), users, np.random.default_rng(seed), sim=sim))}
 
 
-def online_td3(config: SimulatorConfig, steps: int, online_users: int, start_steps: int, users: int,
-               seed: int) -> dict:
+@dataclass(frozen=True)
+class OnlineLearner:
+    """The online learner's own settings: an algorithm of the registry (``rec`` preset plus
+    ``overrides``; the offline defaults stay as they are) and the exploration noise of
+    :func:`marl_rec.algos.online.train_online` (std × max_action, truncated to the box)."""
+
+    algorithm: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    exploration_sigma: float = 0.1
+    exploration: str = "gaussian"  # or "policy": the algorithm's own stochastic action (SAC)
+
+    def build(self, obs_dim: int, seed: int = 0):
+        from marl_rec.algos.base import ActionSpec
+        from marl_rec.algos.registry import make_algorithm
+
+        return make_algorithm(self.algorithm, obs_dim, ActionSpec("continuous", dim=4), preset="rec", seed=seed,
+                              **self.overrides)
+
+
+#: SAC with automatic entropy (target −4) on the CQL class with the conservative penalty off
+#: (α = 0; one sampled action keeps the unused penalty's cost small), the online SAC settings of
+#: Haarnoja et al. (lr 3e-4 for actor, critics and temperature, temperature starting at 1, the
+#: entropy term in the backup, no behaviour-cloning warm start) at the rec network size.
+SAC_OVERRIDES: dict[str, Any] = {
+    "cql_alpha": 0.0, "num_sampled_actions": 1, "bc_warmup_updates": 0, "actor_lr": 3e-4, "entropy_lr": 3e-4,
+    "initial_entropy_alpha": 1.0, "backup_entropy": True, "actor_hidden": (128, 128),
+    "critic_hidden": (128, 128), "batch_size": 256}
+ONLINE_LEARNERS: dict[str, OnlineLearner] = {
+    "td3": OnlineLearner("td3"),
+    "sac": OnlineLearner("cql", SAC_OVERRIDES, exploration="policy"),
+}
+OBSERVATIONS = {"candidates": SimulatorConfig(), "summary_only": SimulatorConfig(observed_candidates=0)}
+
+
+def online_row(learner: OnlineLearner, config: SimulatorConfig, steps: int, online_users: int, start_steps: int,
+               users: int, seed: int) -> dict:
     import torch
 
-    from marl_rec.algos.base import ActionSpec
     from marl_rec.algos.online import train_online
-    from marl_rec.algos.registry import make_algorithm
 
     torch.set_num_threads(1)
     sim = UserSimulator(config)
-    agent = make_algorithm("td3", config.obs_dim, ActionSpec("continuous", dim=4), preset="rec", seed=0)
+    agent = learner.build(config.obs_dim)
     started = time.perf_counter()
     result = train_online(sim, agent, steps, np.random.default_rng(0), batch_users=online_users,
-                          exploration_sigma=0.1, start_steps=start_steps, updates_per_step=1)
+                          exploration_sigma=learner.exploration_sigma, start_steps=start_steps, updates_per_step=1,
+                          exploration=learner.exploration)
     seconds = time.perf_counter() - started
     stats = run_sessions(lambda s, obs: agent.act(obs, deterministic=True), users, np.random.default_rng(seed),
                          sim=sim)
-    return {"obs_dim": config.obs_dim, "online_steps": steps, "online_users": online_users,
-            "start_steps": start_steps, "updates": result.num_updates,
+    return {"algorithm": learner.algorithm, "overrides": dict(learner.overrides),
+            "exploration_sigma": learner.exploration_sigma, "exploration": learner.exploration,
+            "obs_dim": config.obs_dim, "online_steps": steps,
+            "online_users": online_users, "start_steps": start_steps, "updates": result.num_updates,
             "transitions": int(steps * online_users), "train_seconds": round(seconds, 1), **summary(stats)}
 
 
@@ -157,32 +202,52 @@ def main() -> None:
     parser.add_argument("--online-users", type=int, default=128)
     parser.add_argument("--start-steps", type=int, default=20)
     parser.add_argument("--skip-legacy", action="store_true")
+    parser.add_argument("--online", nargs="*", default=list(ONLINE_LEARNERS), choices=list(ONLINE_LEARNERS),
+                        help="the online learners to run (each on both observations)")
+    parser.add_argument("--observations", nargs="*", default=list(OBSERVATIONS), choices=list(OBSERVATIONS),
+                        help="the observations the online learners are trained on")
+    parser.add_argument("--merge", action="store_true",
+                        help="rerun only the online rows of --online and merge them into the existing --json")
     parser.add_argument("--json", type=Path, default=RESULTS / "calibration.json")
     args = parser.parse_args()
     if args.table is not None:
-        import json
-
         print(markdown_table(json.loads(args.table.read_text())))
         return
     started = time.perf_counter()
-    report: dict = {"command": "python bench/calibration.py " + " ".join(sys.argv[1:]),
-                    "python": platform.python_version(), "users": args.users, "seed": args.seed, "bars": BARS}
-    print("default world", flush=True)
-    report["default"] = world(SimulatorConfig(), args)
-    if not args.skip_legacy:
-        print("legacy world", flush=True)
-        report["legacy"] = world(SimulatorConfig.legacy(), args)
+    command = "python bench/calibration.py " + " ".join(sys.argv[1:])
+    if args.merge:
+        report = json.loads(args.json.read_text())
+        if (report["users"], report["seed"]) != (args.users, args.seed):
+            raise SystemExit(f"--merge: {args.json} was measured on {report['users']} users, seed {report['seed']}; "
+                             f"got --users {args.users} --seed {args.seed} (rows would not be comparable)")
+    else:
+        report = {"command": command, "python": platform.python_version(), "users": args.users, "seed": args.seed,
+                  "bars": BARS}
+        print("default world", flush=True)
+        report["default"] = world(SimulatorConfig(), args)
+        if not args.skip_legacy:
+            print("legacy world", flush=True)
+            report["legacy"] = world(SimulatorConfig.legacy(), args)
+        report["online"] = {}
+    new_rows = {}
+    for learner_name in args.online:
+        for observation in args.observations:
+            name = f"{learner_name}_{observation}"
+            print(f"online {name}", flush=True)
+            new_rows[name] = online_row(ONLINE_LEARNERS[learner_name], OBSERVATIONS[observation], args.online_steps,
+                                        args.online_users, args.start_steps, args.users, args.seed)
+            new_rows[name]["command"] = command
+            print(f"  {new_rows[name]['mean_return']:.1f} ({new_rows[name]['train_seconds']} s)", flush=True)
+    if args.merge:  # read again: the file may have been rewritten while the learners trained
+        report = json.loads(args.json.read_text())
+        if (report["users"], report["seed"]) != (args.users, args.seed):
+            raise SystemExit(f"--merge: {args.json} changed to {report['users']} users, seed {report['seed']} "
+                             "during the run; not merged")
+    report["online"].update(new_rows)
     best = report["default"]["constants"]["best"]["mean_return"]
     production = report["default"]["production"]["mean_return"]
-    report["online"] = {}
-    for name, config in (("td3_candidates", SimulatorConfig()),
-                         ("td3_summary_only", SimulatorConfig(observed_candidates=0))):
-        print(f"online {name}", flush=True)
-        row = online_td3(config, args.online_steps, args.online_users, args.start_steps, args.users, args.seed)
+    for row in report["online"].values():  # against the report's own best constant and production policy
         row["headroom_share"] = round((row["mean_return"] - best) / (production - best), 4)
-        report["online"][name] = row
-        print(f"  {row['mean_return']:.1f} (headroom share {row['headroom_share']:.2f}, {row['train_seconds']} s)",
-              flush=True)
     ratios = report["default"]["ratios"]
     length, with_ads = ratios["ads_session_length"]
     report["bars_met"] = {
@@ -191,7 +256,7 @@ def main() -> None:
         "ads_shorten_sessions": with_ads < length,
         "online_headroom_share": max(r["headroom_share"] for r in report["online"].values())
         >= BARS["online_headroom_share"]}
-    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["seconds" if not args.merge else "merge_seconds"] = round(time.perf_counter() - started, 1)
     write_json(args.json, report)
     print(f"wrote {args.json}: bars met {report['bars_met']}")
 

@@ -11,7 +11,9 @@ under the behaviour that chose it:
 * the first ``start_steps`` batched steps act uniformly at random on the action box;
 * afterwards the action is the agent's deterministic action plus Gaussian noise of std
   ``exploration_sigma × max_action`` *truncated* to the box (truncation, not clipping,
-  keeps a density: clipping would put point masses on the bounds).
+  keeps a density: clipping would put point masses on the bounds);
+* or, with ``exploration="policy"`` (off by default), the agent's own stochastic action
+  (``act(obs, deterministic=False)``: SAC's squashed Gaussian) — no log-densities are recorded then.
 
 ``marl_rec`` does not import ``envs``: ``sim`` is anything with the batched-core interface
 of ``marl_rec.envs.simulator.UserSimulator`` (``reset(B, rng)``, ``step(action)``,
@@ -158,7 +160,7 @@ class OnlineResult:
 def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.random.Generator,
                  batch_users: int = 256, exploration_sigma: float = 0.1, start_steps: int = 0,
                  updates_per_step: int = 1, batch_size: int | None = None,
-                 on_update: Callable[[ReplayBuffer], None] | None = None,
+                 on_update: Callable[[ReplayBuffer], None] | None = None, exploration: str = "gaussian",
                  component_names: tuple[str, ...] = ("click", "like", "share", "watch"),
                  metadata: dict[str, Any] | None = None) -> OnlineResult:
     """Train ``algorithm`` online for ``num_steps`` batched simulator steps.
@@ -170,8 +172,10 @@ def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.
     ``config.batch_size``) drawn uniformly from the whole buffer so far, and calls
     ``on_update(buffer)`` after each. ``exploration_sigma`` is the std of the truncated
     Gaussian noise in units of max_action (0: greedy; then no log-probs are recorded).
-    All environment and exploration randomness comes from ``rng``; the updates draw from
-    ``algorithm.generator``.
+    ``exploration="policy"`` acts with the algorithm's own stochastic action instead (SAC explores
+    through its entropy-regularised policy; ``exploration_sigma`` is then unused and the dataset
+    has no behaviour log-probabilities). All environment and Gaussian-exploration randomness
+    comes from ``rng``; the updates (and ``"policy"`` exploration) draw from ``algorithm.generator``.
     """
     spec = algorithm.action_spec
     for name, value, minimum in (("num_steps", num_steps, 1), ("batch_users", batch_users, 1),
@@ -180,6 +184,8 @@ def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if not exploration_sigma >= 0:
         raise ValueError(f"exploration_sigma must be >= 0, got {exploration_sigma}")
+    if exploration not in ("gaussian", "policy"):
+        raise ValueError(f"exploration must be 'gaussian' or 'policy', got {exploration!r}")
     batch_size = batch_size or getattr(algorithm.config, "batch_size", 256)
     policy = ExplorationPolicy(algorithm, exploration_sigma, rng)
     uniform_log_prob = -spec.dim * np.log(spec.high - spec.low)
@@ -194,6 +200,9 @@ def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.
         if step < start_steps:
             action = rng.uniform(spec.low, spec.high, (batch_users, spec.dim)).astype(np.float32)
             log_prob = np.full(batch_users, uniform_log_prob)
+        elif exploration == "policy":
+            action = np.asarray(algorithm.act(obs, deterministic=False), dtype=np.float32)
+            log_prob = None
         else:
             out = policy(sim, obs)
             action, log_prob = out.action, out.log_prob
@@ -224,8 +233,10 @@ def train_online(sim: Any, algorithm: OfflineAlgorithm, num_steps: int, rng: np.
     info = {"source": "online", "algorithm": getattr(algorithm, "name", type(algorithm).__name__),
             "exploration_sigma": float(exploration_sigma), "start_steps": int(start_steps),
             "batch_users": int(batch_users), "num_steps": int(num_steps), "num_updates": num_updates,
-            **(metadata or {})}
-    dataset = buffer.to_dataset(spec, has_log_probs=exploration_sigma > 0, component_names=component_names,
+            # named only when not the default, so the pipelines' dataset metadata stays as it was
+            **({"exploration": exploration} if exploration != "gaussian" else {}), **(metadata or {})}
+    has_log_probs = exploration == "gaussian" and exploration_sigma > 0
+    dataset = buffer.to_dataset(spec, has_log_probs=has_log_probs, component_names=component_names,
                                 metadata=info)
     return OnlineResult(algorithm, dataset,
                         np.concatenate(returns) if returns else np.zeros(0),

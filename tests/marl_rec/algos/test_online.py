@@ -122,12 +122,35 @@ def test_greedy_run_records_no_log_probs_and_exploration_policy_works_with_colle
     np.testing.assert_allclose(data.behaviour_log_probs, expected, rtol=1e-6, atol=1e-5)
 
 
+def test_policy_exploration_acts_with_the_algorithms_own_stochastic_action(sim):
+    """exploration="policy" (the calibration's SAC): each action is the algorithm's
+    act(obs, deterministic=False) — reproduced with a twin agent on the same first observations —
+    and the dataset carries no behaviour log-probabilities (none are known)."""
+    def sac(seed: int = 0):
+        return make_algorithm("cql", sim.obs_dim, SPEC, "rec", seed=seed, cql_alpha=0.0, bc_warmup_updates=0,
+                              initial_entropy_alpha=1.0)
+
+    algo, twin = sac(), sac()
+    # no updates (the batch never fills), so the policy stays the twin's; 60 steps: every first session ends
+    result = train_online(sim, algo, 60, np.random.default_rng(7), batch_users=8, batch_size=10**6,
+                          exploration="policy")
+    data = result.dataset
+    assert data.behaviour_log_probs is None and data.metadata["exploration"] == "policy"
+    first_obs = UserSimulator().reset(8, np.random.default_rng(7))
+    expected = twin.act(first_obs, deterministic=False)
+    first_rows = np.flatnonzero(data.episode_starts)[:8]  # episodes 0..7 began at step 0, in slot order
+    np.testing.assert_array_equal(data.observations[first_rows], first_obs)
+    np.testing.assert_array_equal(data.actions[first_rows], expected)
+    assert not np.allclose(expected, twin.act(first_obs, deterministic=True))  # stochastic, not the mean
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_steps=0), "num_steps must be an integer >= 1"),
     (dict(batch_users=0), "batch_users must be an integer >= 1"),
     (dict(start_steps=-1), "start_steps must be an integer >= 0"),
     (dict(updates_per_step=1.5), "updates_per_step must be an integer >= 0"),
     (dict(exploration_sigma=-0.1), "exploration_sigma must be >= 0"),
+    (dict(exploration="uniform"), "exploration must be 'gaussian' or 'policy', got 'uniform'"),
 ])
 def test_bad_arguments_are_named(sim, kwargs, message):
     arguments = {**dict(num_steps=5, rng=np.random.default_rng(0), batch_users=4), **kwargs}
