@@ -34,12 +34,17 @@ import os
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
-from marl_rec.agents.policies import ConstantPolicy, GaussianNoisePolicy, ProductionPolicy
+from marl_rec.agents.policies import (
+    ConstantPolicy,
+    GaussianNoisePolicy,
+    ProductionPolicy,
+)
 from marl_rec.envs.simulator import UserSimulator
 
 import marl_rec.ope.ab_test
