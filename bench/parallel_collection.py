@@ -76,9 +76,6 @@ def _timed_map_jobs(task: Callable[[int], Any], num_jobs: int, num_workers: int 
     return [result for result, _ in out]
 
 
-# the pipelines and the A/B test call map_jobs through these names
-marl_rec.pipelines.map_jobs = marl_rec.ope.ab_test.map_jobs = _timed_map_jobs
-
 
 def _workers_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the finished (joined) worker processes
@@ -134,6 +131,8 @@ def main() -> None:
     parser.add_argument("--ab-constant", action="store_true", help="A/B arms: production vs a constant")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
+    # the pipelines and the A/B test call map_jobs through these names
+    marl_rec.pipelines.map_jobs = marl_rec.ope.ab_test.map_jobs = _timed_map_jobs
     load_before = os.getloadavg()[0]
     rows = {"collection": measure(collection, args.transitions, args.rounds),
             "ab_test": measure(functools.partial(ab_test, constant_arm=args.ab_constant), args.users, args.rounds)}
