@@ -36,6 +36,7 @@ T = TypeVar("T")
 _task: Callable[[int], object] | None = None  # the job function, inherited by the forked workers
 _spill_dir: str | None = None  # where the workers write their results' array data, inherited too
 _ALIGN = 64  # each array's data starts on a cache line of the buffer it is read into
+_SPILL_MIN_BYTES = 1 << 20  # smaller results go through the pipe: a file and a map cost more than they save
 
 
 def _one_thread() -> None:
@@ -55,6 +56,8 @@ def _run(index: int) -> tuple[bytes, list[int], str | None]:
     payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
     if not buffers:
         return payload, [], None
+    if sum(buffer.raw().nbytes for buffer in buffers) < _SPILL_MIN_BYTES:
+        return pickle.dumps(result, protocol=5), [], None
     path = os.path.join(_spill_dir, f"job{index}")
     try:
         return payload, _spill(path, buffers), path

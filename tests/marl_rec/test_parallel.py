@@ -4,6 +4,7 @@ given number of shards), and bad settings are refused with the field's name."""
 
 from __future__ import annotations
 
+import mmap
 import os
 
 import numpy as np
@@ -48,6 +49,13 @@ def _arrays(index: int) -> dict:
             "text": f"job {index}", "nested": [np.full(3, index), (index, None)]}
 
 
+def _memory(array: np.ndarray) -> object:
+    """What holds an array's data: the first base that is not an array (a memoryview's object)."""
+    while isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return array.obj if isinstance(array, memoryview) else array
+
+
 def test_map_jobs_returns_array_results_whole_through_its_spill_files(tmp_path, monkeypatch):
     monkeypatch.setattr("marl_rec.parallel._spill_root", lambda: str(tmp_path))
     got, want = map_jobs(_arrays, 3, num_workers=2), [_arrays(index) for index in range(3)]
@@ -59,6 +67,8 @@ def test_map_jobs_returns_array_results_whole_through_its_spill_files(tmp_path, 
         np.testing.assert_array_equal(result["nested"][0], expected["nested"][0])
         assert result["nested"][1] == expected["nested"][1]
     assert got[0]["fortran"].flags.f_contiguous and got[0]["big"].ctypes.data % 64 == 0
+    assert isinstance(_memory(got[0]["big"]), mmap.mmap)  # the data came through the file, not the pipe
+    assert not isinstance(_memory(map_jobs(lambda i: np.ones(10), 2, num_workers=2)[1]), mmap.mmap)  # small: pipe
     got[1]["big"][0, 0] = -1.0  # writable in place, and only this result changes
     assert got[2]["big"][0, 0] == want[2]["big"][0, 0]
     assert list(tmp_path.iterdir()) == []  # the spill folder is gone
