@@ -36,7 +36,7 @@ T = TypeVar("T")
 _task: Callable[[int], object] | None = None  # the job function, inherited by the forked workers
 _spill_dir: str | None = None  # where the workers write their results' array data, inherited too
 _ALIGN = 64  # each array's data starts on a cache line of the buffer it is read into
-_SPILL_MIN_BYTES = 1 << 20  # smaller results go through the pipe: a file and a map cost more than they save
+_SPILL_MIN_BYTES = 1 << 20  # smaller results go through the pipe (not measured to gain there; each would hold a map)
 
 
 def _one_thread() -> None:
