@@ -10,12 +10,12 @@ policy's own generator.)
 
 The workers are *forked*: a job may be a closure over simulators, Hydra ``instantiate`` and
 policies (torch modules included) that could not be pickled; only the results travel back
-(pickled). Their array data does not go through the pool's pipe: a worker writes it to a file in
-a temporary folder (in memory, ``/dev/shm``, where there is one) and the parent reads it back in
-one piece (through the pipe, two 64 MB results measured ~1 CPU second and seconds of wall clock
-on a loaded host; issue #19, bench/results/README.md). Fork is POSIX-only; where it is
-unavailable ``num_workers > 1`` raises. Each worker uses one torch/BLAS thread (the processes are the parallelism; more threads per process only
-compete for the same cores). For many machines, run the jobs as separate processes through a
+(pickled). The array data of a result of 1 MB or more does not go through the pool's pipe: a
+worker writes it to a file in a temporary folder (in memory, ``/dev/shm``, where there is one) and
+the parent maps it (through the pipe, two 64 MB results measured ~1 CPU second and seconds of wall
+clock on a loaded host; issue #19, bench/results/README.md). Fork is POSIX-only; where it is
+unavailable ``num_workers > 1`` raises. Each worker uses one torch/BLAS thread (the processes are
+the parallelism; more threads per process only compete for the same cores). For many machines, run the jobs as separate processes through a
 launcher instead (``bench/results/README.md``, "Data collection on many machines").
 """
 
