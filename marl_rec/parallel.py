@@ -15,8 +15,9 @@ worker writes it to a file in a temporary folder (in memory, ``/dev/shm``, where
 the parent maps it (through the pipe, two 64 MB results measured ~1 CPU second and seconds of wall
 clock on a loaded host; issue #19, bench/results/README.md). Fork is POSIX-only; where it is
 unavailable ``num_workers > 1`` raises. Each worker uses one torch/BLAS thread (the processes are
-the parallelism; more threads per process only compete for the same cores). For many machines, run the jobs as separate processes through a
-launcher instead (``bench/results/README.md``, "Data collection on many machines").
+the parallelism; more threads per process only compete for the same cores). For many machines,
+run the jobs as separate processes through a launcher instead (``bench/results/README.md``, "Data
+collection on many machines").
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ T = TypeVar("T")
 _task: Callable[[int], object] | None = None  # the job function, inherited by the forked workers
 _spill_dir: str | None = None  # where the workers write their results' array data, inherited too
 _ALIGN = 64  # each array's data starts on a cache line of the buffer it is read into
-_SPILL_MIN_BYTES = 1 << 20  # smaller results go through the pipe (not measured to gain there; each would hold a map)
+_SPILL_MIN_BYTES = 1 << 20  # smaller results go through the pipe (no gain measured; each would hold a map)
 
 
 def _one_thread() -> None:
