@@ -37,7 +37,7 @@ T = TypeVar("T")
 _task: Callable[[int], object] | None = None  # the job function, inherited by the forked workers
 _spill_dir: str | None = None  # where the workers write their results' array data, inherited too
 _ALIGN = 64  # each array's data starts on a cache line of the buffer it is read into
-_SPILL_MIN_BYTES = 1 << 20  # smaller results go through the pipe (no gain measured; each would hold a map)
+_SPILL_MIN_BYTES = 1 << 20  # smaller ones go through the pipe (a spilled result holds a map; not timed)
 
 
 def _one_thread() -> None:
