@@ -2,10 +2,11 @@
 
     python bench/tables.py updates bench/results/update_throughput.json      # ours vs d3rlpy
     python bench/tables.py simulator bench/results/simulator_throughput.json  # simulator throughput
+    python bench/tables.py parallel bench/results/parallel_collection.json    # 2 worker processes vs 1
 
-``bench/updates.py --json`` and ``bench/simulator.py --json`` write the figures; this script
-turns them into the markdown tables that the findings page shows, so a figure there is never
-typed by hand (tests/bench/test_tables.py checks the page's tables against the committed JSON).
+``bench/updates.py --json``, ``bench/simulator.py --json`` and ``bench/parallel_collection.py``
+write the figures; this script turns them into the markdown tables that the findings page shows,
+so a figure there is never typed by hand (tests/bench/test_tables.py checks the page's tables against the committed JSON).
 After rerunning a benchmark, paste the printed table over the old one.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,23 @@ def simulator_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"updates": update_table, "simulator": simulator_table}
+def parallel_table(report: dict[str, Any]) -> str:
+    """2 workers vs 1 (bench/parallel_collection.py): wall clock, the target's measure, and CPU time."""
+    labels = {"collection": f"collection, `expert` pipeline, {report['transitions']:,} transitions",
+              "ab_test": f"A/B test, 2 arms × {report['ab_users_per_arm']:,} users ({report.get('ab_arms', '')})"}
+    header = ("| workload | 1 worker | 2 workers | speed-up (wall clock) | CPU overhead | "
+              "speed-up with a core per process | target |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for name, label in labels.items():
+        row, target = report["rows"][name], report["target"]
+        lines.append(f"| {label} | {statistics.median(row['seconds_1_worker']):.2f} s | "
+                     f"{statistics.median(row['seconds_2_workers']):.2f} s | {row['speedup_median']:.2f}× "
+                     f"({row['speedup_min']:.2f}–{row['speedup_max']:.2f}) | {100 * row['cpu_overhead']:+.1f}% | "
+                     f"{row['idle_speedup_estimate']:.2f}× | {_verdict(row['speedup_median'], target, f'{target:.1f}')} |")
+    return "\n".join(lines)
+
+
+TABLES = {"updates": update_table, "simulator": simulator_table, "parallel": parallel_table}
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT / "bench"))  # tables.simulator_table reads bench/si
 
 
 @pytest.mark.parametrize("name, json_name", [("updates", "update_throughput.json"),
-                                             ("simulator", "simulator_throughput.json")])
+                                             ("simulator", "simulator_throughput.json"),
+                                             ("parallel", "parallel_collection.json")])
 def test_the_findings_page_shows_the_table_generated_from_the_committed_json(name: str, json_name: str) -> None:
     table = tables.TABLES[name](json.loads((ROOT / "bench" / "results" / json_name).read_text()))
     page = (ROOT / "bench" / "results" / "README.md").read_text()
@@ -44,3 +45,18 @@ def test_simulator_table_gives_units_other_than_user_steps_and_targets_from_the_
         "| batched core, B = 1 | 4,000 | – |",
         "| batched core, B = 4,096 | 1,200,000 | ≥ 1,000,000 |",
         "| `FusionRankingEnv` through the PettingZoo API | 12,346 env steps/s | ≥ 10,000 |"]
+
+
+def test_parallel_table_judges_the_wall_clock_speedup_against_the_target() -> None:
+    def row(speedup: float) -> dict:
+        return {"seconds_1_worker": [10.0, 12.0, 11.0], "seconds_2_workers": [6.0, 5.0, 7.0], "speedup_median": speedup,
+                "speedup_min": speedup - 0.1, "speedup_max": speedup + 0.1, "cpu_overhead": 0.05,
+                "idle_speedup_estimate": 1.9}
+
+    report = {"transitions": 40_000, "ab_users_per_arm": 8_192, "ab_arms": "a vs b", "target": 1.8,
+              "rows": {"collection": row(1.85), "ab_test": row(1.5)}}
+    assert tables.parallel_table(report).splitlines()[2:] == [
+        "| collection, `expert` pipeline, 40,000 transitions | 11.00 s | 6.00 s | 1.85× (1.75–1.95) | +5.0% | 1.90× "
+        "| ≥ 1.8 |",
+        "| A/B test, 2 arms × 8,192 users (a vs b) | 11.00 s | 6.00 s | 1.50× (1.40–1.60) | +5.0% | 1.90× "
+        "| ≥ 1.8 (not met) |"]
