@@ -7,7 +7,12 @@ three datasets of :mod:`marl_rec.agents.hierarchical`, train the goal-conditione
 (with hindsight relabelling), then the long-term learner (semi-MDP, its evaluation hook runs
 the trained short-term learner under it) and the flat baseline, and simulate the lifetimes of
 the same ``evaluation.ab_users_per_group`` users (common random numbers: the same users and
-draws for every policy and seed) under each policy. The table reports, over the seeds,
+draws for every policy and seed) under each policy, and under the references: the best constant
+fusion action (``constant_reference``), the production lookahead (``ProductionPolicy``, which
+optimises within a session) and the learned goals followed by the reference goal follower.
+The goal space is the env's (``env.goal_space``: ceilings on p̂(click) and p̂(negative) by
+default, see :mod:`marl_rec.envs.hierarchical`). :func:`compare` checks issue #17's bars
+(``BARS``). The table reports, over the seeds,
 mean ± std (ddof=1) of lifetime engagement, sessions per user (retention) and mean session
 length; ``metrics.json`` holds it with every seed's figures and diagnostics (the learned
 goals, the short-term goal error, each learner's Q at the lifetime start against the
@@ -60,7 +65,7 @@ class CollectionConfig:
     num_users: int = 600
     behaviour_sigma: float = 0.3  # truncated-Gaussian noise of the goal-following short-term policy
     follower_weight: float = 5.0  # its goal-following weight (the env's goal_reward_weight by default)
-    follower_values: tuple[float, ...] = (-1.0, 1.0)  # per-task values of its action grid
+    follower_values: tuple[float, ...] = (-1.0, 0.0, 1.0)  # per-task values of its action grid
 
     def __post_init__(self) -> None:
         if isinstance(self.num_users, bool) or not isinstance(self.num_users, int) or self.num_users < 1:
@@ -87,7 +92,9 @@ class HierarchicalExperimentConfig:
     short_term: dict[str, Any] = field(default_factory=dict)
     flat: dict[str, Any] = field(default_factory=dict)
     references: bool = True  # also evaluate the reference rows (see run_seed), for context
-    constant_reference: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # the fixed fusion action of that row
+    # the fixed fusion action of the best-constant row: the best of the 81 grid constants on lifetime
+    # engagement in the experiment's world (bench/hierarchical_levers.py)
+    constant_reference: tuple[float, ...] = (-1.0, -1.0, -1.0, 0.0)
 
     def __post_init__(self) -> None:
         if isinstance(self.num_seeds, bool) or not isinstance(self.num_seeds, int) or self.num_seeds < 1:

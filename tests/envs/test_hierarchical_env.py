@@ -272,10 +272,10 @@ def test_registered_and_hydra_config_instantiates_the_env():
 
     with initialize_config_dir(config_dir=str(CONF_ENV), version_base="1.3"):
         cfg = compose(config_name="hierarchical", overrides=["max_sessions=7", "return_bonus=2.5",
-                                                               "+max_requests=15"])
+                                                               "+max_requests=15", "goal_space=click_quality"])
     env = instantiate(cfg)
     assert isinstance(env, HierarchicalInterestEnv)
-    assert env.config == HierarchicalConfig(max_sessions=7, return_bonus=2.5,
+    assert env.config == HierarchicalConfig(max_sessions=7, return_bonus=2.5, goal_space="click_quality",
                                             goal_reward_weight=cfg.goal_reward_weight)
     assert env.sim_config.max_requests == 15
     env.reset(seed=0)
