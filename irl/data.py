@@ -177,16 +177,16 @@ def ad_click_features(features: np.ndarray, info: dict[str, Any]) -> np.ndarray:
 
 
 class _UtilityRecorder(SimulatorWrapper):
-    """Appends ``info["true_utility"]`` to the components column, so :func:`collect`
-    carries it through its row selection and reordering; with ``consumed`` the
-    :func:`consumed_features` of every request (with ``ads`` also its :func:`ad_features`) go
-    in front of it."""
+    """Appends ``info["true_utility"]`` to the components column (unless ``true_utility`` is
+    False), so :func:`collect` carries it through its row selection and reordering; with
+    ``consumed`` the :func:`consumed_features` of every request (with ``ads`` also its
+    :func:`ad_features`) go in front of it."""
 
-    def __init__(self, sim: Any, consumed: bool = False, ads: bool = False) -> None:
+    def __init__(self, sim: Any, consumed: bool = False, ads: bool = False, true_utility: bool = True) -> None:
         super().__init__(sim)
         if ads and not consumed:
             raise ValueError("ads=True logs the ad's features with what was consumed: set consumed=True")
-        self._consumed, self._ads = consumed, ads
+        self._consumed, self._ads, self._true_utility = consumed, ads, true_utility
 
     def step(self, action: np.ndarray, ad_slot: np.ndarray | None = None) -> Any:
         if ad_slot is not None and not self._ads and self._consumed:
@@ -206,10 +206,19 @@ class _UtilityRecorder(SimulatorWrapper):
                                            self._sim.config.num_topics))
             if self._ads:
                 parts.append(ad_click_features(ads, info))
-        parts.append(np.asarray(info["true_utility"], np.float64)[:, None])
+        if self._true_utility:
+            parts.append(np.asarray(info["true_utility"], np.float64)[:, None])
         info["components"] = np.concatenate(parts, axis=1)
         result.info = info
         return result
+
+
+def logging_consumed(sim: Any) -> SimulatorWrapper:
+    """``sim`` whose ``info["components"]`` are what :func:`collect_with_utility` logs with
+    ``consumed=True``: the behaviours, then the :func:`consumed_feature_names` columns (no true
+    utility). For learners that roll out in the simulator and must see the logs' columns, e.g.
+    AIRL's generator when its reward reads the request's outcome."""
+    return _UtilityRecorder(sim, consumed=True, true_utility=False)
 
 
 @dataclass
@@ -390,11 +399,12 @@ __all__ = [
     "UtilityProbe",
     "ad_click_features",
     "ad_features",
-    "feature_columns",
     "collect_with_utility",
     "consumed_feature_names",
     "consumed_features",
+    "feature_columns",
     "feature_dim",
+    "logging_consumed",
     "probe_expected_utility",
     "relabel",
     "slate_features",

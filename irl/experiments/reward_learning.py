@@ -39,7 +39,7 @@ from marl_rec.agents.policies import GaussianNoisePolicy, HeuristicExpertPolicy,
 from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
 from marl_rec.irl.airl import AIRL, AIRLConfig
 from marl_rec.irl.common import seeded_mlp
-from marl_rec.irl.data import (FEATURE_SETS, LabelledDataset, collect_with_utility, feature_columns,
+from marl_rec.irl.data import (FEATURE_SETS, LabelledDataset, collect_with_utility, feature_columns, logging_consumed,
                                probe_expected_utility, transition_features)
 from marl_rec.irl.experts import BoltzmannCuratorPolicy, UtilityGreedyPolicy
 from marl_rec.irl.maxent import MaxEntConfig, collect_topic_demonstrations, recover_segment_rewards, segment_users
@@ -334,7 +334,8 @@ def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
                 out.update(probe.score(lambda obs, action: m.reward_of({"obs": obs, "action": action})))
             return out
 
-        airl.train(sim, expert.dataset, rng, evaluate=airl_metrics,
+        # the generator's transitions carry the logs' columns (what was consumed), as the expert's do
+        airl.train(logging_consumed(sim) if config.log_consumed else sim, expert.dataset, rng, evaluate=airl_metrics,
                    log=lambda entry, i: logger.scalars("irl/airl", entry, i))
         metrics = {**airl_metrics(airl), **evaluate(airl_predict, g_features)}
         metrics["seconds"] = time.perf_counter() - started

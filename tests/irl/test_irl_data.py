@@ -14,6 +14,7 @@ from marl_rec.irl.data import (
     consumed_features,
     feature_columns,
     feature_dim,
+    logging_consumed,
     relabel,
     slate_features,
     transition_features,
@@ -155,6 +156,26 @@ def test_ad_features_describe_the_ad_the_simulator_serves():
     assert np.all(ads["ad_bid"][~shown] == 0) and np.all(ads["ad_predicted_click"][~shown] == 0)
     with pytest.raises(ValueError, match="need ads=True"):
         _UtilityRecorder(sim, consumed=True).step(np.zeros((64, sim.action_dim)), ad_slot)
+
+
+def test_a_simulator_logging_consumed_gives_the_logs_columns_without_the_truth():
+    """What AIRL's generator sees when it rolls out: the columns collect_with_utility logs, no true utility."""
+    config = SimulatorConfig(items_per_topic=40, ads_per_topic=2, max_requests=10)
+    plain, wrapped = UserSimulator(config), logging_consumed(UserSimulator(config))
+    plain.reset(32, np.random.default_rng(4))
+    wrapped.reset(32, np.random.default_rng(4))
+    action = np.random.default_rng(5).uniform(-1, 1, (32, 4))
+    slate = plain.rank(action)
+    predictions = np.take_along_axis(plain.cand_pred, slate[..., None], axis=1)
+    predicted_utility = np.take_along_axis(plain.predicted_utility(), slate, axis=1)
+    topics = np.take_along_axis(plain.cand_topics, slate, axis=1)
+    a, b = plain.step(action), wrapped.step(action)
+    expected = consumed_features(predictions, predicted_utility, a.info["clicks"], topics, config.num_topics)
+    components = b.info["components"]
+    assert components.shape == (32, 4 + len(consumed_feature_names(config.num_topics)))
+    np.testing.assert_array_equal(components[:, :4], a.info["components"])
+    np.testing.assert_allclose(components[:, 4:], expected)
+    np.testing.assert_array_equal(b.info["true_utility"], a.info["true_utility"])  # still in info, not a column
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
