@@ -8,7 +8,9 @@ on the logged actions,
 which pushes Q down on actions the data does not support and up on the ones it does.
 The log-sum-exp over the continuous action box is estimated by importance sampling with
 ``num_sampled_actions`` uniform actions and as many policy actions at s and at s' (each
-term divided by its proposal density), as in the authors' code. With ``lagrange=True``
+term divided by its proposal density), as in the authors' code; with
+``importance_sampling=False`` it is the code's other estimator: the log-sum-exp of the sampled
+and the logged actions' Q values, unweighted (the ``rec`` preset, see ``CQLConfig.rec``). With ``lagrange=True``
 the weight is tuned by dual gradient descent so that the (α-scaled) gap stays near
 ``lagrange_threshold`` (CQL-Lagrange). The actor and the entropy temperature are SAC's.
 """
@@ -35,7 +37,8 @@ class CQLConfig:
     −action_dim, no entropy term in the backup ("deterministic backup"), log-sum-exp
     temperature 1, CQL-Lagrange threshold τ = 5). ``bc_warmup_updates``: the first updates
     train the actor by maximum likelihood on the logged actions (the code's
-    ``policy_eval_start`` = 40,000; 0 = off)."""
+    ``policy_eval_start`` = 40,000; 0 = off). ``importance_sampling``: the soft maximum's
+    estimator (the code's ``min_q_version`` 3 when True, 2 when False)."""
 
     actor_hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
@@ -54,6 +57,7 @@ class CQLConfig:
     target_entropy: float | None = None  # None: -action_dim
     backup_entropy: bool = False
     bc_warmup_updates: int = 40_000
+    importance_sampling: bool = True
     batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -66,7 +70,7 @@ class CQLConfig:
         check_positive_int(self, "num_sampled_actions", "batch_size")
         if not isinstance(self.bc_warmup_updates, int) or isinstance(self.bc_warmup_updates, bool):
             raise ValueError(f"CQLConfig.bc_warmup_updates must be an integer >= 0, got {self.bc_warmup_updates!r}")
-        for name in ("lagrange", "backup_entropy"):
+        for name in ("lagrange", "backup_entropy", "importance_sampling"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CQLConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.lagrange_threshold, (int, float)) or not math.isfinite(self.lagrange_threshold):
@@ -84,10 +88,17 @@ class CQLConfig:
         at a quarter of their fixed point after 2,000 updates and the actor follows a myopic
         Q); SAC entropy weight starting at 0.01 with lr 1e-3 (at the paper's 1.0 the policy
         stays wide for thousands of updates and its mean action, drifting with Q, fell to
-        the data's level); actor lr 1e-4."""
+        the data's level); actor lr 1e-4.
+
+        The soft maximum without importance weights (issue #16's world, bench/results/README.md,
+        "Algorithms"): weighted by 1/π, the policy's own actions drop out of the penalty once
+        the policy narrows (its entropy fell to about −20, so log π ≈ +20 against the uniform
+        proposals' +2.8), the actor then climbed unpenalised to the corner a = −1 of the box —
+        the logs' most frequent action — in every state, and Q rose to 2–2.5× its true value;
+        unweighted, the penalty lowers Q wherever the policy goes."""
         return cls(actor_hidden=(64, 64), critic_hidden=(64, 64), num_sampled_actions=4, batch_size=128,
                    tau=0.05, bc_warmup_updates=1000, actor_lr=1e-4, initial_entropy_alpha=0.01,
-                   entropy_lr=1e-3)
+                   entropy_lr=1e-3, importance_sampling=False)
 
 
 class CQL(TorchAlgorithm):
@@ -160,8 +171,11 @@ class CQL(TorchAlgorithm):
         q = self.critic(obs, actions)  # (2, B)
         q_sampled = torch.stack([self.critic(obs_rep, a) for a in (uniform, pi_actions, next_pi_actions)],
                                 dim=1).view(2, 3, b, n)
-        scaled = (q_sampled - log_density.view(1, 3, b, n)) / c.cql_temperature
-        soft_max = c.cql_temperature * torch.logsumexp(scaled.permute(0, 2, 1, 3).reshape(2, b, 3 * n), dim=2)
+        if c.importance_sampling:
+            terms = (q_sampled - log_density.view(1, 3, b, n)).permute(0, 2, 1, 3).reshape(2, b, 3 * n)
+        else:  # the authors' code's other estimator: the sampled and the logged actions' Q, unweighted
+            terms = torch.cat([q_sampled.permute(0, 2, 1, 3).reshape(2, b, 3 * n), q.unsqueeze(2)], dim=2)
+        soft_max = c.cql_temperature * torch.logsumexp(terms / c.cql_temperature, dim=2)
         gap = soft_max.mean(1) - q.mean(1)  # (2,): one per critic
         if c.lagrange:
             cql_alpha = self.log_alphas["cql"].exp().clamp(0.0, 1e6)

@@ -360,33 +360,40 @@ def tanh_gaussian_by_hand(actor, obs, noise, low, high):
     return c + h * torch.tanh(u), log_prob.sum(-1)
 
 
-def cql_penalty_by_hand(critic, obs, actions, uniform, pi, pi_log, next_pi, next_pi_log, n, k, low, high, temp):
+def cql_penalty_by_hand(critic, obs, actions, uniform, pi, pi_log, next_pi, next_pi_log, n, k, low, high, temp,
+                        importance_sampling=True):
     """Per critic: mean_s [ T·log( Σ_j exp((Q(s, a_j) − log p(a_j)) / T) ) ] − mean Q(s, a_data), with
-    n uniform actions (p = 1/(high−low)^k), n policy actions at s and n at s' (p = π's density)."""
+    n uniform actions (p = 1/(high−low)^k), n policy actions at s and n at s' (p = π's density).
+    Without importance sampling: no log p terms, and the logged action joins the sum."""
     gaps = []
     for c in (0, 1):
         soft = []
         for i in range(obs.shape[0]):
             terms = []
+            s = obs[i:i + 1]
             for j in range(n):
                 r = i * n + j
-                s = obs[i:i + 1]
-                terms.append((qi(critic, c, s, uniform[r:r + 1])[0] + k * math.log(high - low)) / temp)
-                terms.append((qi(critic, c, s, pi[r:r + 1])[0] - pi_log[r].float()) / temp)
-                terms.append((qi(critic, c, s, next_pi[r:r + 1])[0] - next_pi_log[r].float()) / temp)
+                w = 1.0 if importance_sampling else 0.0
+                terms.append((qi(critic, c, s, uniform[r:r + 1])[0] + w * k * math.log(high - low)) / temp)
+                terms.append((qi(critic, c, s, pi[r:r + 1])[0] - w * pi_log[r].float()) / temp)
+                terms.append((qi(critic, c, s, next_pi[r:r + 1])[0] - w * next_pi_log[r].float()) / temp)
+            if not importance_sampling:
+                terms.append(qi(critic, c, s, actions[i:i + 1])[0] / temp)
             terms = torch.stack(terms)
             soft.append(temp * (terms.max() + torch.log(torch.exp(terms - terms.max()).sum())))
         gaps.append(torch.stack(soft).mean() - qi(critic, c, obs, actions).mean())
     return torch.stack(gaps)
 
 
-@pytest.mark.parametrize("lagrange", [False, True])
-def test_cql_importance_sampled_logsumexp_penalty_td_target_and_sac_actor(lagrange: bool) -> None:
+@pytest.mark.parametrize(("lagrange", "importance_sampling"), [(False, True), (True, True), (False, False)])
+def test_cql_importance_sampled_logsumexp_penalty_td_target_and_sac_actor(lagrange: bool,
+                                                                         importance_sampling: bool) -> None:
     low, high, k, n, alpha, temp = -1.0, 2.0, 2, 3, 2.5, 0.7  # an asymmetric box pins the densities
     spec = ActionSpec("continuous", dim=k, low=low, high=high)
     config = CQLConfig(actor_hidden=(6,), critic_hidden=(6,), gamma=GAMMA, tau=0.3, cql_alpha=alpha,
                        num_sampled_actions=n, cql_temperature=temp, bc_warmup_updates=1, lagrange=lagrange,
-                       lagrange_threshold=0.5, lagrange_lr=0.1, initial_entropy_alpha=0.2, backup_entropy=True)
+                       lagrange_threshold=0.5, lagrange_lr=0.1, initial_entropy_alpha=0.2, backup_entropy=True,
+                       importance_sampling=importance_sampling)
     algo = CQL(OBS, spec, config, seed=6)
     batch = make_batch(5, k=k, low=low + 0.05, high=high - 0.05)
     obs, next_obs = batch.observations, batch.next_observations
@@ -430,7 +437,7 @@ def test_cql_importance_sampled_logsumexp_penalty_td_target_and_sac_actor(lagran
         next_pi, next_pi_log = tanh_gaussian_by_hand(algo.actor, next_obs.repeat_interleave(n, 0),
                                                      torch.randn((B * n, k), generator=g), low, high)
         gap = cql_penalty_by_hand(critic0, obs, batch.actions, uniform, pi, pi_log, next_pi, next_pi_log,
-                                  n, k, low, high, temp)
+                                  n, k, low, high, temp, importance_sampling)
         td = sum(((qi(critic0, c, obs, batch.actions) - y) ** 2).mean() for c in (0, 1))
         if lagrange:  # α' = exp(log α'), penalty α'·(α·gap − threshold) per critic
             cql_weight = log_cql0.exp()
