@@ -110,6 +110,18 @@ def what_brings_users_back(sim: UserSimulator, users: int) -> dict:
     return out
 
 
+def retention_bound(config: SimulatorConfig, max_sessions: int = MAX_SESSIONS) -> float:
+    """Expected sessions per user if every session ended at satisfaction 1 (the most a policy can
+    reach): the simulator's return model, lifetime satisfaction L ← 0.7·L + 0.3·1 from 0.6,
+    return probability sigmoid(return_slope · (L − return_threshold)), capped at ``max_sessions``."""
+    lifetime, alive, total = 0.6, 1.0, 0.0
+    for _ in range(max_sessions):
+        total += alive
+        lifetime = 0.7 * lifetime + 0.3
+        alive /= 1.0 + np.exp(-config.return_slope * (lifetime - config.return_threshold))
+    return total
+
+
 def _session_index(log) -> np.ndarray:
     first = np.append(True, log.session_user[1:] != log.session_user[:-1])
     start = np.maximum.accumulate(np.where(first, np.arange(log.num_sessions), 0))
@@ -125,7 +137,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path,
                         default=Path(__file__).resolve().parent / "results" / "issue17" / "hierarchical_levers.json")
     parser.add_argument("--table", type=Path, help="print the tables of a written JSON and exit")
+    parser.add_argument("--retention-bound", action="store_true",
+                        help="print the most sessions per user any policy can reach and exit")
     args = parser.parse_args()
+    if args.retention_bound:
+        print(f"sessions per user with satisfaction 1 at every session end: "
+              f"{retention_bound(SimulatorConfig(max_requests=MAX_REQUESTS)):.3f}")
+        return
     if args.table:
         print_table(args.table)
         return
