@@ -186,6 +186,9 @@ def markdown_table(report: dict) -> str:
                 lines.append(row(f"online {name} ({online['updates']:,} updates, {online['transitions']:,} "
                                  f"transitions; headroom share {online['headroom_share']:.2f})",
                                  f"observation ({online['obs_dim']} entries)", online, best))
+            if report.get("online"):  # rows merged later name their own command
+                lines += ["", "Online rows: " + "; ".join(
+                    f"{name}: `{online.get('command', report['command'])}`" for name, online in report["online"].items())]
         lines.append("")
     lines.append("Bars met: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in report["bars_met"].items()))
     return "\n".join(lines)
