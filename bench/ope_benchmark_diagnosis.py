@@ -34,7 +34,7 @@ INTERVAL_ESTIMATORS = ("fqe", "dr", "wdr", "conservative_fqe")
 
 def truth_half_widths(markdown: str) -> dict[str, float]:
     """The A/B test's 95% half-width per policy, from the run's ope_benchmark.md table."""
-    return {m.group(1): float(m.group(3)) for m in re.finditer(r"^\| (\S+) \| ([-\d.]+) ± ([\d.]+) \|$", markdown, re.M)}
+    return {m.group(1): float(m.group(3)) for m in re.finditer(r"^\| (\S+) \| ([-\d.]+) ± ([\d.]+) \|$", markdown, re.MULTILINE)}
 
 
 def diagnose(run_dir: Path) -> dict[str, Any]:
@@ -90,13 +90,12 @@ def diagnose_rows(rows: list[dict[str, Any]], truth_hw: dict[str, float], logged
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"logs: {result.get('dataset', '?')}, {result.get('transitions', '?')} transitions, "
-             f"{result['episodes']} episodes; "
-             f"their own discounted return (the uniform policy's value, no shift): "
-             f"{result['logged_mc_value']:.1f} ± {result['logged_mc_half_width']:.1f}", "",
-             "| estimator | coverage | + truth's A/B error | median |error| | median half-width | "
-             "median |error| / half-width | mean error | share below truth | on `random` (truth) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    logs = (f"logs: {result.get('dataset', '?')}, {result.get('transitions', '?')} transitions, "
+            f"{result['episodes']} episodes; their own discounted return (the uniform policy's value, no shift): "
+            f"{result['logged_mc_value']:.1f} ± {result['logged_mc_half_width']:.1f}")
+    header = ("| estimator | coverage | + truth's A/B error | median |error| | median half-width | "
+              "median |error| / half-width | mean error | share below truth | on `random` (truth) |")
+    lines = [logs, "", header, "|---|---|---|---|---|---|---|---|---|"]
     for name, s in result["estimators"].items():
         rp = s["random_policy"]
         on_random = f"{rp['value']:.1f} ± {rp['half_width']:.1f} ({rp['truth']:.1f})" if rp else "–"
