@@ -262,6 +262,28 @@ def test_short_term_learner_follows_the_goal(tmp_path):
     assert quality[1] > clicks[1] + 0.05
 
 
+def test_short_term_learner_respects_a_negative_feedback_ceiling(tmp_path):
+    """The default goal space: under a tight ceiling on p̂(negative) the learned controller serves
+    slates with less predicted negative feedback than when left free (ceilings of 1), on the
+    same users and candidates."""
+    rng = np.random.default_rng(1)
+    sim = UserSimulator(SMALL_SIM)
+    config = HierarchicalConfig(max_sessions=3, goal_reward_weight=20.0)
+    follower = GoalFollowingPolicy(20.0, (-1.0, 0.0, 1.0))
+    log = collect_lifetimes(sim, UniformGoalPolicy(rng), GaussianNoisePolicy(follower, 0.3, rng), 200, rng, config)
+    data = goal_conditioned_dataset(log, RelabelConfig(), np.random.default_rng(2))
+    algorithm, _ = train_short_term(data, LevelConfig(num_updates=1000, gamma=0.5, overrides=TINY_NETS),
+                                    fast_trainer(), tmp_path)
+    obs = sim.reset(300, np.random.default_rng(3))
+
+    def negative_level(goal):
+        goal_obs = np.concatenate([obs, np.broadcast_to(np.float32(goal), (300, 2))], axis=1)
+        return slate_goal_statistics(sim, sim.rank(algorithm.act(goal_obs).astype(np.float64)))[:, 1].mean()
+
+    tight, free = negative_level((1.0, 0.05)), negative_level((1.0, 1.0))
+    assert tight < free - 0.02, (tight, free)  # measured: 0.123 vs 0.165 (a goal-blind learner: equal)
+
+
 # ------------------------------------------------------------------ the Hydra experiment
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose, initialize_config_module
