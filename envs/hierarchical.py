@@ -17,7 +17,7 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
       ``click_ceiling``, the most mean p̂(click) its slates may have, and
       ``negative_ceiling``, the most mean p̂(negative) (negative feedback, the prediction
       that reveals an item's utility for this user), divided by ``NEGATIVE_LEVEL_SCALE`` so
-      that the levels the candidates reach (about 0.02–0.15) span much of [0, 1]. Going
+      that the levels served slates reach (a few hundredths up to about 0.1) span more of [0, 1]. Going
       over a ceiling costs, staying under it does not (``goal_reward``); g = (1, 1) leaves
       the short-term controller free to maximise engagement.
     - ``"click_quality"`` (the goals before issue #17): *targets* to hit —
@@ -27,10 +27,10 @@ One episode is the *lifetime* of one simulated user: a sequence of sessions of
     Why ceilings on negative feedback: on the new world a user comes back with a
     probability set by satisfaction at the end of their sessions, and satisfaction rises
     with the utility of what they consume — which p̂(negative) reveals and p̂(like | click)
-    does not. A per-request engagement maximiser burns satisfaction (sessions per user
-    4.9 vs 8.2 for a constant); with a negative-feedback ceiling the same ranker keeps the
-    user coming back and earns more over the lifetime than the best constant (measured in
-    ``bench/results/README.md``, hierarchical section). Targets on (click, quality) can
+    does not. A per-request engagement maximiser burns satisfaction (5.14 sessions per user
+    vs 7.97 for the best constant); with a negative-feedback ceiling the same ranker keeps
+    the user coming back and earns more over the lifetime than the best constant
+    (``bench/hierarchical_levers.py``; ``bench/results/README.md``, hierarchical section). Targets on (click, quality) can
     only be hit by giving up engagement, and a target reached from above or below costs
     the same.
     Reward: the session's engagement, plus ``return_bonus`` when the user comes back. It
@@ -96,8 +96,8 @@ GOAL_SPACES: dict[str, tuple[tuple[str, str], bool]] = {
 DEFAULT_GOAL_SPACE = "ceilings"
 GOAL_NAMES: tuple[str, ...] = GOAL_SPACES[DEFAULT_GOAL_SPACE][0]
 GOAL_DIM = len(GOAL_NAMES)
-# mean p̂(negative) / this = the negative level of a slate: the levels the candidates reach
-# (about 0.02-0.15 on the reference world) then cover much of the goal range [0, 1]
+# mean p̂(negative) / this = the negative level of a slate: the levels served slates reach (a few
+# hundredths up to about 0.1 on the reference world) then cover more of the goal range [0, 1]
 NEGATIVE_LEVEL_SCALE = 0.25
 LIFETIME_FEATURES: tuple[str, ...] = (
     "session_fraction", "last_session_length", "last_session_engagement",
