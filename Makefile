@@ -29,7 +29,8 @@ demo: $(STAMP)
 # Benchmarks: the simulator, then our algorithms side by side with d3rlpy (installed only
 # in .venv-bench, never in .venv). The d3rlpy interop tests, which skip in .venv, run there
 # first, with a skip counted as a failure. Every table lands in bench/results/<name>.json;
-# time to quality runs twice: ours as shipped (rec preset) and ours at d3rlpy's sizes (paper).
+# time to quality runs once per algorithm, each with ours as shipped (rec preset) and ours at
+# d3rlpy's sizes (paper) against one d3rlpy learner (budgets in CPU seconds; see bench/results/README.md).
 RESULTS := bench/results
 bench: $(STAMP)
 	$(PY) bench/simulator.py --profile --baseline --json $(RESULTS)/simulator_throughput.json
@@ -37,8 +38,8 @@ bench: $(STAMP)
 	bash bench/setup_bench_venv.sh
 	.venv-bench/bin/python -m pytest -q -p no:cacheprovider --fail-on-skip tests/marl_rec/data/test_dataset.py -k d3rlpy
 	.venv-bench/bin/python bench/updates.py --json $(RESULTS)/update_throughput.json
-	.venv-bench/bin/python bench/time_to_quality.py --json $(RESULTS)/time_to_quality_rec.json
-	.venv-bench/bin/python bench/time_to_quality.py --preset paper --json $(RESULTS)/time_to_quality_paper.json
+	.venv-bench/bin/python bench/time_to_quality.py --algos bcq --budget 300 --rec-budget 45 --first-eval 4 --json $(RESULTS)/time_to_quality_bcq.json
+	.venv-bench/bin/python bench/time_to_quality.py --algos cql --budget 60 --rec-budget 20 --first-eval 4 --json $(RESULTS)/time_to_quality_cql.json
 
 # The RL libraries users train our environments with (SB3, Tianshou, RLlib; only in
 # .venv-clients): a few thousand steps of each on each environment, and how each client books
