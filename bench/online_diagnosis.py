@@ -4,7 +4,7 @@
 
 Trains the online learners of ``bench/calibration.py`` (:data:`calibration.ONLINE_LEARNERS`, the
 same loop, budget per batched step and seeds) on the summary-only observation of the default
-world, and every ``--every`` updates measures, on ``--users`` evaluation users (seed 123, the
+world, and after each of ``--checkpoints`` updates measures, on ``--users`` evaluation users (seed 123, the
 learner acting greedily, one session each):
 
 - ``return``: the greedy policy's session return;
@@ -124,7 +124,7 @@ def checkpoint(sim: UserSimulator, agent, users: int) -> dict:
     return row
 
 
-def train_and_diagnose(name: str, updates: int, every: int, online_users: int, start_steps: int, users: int) -> dict:
+def train_and_diagnose(name: str, checkpoints: list[int], online_users: int, start_steps: int, users: int) -> dict:
     torch.set_num_threads(1)
     learner, config = ONLINE_LEARNERS[name], OBSERVATIONS["summary_only"]
     sim, evaluation_sim = UserSimulator(config), UserSimulator(config)
@@ -133,12 +133,12 @@ def train_and_diagnose(name: str, updates: int, every: int, online_users: int, s
     started = time.perf_counter()
 
     def hook(_buffer) -> None:
-        if agent.num_updates % every == 0:
+        if agent.num_updates in checkpoints:
             rows.append(checkpoint(evaluation_sim, agent, users))
             print(f"  {name} {rows[-1]}", flush=True)
 
     # the calibration's loop: one update per batched step after start_steps random steps
-    train_online(sim, agent, updates + start_steps, np.random.default_rng(0), batch_users=online_users,
+    train_online(sim, agent, max(checkpoints) + start_steps, np.random.default_rng(0), batch_users=online_users,
                  exploration_sigma=learner.exploration_sigma, start_steps=start_steps, updates_per_step=1,
                  on_update=hook, exploration=learner.exploration)
     return {"algorithm": learner.algorithm, "overrides": dict(learner.overrides),
@@ -171,22 +171,22 @@ def problem_shape(users: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--learners", nargs="*", default=list(ONLINE_LEARNERS), choices=list(ONLINE_LEARNERS))
-    parser.add_argument("--updates", type=int, default=3000)
-    parser.add_argument("--every", type=int, default=1000)
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1500, 3000, 4500, 6000],
+                        help="the update counts at which to measure (training stops at the last)")
     parser.add_argument("--online-users", type=int, default=128)
     parser.add_argument("--start-steps", type=int, default=20)
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "online_diagnosis.json")
     args = parser.parse_args()
-    if args.every < 1 or args.updates < args.every:
-        raise SystemExit(f"need 1 <= --every <= --updates, got --every {args.every} --updates {args.updates}")
+    if min(args.checkpoints) < 1:
+        raise SystemExit(f"--checkpoints must be update counts >= 1, got {args.checkpoints}")
     report = {"command": "python bench/online_diagnosis.py " + " ".join(sys.argv[1:]), "users": args.users,
               "seed": EVAL_SEED, "observation": "summary_only", "online_users": args.online_users,
               "start_steps": args.start_steps}
     print("problem shape", flush=True)
     report["problem"] = problem_shape(args.users)
     print(f"  {report['problem']}", flush=True)
-    report["learners"] = {name: train_and_diagnose(name, args.updates, args.every, args.online_users,
+    report["learners"] = {name: train_and_diagnose(name, sorted(set(args.checkpoints)), args.online_users,
                                                    args.start_steps, args.users) for name in args.learners}
     write_json(args.json, report)
     print(f"wrote {args.json}")
