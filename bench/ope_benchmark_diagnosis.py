@@ -72,6 +72,8 @@ def diagnose_rows(rows: list[dict[str, Any]], truth_hw: dict[str, float], logged
                 "covered": bool(r["covered"]),
                 # the truth is itself an A/B estimate: widen by its half-width in quadrature
                 "covered_with_truth_noise": bool(abs(r["value"] - r["truth"]) <= np.hypot(half, t_hw)),
+                # the estimator's own diagnostics (FQE's td_loss, DR's max_log_weight, ...)
+                **{k: v for k, v in r.items() if k.startswith("diag_")},
             })
         errors = np.array([p["error"] for p in policies])
         out["estimators"][name] = {

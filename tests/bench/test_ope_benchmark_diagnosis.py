@@ -27,7 +27,7 @@ def test_the_markdown_truth_table_is_read_as_the_benchmark_writes_it() -> None:
 
 
 def test_errors_intervals_and_the_truth_noise() -> None:
-    rows = [row("fqe", "random", 70.0, 4.0, 80.0),  # misses by 10 with half-width 4
+    rows = [{**row("fqe", "random", 70.0, 4.0, 80.0), "diag_td_loss": 0.04},  # misses by 10, half-width 4
             row("fqe", "a", 48.0, 4.0, 50.0),  # covered
             row("fqe", "b", 95.0, 4.0, 100.0),  # misses by 5; sqrt(4² + 3²) = 5 covers it
             row("is", "random", 0.0, 1.0, 80.0)]  # no interval estimator of interest: left out
@@ -40,6 +40,7 @@ def test_errors_intervals_and_the_truth_noise() -> None:
     assert fqe["share_below_truth"] == 1.0
     assert fqe["median_error_over_half_width"] == pytest.approx(5 / 4)
     assert fqe["random_policy"]["z"] == pytest.approx(-10 / (4 / 1.96))
+    assert fqe["random_policy"]["diag_td_loss"] == 0.04
     assert result["logged_mc_value"] == 80.0 and result["episodes"] == 4
     assert result["logged_mc_half_width"] == pytest.approx(1.959964 * np.std([78, 82, 80, 80], ddof=1) / 2, rel=1e-5)
     assert "| fqe | 0.33 | 0.67 |" in diagnosis.table(result)
