@@ -33,17 +33,31 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from marl_rec.agents.hierarchical import GoalFollowingPolicy, UniformGoalPolicy, collect_lifetimes  # noqa: E402
-from marl_rec.agents.policies import (ConstantPolicy, GaussianNoisePolicy, MyopicGreedyPolicy,  # noqa: E402
-                                      ProductionPolicy, action_grid, grid_slates)
-from marl_rec.contracts import PolicyOutput  # noqa: E402
-from marl_rec.envs.hierarchical import (HierarchicalConfig, goal_names, run_lifetimes,  # noqa: E402
-                                        slate_goal_statistics)
-from marl_rec.envs.simulator import SimulatorConfig, UserSimulator  # noqa: E402
-from marl_rec.files import write_json  # noqa: E402
+from marl_rec.agents.hierarchical import (
+    GoalFollowingPolicy,
+    UniformGoalPolicy,
+    collect_lifetimes,
+)
+from marl_rec.agents.policies import (
+    ConstantPolicy,
+    GaussianNoisePolicy,
+    MyopicGreedyPolicy,
+    ProductionPolicy,
+    action_grid,
+    grid_slates,
+)
+from marl_rec.envs.hierarchical import (
+    HierarchicalConfig,
+    goal_names,
+    run_lifetimes,
+)
+from marl_rec.envs.simulator import SimulatorConfig, UserSimulator
+
+from marl_rec.contracts import PolicyOutput
+from marl_rec.files import write_json
 
 # the experiment's settings (conf/experiment/hierarchical.yaml, conf/agent/hierarchical.yaml)
 MAX_SESSIONS, MAX_REQUESTS, GOAL_WEIGHT = 10, 30, 20.0
