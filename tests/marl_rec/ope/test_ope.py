@@ -342,3 +342,18 @@ def test_ope_evaluator_for_the_trainer(discrete_data):
     algorithm.probs = np.array(PI_BAD)  # the algorithm trained on: its new greedy policy is [1, 0, 0]
     second = evaluator(algorithm, step=1)
     assert close(second["ope/fqe"], DeterministicTabular(np.array([1, 0, 0])).true_value(GAMMA), 0.10)
+
+
+def test_below_truth_off_floor_needs_half_the_distance_from_the_collapse_point() -> None:
+    from marl_rec.ope.metrics import below_truth_off_floor, collapse_point
+    # positive truth: an estimate near 0 (vanished importance weights) is no lower bound,
+    # whatever the a-priori floor
+    assert collapse_point(80.0, -1000.0) == 0.0 and collapse_point(80.0, 0.0) == 0.0
+    assert not below_truth_off_floor(3.0, 80.0, -1000.0)
+    assert not below_truth_off_floor(39.0, 80.0, 0.0)
+    assert below_truth_off_floor(41.0, 80.0, 0.0)
+    assert not below_truth_off_floor(80.0, 80.0, 0.0)  # not below the truth
+    # negative truth: the a-priori floor is where a conservative estimate collapses
+    assert collapse_point(-10.0, -100.0) == -100.0
+    assert below_truth_off_floor(-50.0, -10.0, -100.0)
+    assert not below_truth_off_floor(-60.0, -10.0, -100.0)
