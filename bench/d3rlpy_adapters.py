@@ -84,13 +84,24 @@ def d3rlpy_config(name: str, marl_config: Any) -> Any:
     raise ValueError(f"no d3rlpy adapter for algorithm {name!r}; choose bc, td3, bcq or cql")
 
 
-def make_d3rlpy(name: str, marl_config: Any, obs_dim: int, action_dim: int) -> Any:
-    """A built (``create_impl``) d3rlpy algorithm matching ``marl_config``, on the CPU."""
+BCQ_DECODERS = ("tanh", "linear")
+
+
+def make_d3rlpy(name: str, marl_config: Any, obs_dim: int, action_dim: int, bcq_decoder: str = "tanh") -> Any:
+    """A built (``create_impl``) d3rlpy algorithm matching ``marl_config``, on the CPU.
+
+    ``bcq_decoder``: ``"tanh"`` (Fujimoto's and ours: the matched setting, what throughput is
+    timed with) or ``"linear"`` (d3rlpy as it ships). On the default world's production logs
+    d3rlpy's BCQ with the tanh decoder stays at the all-(-1) corner while its linear decoder
+    follows the logged actions (``bench/d3rlpy_bcq_decoder.py``), so a learning-speed comparison
+    can ask for d3rlpy as users run it."""
+    if bcq_decoder not in BCQ_DECODERS:
+        raise ValueError(f"bcq_decoder must be one of {BCQ_DECODERS}, got {bcq_decoder!r}")
     if d3rlpy.__version__ != D3RLPY_VERSION:
         raise RuntimeError(f"the adapters are checked against d3rlpy {D3RLPY_VERSION}, found {d3rlpy.__version__}")
     algo = d3rlpy_config(name, marl_config).create(device="cpu:0")
     algo.create_impl((obs_dim,), action_dim)
-    if name == "bcq":
+    if name == "bcq" and bcq_decoder == "tanh":
         decoder = algo.impl.modules.vae_decoder
         if type(decoder) is not VAEDecoder:
             raise RuntimeError(f"unexpected d3rlpy VAE decoder type {type(decoder).__name__}")

@@ -177,12 +177,14 @@ def ours(name: str, dataset: OfflineDataset, seed: int, points: list[float], bud
                    lambda: algorithm.update(sampler.sample(batch_size, generator)), algorithm, list(points), budget)
 
 
-def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float], budget: float) -> Learner:
+def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float], budget: float,
+           bcq_decoder: str = "tanh") -> Learner:
     from d3rlpy_adapters import D3rlpyPolicy, make_d3rlpy
 
     config = make_config(name, "paper", **paper_overrides(name))
-    algo = make_d3rlpy(name, config, dataset.obs_dim, dataset.action_spec.dim)
-    return Learner(f"d3rlpy {name} (paper)", config,
+    algo = make_d3rlpy(name, config, dataset.obs_dim, dataset.action_spec.dim, bcq_decoder=bcq_decoder)
+    label = f"d3rlpy {name} (paper)" if name != "bcq" or bcq_decoder == "tanh" else f"d3rlpy {name} (paper, linear decoder)"
+    return Learner(label, config,
                    lambda: algo.update(buffer.sample_transition_batch(config.batch_size)), D3rlpyPolicy(algo),
                    list(points), budget)
 
@@ -352,6 +354,9 @@ def main() -> None:
     parser.add_argument("--preset", nargs="+", choices=("paper", "rec"), default=["paper", "rec"],
                         help="our learners' preset(s): paper (d3rlpy's exact config: the per-size ratio) and/or "
                              "rec (ours as shipped: the preset ratio); default both, sharing one d3rlpy run")
+    parser.add_argument("--d3rlpy-bcq-decoder", choices=("tanh", "linear"), default="tanh",
+                        help="d3rlpy BCQ's VAE decoder output: tanh (matched to Fujimoto's and ours, default) or "
+                             "linear (d3rlpy as it ships); bench/d3rlpy_adapters.make_d3rlpy")
     args = parser.parse_args()
     rec_budget = args.budget if args.rec_budget is None else args.rec_budget
     if min(args.budget, rec_budget, args.slice, args.first_eval) <= 0 or args.eval_users < 1:
@@ -381,7 +386,7 @@ def main() -> None:
         budgets = {"paper": args.budget, "rec": rec_budget}
         learners = [ours(name, dataset, args.seed, evaluation_points(budgets[preset], args.first_eval),
                          budgets[preset], preset) for preset in presets]
-        learners.append(theirs(name, dataset, buffer, points, args.budget))
+        learners.append(theirs(name, dataset, buffer, points, args.budget, args.d3rlpy_bcq_decoder))
         eval_seconds += train_in_turns(learners, args.slice, evaluator, reference)
         groups[name] = learners
     results = [compare(name, mine.history, learners[-1].history, mine.config, learners[-1].config, preset,
@@ -458,7 +463,7 @@ def main() -> None:
             "load_average": [load_before, os.getloadavg()[0]], "total_s": total, "eval_s": eval_seconds,
             "constant_action_0_return": equal_weights, "logged_episode_return": logged,
             "reference_rates": reference.rates, "versions": {"d3rlpy": d3rlpy.__version__, "torch": torch.__version__},
-            "command": " ".join(sys.argv),
+            "d3rlpy_bcq_decoder": args.d3rlpy_bcq_decoder, "command": " ".join(sys.argv),
             "dataset": {k: v for k, v in info.items() if k != "evaluation"}})
 
 
