@@ -40,6 +40,7 @@ bench: $(STAMP)
 	.venv-bench/bin/python bench/updates.py --json $(RESULTS)/update_throughput.json
 	.venv-bench/bin/python bench/time_to_quality.py --algos bcq --budget 300 --rec-budget 45 --first-eval 4 --json $(RESULTS)/time_to_quality_bcq.json
 	.venv-bench/bin/python bench/time_to_quality.py --algos cql --budget 60 --rec-budget 20 --first-eval 4 --json $(RESULTS)/time_to_quality_cql.json
+	.venv-bench/bin/python bench/time_to_quality.py --algos bcq --budget 300 --rec-budget 45 --first-eval 4 --d3rlpy-bcq-decoder linear --json $(RESULTS)/time_to_quality_bcq_linear.json
 
 # The RL libraries users train our environments with (SB3, Tianshou, RLlib; only in
 # .venv-clients): a few thousand steps of each on each environment, and how each client books
