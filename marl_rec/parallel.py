@@ -48,24 +48,21 @@ def _one_thread() -> None:
         torch.set_num_threads(1)
 
 
-def _run(index: int) -> tuple[bytes, list[int], str | None]:
-    """Job ``index`` in a worker. The result is pickled with its arrays' data out of band (pickle
-    protocol 5); that data goes to a file, the small rest (and the file's layout) through the pipe."""
+def _run(index: int) -> tuple[bytes, list[bytearray], list[int], str | None]:
+    """Job ``index`` in a worker. The result is pickled once, with its arrays' data out of band
+    (pickle protocol 5); that data goes to a file (``path``, with each buffer's size) when it is
+    large, else through the pipe beside the rest (``inline``)."""
     assert _task is not None and _spill_dir is not None, "map_jobs: worker started without a task"
-    result = _task(index)
     buffers: list[pickle.PickleBuffer] = []
-    payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
-    if not buffers:
-        return payload, [], None
-    if sum(buffer.raw().nbytes for buffer in buffers) < _SPILL_MIN_BYTES:
-        return pickle.dumps(result, protocol=5), [], None
-    path = os.path.join(_spill_dir, f"job{index}")
-    try:
-        return payload, _spill(path, buffers), path
-    except OSError:  # e.g. a full /dev/shm (containers often give it 64 MB): through the pipe, then
-        if os.path.exists(path):
-            os.remove(path)
-        return pickle.dumps(result, protocol=5), [], None
+    payload = pickle.dumps(_task(index), protocol=5, buffer_callback=buffers.append)
+    if sum(buffer.raw().nbytes for buffer in buffers) >= _SPILL_MIN_BYTES:
+        path = os.path.join(_spill_dir, f"job{index}")
+        try:
+            return payload, [], _spill(path, buffers), path
+        except OSError:  # e.g. a full /dev/shm (containers often give it 64 MB): through the pipe, then
+            if os.path.exists(path):
+                os.remove(path)
+    return payload, [bytearray(buffer.raw()) for buffer in buffers], [], None
 
 
 def _spill(path: str, buffers: list[pickle.PickleBuffer]) -> list[int]:
@@ -80,10 +77,10 @@ def _spill(path: str, buffers: list[pickle.PickleBuffer]) -> list[int]:
     return sizes
 
 
-def _receive(payload: bytes, sizes: list[int], path: str | None) -> object:
-    """A worker's result from :func:`_run`'s output (its arrays are views of the file's data)."""
+def _receive(payload: bytes, inline: list[bytearray], sizes: list[int], path: str | None) -> object:
+    """A worker's result from :func:`_run`'s output (spilled arrays are views of the file's data)."""
     if path is None:
-        return pickle.loads(payload)
+        return pickle.loads(payload, buffers=inline)
     with open(path, "rb") as file:  # a copy-on-write map of the file: the arrays are writable views of it
         empty = os.fstat(file.fileno()).st_size == 0  # (mmap refuses an empty file)
         view = memoryview(bytearray() if empty else mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY))
