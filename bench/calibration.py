@@ -50,6 +50,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from marl_rec.algos.online import SAC_OVERRIDES  # noqa: E402  (the online SAC of the pipelines)
 from marl_rec.agents.policies import (ConstantPolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,  # noqa: E402
                                       ProductionPolicy, action_grid)
 from marl_rec.envs.rollout import run_sessions  # noqa: E402
@@ -98,14 +99,6 @@ class OnlineLearner:
                               **self.overrides)
 
 
-#: SAC with automatic entropy (target −4) on the CQL class with the conservative penalty off
-#: (α = 0; one sampled action keeps the unused penalty's cost small), the online SAC settings of
-#: Haarnoja et al. (lr 3e-4 for actor, critics and temperature, temperature starting at 1, the
-#: entropy term in the backup, no behaviour-cloning warm start) at the rec network size.
-SAC_OVERRIDES: dict[str, Any] = {
-    "cql_alpha": 0.0, "num_sampled_actions": 1, "bc_warmup_updates": 0, "actor_lr": 3e-4, "entropy_lr": 3e-4,
-    "initial_entropy_alpha": 1.0, "backup_entropy": True, "actor_hidden": (128, 128),
-    "critic_hidden": (128, 128), "batch_size": 256}
 ONLINE_LEARNERS: dict[str, OnlineLearner] = {
     "td3": OnlineLearner("td3"),
     "sac": OnlineLearner("cql", SAC_OVERRIDES, exploration="policy"),

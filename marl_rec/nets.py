@@ -120,33 +120,50 @@ class PerturbationActor(nn.Module):
         return (action + perturbation).clamp(-self.max_action, self.max_action)
 
 
+VAE_OUTPUTS = ("tanh", "linear")
+
+
 class ConditionalVAE(nn.Module):
     """Generative model of the logged actions G(a | s) (BCQ's VAE).
 
     Encoder MLP(s, a) -> (mean, log_std) of z (log_std clamped to [-4, 15] for stability);
-    decoder MLP(s, z) -> max_action·tanh(·). Sampling draws z ~ N(0, I) clipped to
-    [-latent_clip, latent_clip], which keeps proposals near the mode of the data."""
+    decoder MLP(s, z) -> max_action·tanh(·) (``output="tanh"``, Fujimoto's), or a linear output
+    (``output="linear"``, d3rlpy's): trained unbounded, its proposals clipped to the box. Logged
+    actions on the box's faces pull a tanh output into saturation, where its gradient vanishes;
+    a linear output reaches them in a few updates (bench/results/README.md, "Time to quality").
+    Sampling draws z ~ N(0, I) clipped to [-latent_clip, latent_clip], which keeps proposals
+    near the mode of the data."""
 
     def __init__(self, obs_dim: int, action_dim: int, latent_dim: int, hidden: Sequence[int],
-                 max_action: float = 1.0, latent_clip: float = 0.5) -> None:
+                 max_action: float = 1.0, latent_clip: float = 0.5, output: str = "tanh") -> None:
         super().__init__()
+        if output not in VAE_OUTPUTS:
+            raise ValueError(f"ConditionalVAE output must be one of {VAE_OUTPUTS}, got {output!r}")
         self.encoder = mlp(obs_dim + action_dim, hidden[:-1], hidden[-1]) if len(hidden) > 1 else \
             nn.Linear(obs_dim + action_dim, hidden[-1])
         self.mean = nn.Linear(hidden[-1], latent_dim)
         self.log_std = nn.Linear(hidden[-1], latent_dim)
-        self.decoder = mlp(obs_dim + latent_dim, hidden, action_dim, output_activation=nn.Tanh())
+        self.decoder = mlp(obs_dim + latent_dim, hidden, action_dim,
+                           output_activation=nn.Tanh() if output == "tanh" else None)
         self.latent_dim, self.max_action, self.latent_clip = latent_dim, max_action, latent_clip
+        self.linear_output = output == "linear"
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction, latent mean and latent log-std of (s, a) (reparameterised sample)."""
+        """Reconstruction (unclipped), latent mean and latent log-std of (s, a) (reparameterised
+        sample)."""
         h = torch.relu(self.encoder(torch.cat([obs, action], dim=-1)))
         mean, log_std = self.mean(h), self.log_std(h).clamp(-4.0, 15.0)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return self.decode(obs, mean + log_std.exp() * noise), mean, log_std
+        return self._decode(obs, mean + log_std.exp() * noise), mean, log_std
+
+    def _decode(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return self.max_action * self.decoder(torch.cat([obs, latent], dim=-1))
 
     def decode(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        return self.max_action * self.decoder(torch.cat([obs, latent], dim=-1))
+        """Action proposals for ``latent``, inside the box."""
+        actions = self._decode(obs, latent)
+        return actions.clamp(-self.max_action, self.max_action) if self.linear_output else actions
 
     def sample_latent(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu",
                       ) -> torch.Tensor:

@@ -5,12 +5,13 @@ algorithm to log with), so that neither of those two packages imports the other.
 
 The names follow Fujimoto et al. (2019) and the offline-RL literature:
 
-- ``final_buffer``: the whole replay buffer of an online TD3 agent trained in the
-  simulator with high exploration noise (σ = 0.5);
-- ``concurrent``: the replay buffer of an online TD3 agent trained with σ = 0.1; an offline
+- ``final_buffer``: the whole replay buffer of an online agent (SAC,
+  :data:`~marl_rec.algos.online.SAC_OVERRIDES`; Fujimoto et al. used DDPG) trained in the
+  simulator with high truncated-Gaussian exploration noise (σ = 0.5);
+- ``concurrent``: the replay buffer of an online SAC agent trained with σ = 0.1; an offline
   learner is trained on the same, growing buffer at the same time (``concurrent_learner``
   below) and its result is reported beside the behaviour agent's;
-- ``imitation``: an expert acting without noise (the trained online TD3 agent acting
+- ``imitation``: an expert acting without noise (the trained online SAC agent acting
   greedily) — no behaviour log-probabilities (the policy is deterministic);
 - ``random``: uniform actions; ``expert``: the production policy (``ProductionPolicy``: a
   lookahead on the predictions and the observation only) with truncated-Gaussian noise
@@ -22,7 +23,7 @@ The names follow Fujimoto et al. (2019) and the offline-RL literature:
 
 A pipeline is a config (``conf/data/*.yaml``): ``kind`` is ``policy`` (collect with a
 behaviour policy built from ``behaviour``), ``mixture`` (several ``components``) or
-``online`` (train TD3 online first). Datasets are cached in ``cache_dir`` under
+``online`` (train an agent online first: ``agent``, TD3 by default). Datasets are cached in ``cache_dir`` under
 ``<name>-<key>`` where :func:`dataset_key` hashes everything that determines the data: the
 pipeline config with the values it leaves to code filled in (the pipeline's own defaults,
 each ``_target_``'s default arguments, and for ``online`` pipelines the agent's resolved
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from marl_rec.algos.online import ExplorationPolicy, train_online
+from marl_rec.algos.online import ONLINE_AGENTS, ExplorationPolicy, train_online
 from marl_rec.algos.registry import make_algorithm, make_config
 from marl_rec.contracts import ActionSpec
 from marl_rec.data.collect import collect
@@ -138,9 +139,14 @@ def resolve_targets(node: Any) -> Any:
 
 
 def _online_agent_choice(spec: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """(algorithm name, preset, overrides) of an ``online`` pipeline's agent."""
+    """(algorithm name, preset, overrides) of an ``online`` pipeline's agent: a registered
+    algorithm, or an :data:`~marl_rec.algos.online.ONLINE_AGENTS` name (``sac``)."""
     spec = _with_defaults(spec)
-    return str(spec["agent"]), str(spec["agent_preset"]), dict(spec["agent_overrides"] or {})
+    name, overrides = str(spec["agent"]), dict(spec["agent_overrides"] or {})
+    if name in ONLINE_AGENTS:
+        name, fixed = ONLINE_AGENTS[name]
+        overrides = {**fixed, **overrides}
+    return name, str(spec["agent_preset"]), overrides
 
 
 def resolved_pipeline(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +218,7 @@ def collect_mixture(sim: Any, components: list[tuple[Callable, float]], num_tran
 
 
 def _online_agent(spec: Mapping[str, Any], obs_dim: int, action_dim: int, seed: int):
-    """The online TD3/DDPG agent of an ``online`` pipeline (rec-sized networks)."""
+    """The online agent of an ``online`` pipeline (TD3, DDPG, SAC; rec-sized networks)."""
     name, preset, overrides = _online_agent_choice(spec)
     return make_algorithm(name, obs_dim, ActionSpec("continuous", dim=action_dim), preset=preset, seed=seed,
                           **overrides)

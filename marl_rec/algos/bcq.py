@@ -15,7 +15,7 @@ import torch
 from marl_rec.contracts import ActionSpec, Batch
 from marl_rec.algos.common import (TorchAlgorithm, adam, check_in_range, check_positive,
                                    check_positive_int, normalise_hidden)
-from marl_rec.nets import ConditionalVAE, CriticEnsemble, PerturbationActor, soft_update
+from marl_rec.nets import VAE_OUTPUTS, ConditionalVAE, CriticEnsemble, PerturbationActor, soft_update
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class BCQConfig:
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
     kl_weight: float = 0.5
+    vae_output: str = "tanh"  # "linear": d3rlpy's unbounded decoder output, proposals clipped
     gamma: float = 0.99
     tau: float = 0.005
     batch_size: int = 256
@@ -48,6 +49,8 @@ class BCQConfig:
         check_in_range(self, "gamma", 0.0, 1.0)
         check_in_range(self, "tau", 0.0, 1.0, low_open=True)
         check_positive_int(self, "num_sampled_actions", "batch_size")
+        if self.vae_output not in VAE_OUTPUTS:
+            raise ValueError(f"BCQConfig.vae_output must be one of {VAE_OUTPUTS}, got {self.vae_output!r}")
         if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 0:
             raise ValueError(f"BCQConfig.latent_dim must be an integer >= 0 (0: 2 × action_dim), "
                              f"got {self.latent_dim!r}")
@@ -80,7 +83,8 @@ class BCQ(TorchAlgorithm):
         c, k = self.config, action_spec.dim
         self.max_action = self._require_continuous()
         self.latent_dim = c.latent_dim or 2 * k
-        self.vae = self._build(ConditionalVAE(obs_dim, k, self.latent_dim, c.vae_hidden, self.max_action))
+        self.vae = self._build(ConditionalVAE(obs_dim, k, self.latent_dim, c.vae_hidden, self.max_action,
+                                               output=c.vae_output))
         self.actor = self._build(PerturbationActor(obs_dim, k, c.actor_hidden, c.phi, self.max_action))
         self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=2))
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)

@@ -1,4 +1,4 @@
-"""Online training of an off-policy agent (TD3, DDPG) in the batched simulator.
+"""Online training of an off-policy agent (TD3, DDPG, SAC) in the batched simulator.
 
 This is how Fujimoto et al.'s behavioural datasets are made: ``final_buffer`` is the whole
 replay buffer of an agent trained with high exploration noise (σ = 0.5), ``concurrent`` the
@@ -146,6 +146,22 @@ class ReplayBuffer:
 
 
 # ------------------------------------------------------------------ the loop
+
+
+#: Online SAC (Haarnoja et al., 2018) as the registry builds it: the CQL class with its
+#: conservative penalty off (α = 0; one sampled action keeps the unused penalty's cost small),
+#: automatic entropy with the temperature starting at 1 and the entropy term in the backup, lr
+#: 3e-4 for actor, critics and temperature, no behaviour-cloning warm start, 128-128 networks.
+#: On issue #16's world online TD3 ends at a corner of the action box (its greedy policy logs a
+#: one-action dataset; ``bench/online_diagnosis.py``) while SAC learns a state-dependent
+#: policy (bench/results/README.md, "Calibration"), so the Fujimoto pipelines train SAC.
+SAC_OVERRIDES: dict[str, Any] = {
+    "cql_alpha": 0.0, "num_sampled_actions": 1, "bc_warmup_updates": 0, "actor_lr": 3e-4, "entropy_lr": 3e-4,
+    "initial_entropy_alpha": 1.0, "backup_entropy": True, "actor_hidden": (128, 128),
+    "critic_hidden": (128, 128), "batch_size": 256}
+
+#: Online agents that are a registered algorithm with fixed settings: name -> (algorithm, overrides).
+ONLINE_AGENTS: dict[str, tuple[str, dict[str, Any]]] = {"sac": ("cql", SAC_OVERRIDES)}
 
 
 @dataclass

@@ -49,6 +49,31 @@ def test_key_covers_the_resolved_agent_preset_not_its_name(monkeypatch: pytest.M
     assert dataset_key(without_defaults, SIMULATOR) == key
 
 
+def test_sac_agent_is_the_registered_cql_with_the_online_sac_settings() -> None:
+    from marl_rec.algos.cql import CQL, CQLConfig
+    from marl_rec.algos.online import SAC_OVERRIDES
+
+    sac = {**ONLINE, "agent": "sac"}
+    config = resolved_pipeline(sac)["agent_config"]
+    expected = dataclasses.replace(CQLConfig.rec(), **SAC_OVERRIDES)
+    assert config == json.loads(json.dumps(dataclasses.asdict(expected)))
+    assert config["cql_alpha"] == 0.0 and config["backup_entropy"] is True
+    # a pipeline's own overrides win over the fixed settings
+    assert resolved_pipeline({**sac, "agent_overrides": {"actor_lr": 1e-3}})["agent_config"]["actor_lr"] == 1e-3
+    assert dataset_key(sac, SIMULATOR) != dataset_key(ONLINE, SIMULATOR)
+    data = build_dataset({**sac, "online_steps": 8, "start_steps": 1}, lambda: instantiate(SIMULATOR), instantiate, 0)
+    assert isinstance(pipelines._online_agent(sac, 8, 4, 0), CQL) and len(data) > 0
+    assert data.metadata["algorithm"] == "cql"
+
+
+def test_fujimoto_pipelines_train_online_sac() -> None:
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "data"
+    for name in ("final_buffer", "concurrent", "imitation"):
+        assert OmegaConf.load(conf / f"{name}.yaml").agent == "sac", name
+
+
 def test_key_covers_behaviour_defaults_simulator_and_format_version(monkeypatch: pytest.MonkeyPatch) -> None:
     key = dataset_key(EXPERT, SIMULATOR)
     assert resolved_pipeline(EXPERT)["behaviour"]["base"]["foresight"] == 1.0  # the default, written out

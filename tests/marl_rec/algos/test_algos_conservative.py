@@ -51,7 +51,8 @@ def test_cql_config_rejects_bad_field(field, value):
 
 
 @pytest.mark.parametrize("field, value", [("dropout", 0.0), ("dropout", 1.0), ("beta", 0.0),
-                                          ("num_dropout_samples", 1), ("weight_clip", -1.0), ("phi", 2.0)])
+                                          ("num_dropout_samples", 1), ("weight_clip", -1.0), ("phi", 2.0),
+                                          ("vae_output", "sigmoid")])
 def test_uwac_config_rejects_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
         UWACConfig(**{field: value})

@@ -208,11 +208,20 @@ def test_td3_target_smoothing_clipped_double_q_and_delayed_actor() -> None:
 # --------------------------------------------------------------------------- BCQ and UWAC
 
 
-def vae_loss_by_hand(vae, batch: Batch, noise: torch.Tensor, kl_weight: float, m: float) -> torch.Tensor:
+def decoder_by_hand(vae, obs: torch.Tensor, z: torch.Tensor, m: float, output: str) -> torch.Tensor:
+    """m·tanh(MLP(s, z)) (Fujimoto's), or the unbounded m·MLP(s, z) (d3rlpy's linear output)."""
+    if output == "tanh":
+        return m * torch.tanh(vae.decoder[:-1](torch.cat([obs, z], -1)))
+    assert isinstance(vae.decoder[-1], torch.nn.Linear)
+    return m * vae.decoder(torch.cat([obs, z], -1))
+
+
+def vae_loss_by_hand(vae, batch: Batch, noise: torch.Tensor, kl_weight: float, m: float,
+                     output: str = "tanh") -> torch.Tensor:
     h = torch.relu(vae.encoder(torch.cat([batch.observations, batch.actions], -1)))
     mean, log_std = vae.mean(h), vae.log_std(h).clamp(-4.0, 15.0)
     z = mean + log_std.exp() * noise
-    reconstruction = m * torch.tanh(vae.decoder[:-1](torch.cat([batch.observations, z], -1)))
+    reconstruction = decoder_by_hand(vae, batch.observations, z, m, output)  # not clipped: the loss sees it all
     kl = kl_divergence(Normal(mean, log_std.exp()), Normal(torch.zeros_like(mean), torch.ones_like(mean)))
     return ((reconstruction - batch.actions) ** 2).mean() + kl_weight * kl.mean()
 
@@ -223,11 +232,12 @@ def perturb_by_hand(actor, obs, action, phi: float, m: float) -> torch.Tensor:
     return torch.clamp(action + phi * m * torch.tanh(raw), -m, m)
 
 
-def test_bcq_vae_lambda_clipped_double_q_target_and_perturbation_bound() -> None:
+@pytest.mark.parametrize("vae_output", ["tanh", "linear"])
+def test_bcq_vae_lambda_clipped_double_q_target_and_perturbation_bound(vae_output: str) -> None:
     m, n, lmbda, phi = 2.0, 4, 0.75, 0.3
     spec = ActionSpec("continuous", dim=2, low=-m, high=m)
     config = BCQConfig(vae_hidden=(6, 5), latent_dim=3, actor_hidden=(5,), critic_hidden=(5,), phi=phi, lmbda=lmbda,
-                       num_sampled_actions=n, gamma=GAMMA, tau=0.1, kl_weight=0.5)
+                       num_sampled_actions=n, gamma=GAMMA, tau=0.1, kl_weight=0.5, vae_output=vae_output)
     algo = BCQ(OBS, spec, config, seed=4)
     batch = make_batch(3, low=-m, high=m)
     vae0, actor0, critic0 = frozen(algo.vae), frozen(algo.actor), frozen(algo.critic)
@@ -239,7 +249,12 @@ def test_bcq_vae_lambda_clipped_double_q_target_and_perturbation_bound() -> None
     metrics = algo.update(batch)
 
     # 1. VAE: reconstruction MSE + kl_weight · mean KL(N(μ, σ²) ‖ N(0, I))
-    assert_close(metrics["vae_loss"], vae_loss_by_hand(vae0, batch, torch.randn((B, 3), generator=g), 0.5, m))
+    assert_close(metrics["vae_loss"], vae_loss_by_hand(vae0, batch, torch.randn((B, 3), generator=g), 0.5, m,
+                                                       vae_output))
+    # proposals are the decoder's output clipped to the box (a no-op for tanh)
+    far = torch.full((5, 3), 40.0) * torch.tensor([[1.0], [-1.0], [0.5], [-0.5], [0.0]])
+    s5 = batch.observations[:1].expand(5, -1)
+    assert torch.equal(algo.vae.decode(s5, far), decoder_by_hand(algo.vae, s5, far, m, vae_output).clamp(-m, m))
     # 2. target: r + γ(1−d) max_j [λ min(Q1', Q2') + (1−λ) max(Q1', Q2')](s', ξ'(s', G(s', z_j))), z clipped to ±0.5
     latent = torch.randn((B * n, 3), generator=g).clamp(-0.5, 0.5)
     y = []
