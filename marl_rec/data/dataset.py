@@ -49,6 +49,9 @@ from marl_rec.contracts import ActionSpec, Batch
 REQUIRED_COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals",
                     "truncations", "episode_starts")
 OPTIONAL_COLUMNS = ("behaviour_log_probs", "reward_components")
+# the columns whose values (not only structure) validate() checks
+_VALUE_CHECKED = ("observations", "actions", "rewards", "next_observations", "behaviour_log_probs",
+                  "reward_components")
 _CHUNK_BYTES = 1 << 26  # finiteness is checked in ~64 MiB blocks so memory-mapped columns stay lazy
 
 
@@ -83,8 +86,13 @@ class OfflineDataset:
         self.validate()
 
     # ------------------------------------------------------------ validation
-    def validate(self) -> None:
-        """Raise ValueError naming the first column that is malformed."""
+    def validate(self, check_values: bool = True) -> None:
+        """Raise ValueError naming the first column that is malformed.
+
+        ``check_values=False`` checks only the structure (lengths, shapes, dtypes, episode
+        boundaries), not the values (NaN/inf, discrete actions in range): for a dataset made of
+        columns whose values were already checked (:meth:`concatenate`). A full check records
+        which column objects it checked (:meth:`_values_checked`)."""
         n = len(self.rewards) if np.ndim(self.rewards) == 1 else -1
         if n < 0:
             raise ValueError(f"column 'rewards' must be 1-D, got shape {np.shape(self.rewards)}")
@@ -113,7 +121,7 @@ class OfflineDataset:
             if self.actions.ndim != 1 or not np.issubdtype(self.actions.dtype, np.integer):
                 raise ValueError(f"column 'actions' must be 1-D integers for discrete actions, got "
                                  f"{self.actions.dtype} {self.actions.shape}")
-            if self.actions.min() < 0 or self.actions.max() >= spec.num_actions:
+            if check_values and (self.actions.min() < 0 or self.actions.max() >= spec.num_actions):
                 raise ValueError(f"column 'actions' has values outside 0..{spec.num_actions - 1}")
         else:
             if self.actions.ndim != 2 or self.actions.shape[1] != spec.dim:
@@ -124,8 +132,7 @@ class OfflineDataset:
         for name in ("terminals", "truncations", "episode_starts"):
             if getattr(self, name).dtype != np.bool_:
                 raise ValueError(f"column {name!r} must be bool, got {getattr(self, name).dtype}")
-        for name in ("observations", "actions", "rewards", "next_observations",
-                     "behaviour_log_probs", "reward_components"):
+        for name in _VALUE_CHECKED if check_values else ():
             column = getattr(self, name)
             if column is not None and np.issubdtype(column.dtype, np.floating):
                 bad = first_non_finite_row(column)
@@ -145,6 +152,15 @@ class OfflineDataset:
                              f"must mark the row before each 'episode_starts'")
         if not ends[-1]:
             raise ValueError("the last transition must be terminal or truncated (column 'terminals'/'truncations')")
+        if check_values:
+            self._checked_columns = {name: getattr(self, name) for name in _VALUE_CHECKED}
+
+    def _values_checked(self) -> bool:
+        """Whether every column whose values :meth:`validate` checks is still the array object it
+        checked. (A column assigned since then is not; one written to in place still is: the
+        dataset's arrays are not frozen, and writing NaN into one is outside its contract.)"""
+        checked = self.__dict__.get("_checked_columns", {})
+        return all(name in checked and checked[name] is getattr(self, name) for name in _VALUE_CHECKED)
 
     # ---------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -263,9 +279,15 @@ class OfflineDataset:
     def concatenate(cls, datasets: Sequence[OfflineDataset]) -> OfflineDataset:
         """Episodes of all ``datasets`` one after another (e.g. ``mixed`` = random + expert).
 
-        Action spaces, observation sizes and component names must agree. An optional column
-        (behaviour log-probs, reward components) is kept only if every part has it; the
-        result's ``metadata`` lists each part's metadata under ``parts``."""
+        Action spaces, observation sizes, the other columns' widths and component names must
+        agree. An optional column (behaviour log-probs, reward components) is kept only if every
+        part has it; the result's ``metadata`` lists each part's metadata under ``parts``.
+
+        The values are not checked again (issue #19: the parallel collection's merge): each part
+        checked its own when it was built, and copying rows cannot make a value NaN or an action
+        index out of range. A part with a column assigned since it was checked is checked again
+        (:meth:`_values_checked`); the result's structure (shapes, dtypes, episode boundaries)
+        is checked as any dataset's is."""
         datasets = list(datasets)
         if not datasets:
             raise ValueError("concatenate needs at least one dataset")
@@ -275,10 +297,19 @@ class OfflineDataset:
                 raise ValueError(f"dataset {i} has action_spec {other.action_spec}, dataset 0 has {first.action_spec}")
             if other.obs_dim != first.obs_dim:
                 raise ValueError(f"dataset {i} has obs_dim {other.obs_dim}, dataset 0 has {first.obs_dim}")
+        for part in datasets:
+            if not part._values_checked():
+                part.validate()
 
         def joined(name: str) -> np.ndarray | None:
             columns = [getattr(d, name) for d in datasets]
-            return None if any(c is None for c in columns) else np.concatenate(columns)
+            if any(c is None for c in columns):
+                return None
+            for i, column in enumerate(columns[1:], start=1):
+                if column.shape[1:] != columns[0].shape[1:]:
+                    raise ValueError(f"dataset {i} has column {name!r} of shape {column.shape}, dataset 0 has "
+                                     f"{columns[0].shape}: the widths must agree")
+            return np.concatenate(columns)  # (one allocation, each part copied into it once)
 
         components = joined("reward_components")
         names = list(first.component_names) if components is not None else []
@@ -286,13 +317,17 @@ class OfflineDataset:
             for i, other in enumerate(datasets[1:], start=1):
                 if list(other.component_names) != names:
                     raise ValueError(f"dataset {i} has component_names {other.component_names}, dataset 0 has {names}")
-        return cls(
+        result = cls.__new__(cls)  # not through __init__: its validation would check every value again
+        result.__dict__.update(
             observations=joined("observations"), actions=joined("actions"), rewards=joined("rewards"),
             next_observations=joined("next_observations"), terminals=joined("terminals"),
             truncations=joined("truncations"), episode_starts=joined("episode_starts"),
             action_spec=first.action_spec, behaviour_log_probs=joined("behaviour_log_probs"),
             reward_components=components, component_names=names,
             metadata={"parts": [dict(d.metadata) for d in datasets]})
+        result.validate(check_values=False)
+        result._checked_columns = {name: getattr(result, name) for name in _VALUE_CHECKED}
+        return result
 
     def summary(self) -> dict[str, Any]:
         """Plain-Python statistics (JSON-serialisable) for logs and reports."""

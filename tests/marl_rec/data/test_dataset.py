@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ import marl_rec.data.storage as storage
 from marl_rec.contracts import ActionSpec
 from marl_rec.data import OfflineDataset, TensorSampler, collect, from_d3rlpy, to_d3rlpy
 from offline_data import COLUMNS, assert_same, make_dataset
+
+original_first_non_finite_row = dataset_module.first_non_finite_row
 
 torch.set_num_threads(1)
 
@@ -331,6 +334,54 @@ def test_concatenate() -> None:
         OfflineDataset.concatenate([a, make_dataset(obs_dim=4)])
     b.component_names = ["like", "watch"]
     with pytest.raises(ValueError, match="component_names"):
+        OfflineDataset.concatenate([a, b])
+
+
+def _concatenated_through_init(datasets: list[OfflineDataset]) -> OfflineDataset:
+    """What concatenate returned before issue #19: np.concatenate per column, built (and every
+    value checked) through __init__."""
+    def joined(name: str) -> np.ndarray | None:
+        columns = [getattr(d, name) for d in datasets]
+        return None if any(c is None for c in columns) else np.concatenate(columns)
+
+    return OfflineDataset(**{name: joined(name) for name in COLUMNS}, action_spec=datasets[0].action_spec,
+                          component_names=list(datasets[0].component_names),
+                          metadata={"parts": [d.metadata for d in datasets]})
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_concatenate_without_rechecking_values_gives_the_same_dataset(discrete: bool) -> None:
+    parts = [make_dataset(seed=0, discrete=discrete), make_dataset(seed=1, lengths=(2, 6), discrete=discrete),
+             make_dataset(seed=2, lengths=(1,), discrete=discrete)]
+    parts[2].observations = parts[2].observations.astype(np.float64)  # np.concatenate's dtype: float64
+    joined = OfflineDataset.concatenate(parts)
+    assert_same(joined, _concatenated_through_init(parts))
+    assert joined.observations.dtype == np.float64 and joined._values_checked()
+    # a part that came back from a worker (pickled, arrays out of band) is still a checked one
+    buffers: list = []
+    shipped = pickle.loads(pickle.dumps(parts[0], protocol=5, buffer_callback=buffers.append), buffers=buffers)
+    assert shipped._values_checked()
+
+
+def test_concatenate_checks_what_joining_can_break(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = make_dataset(seed=0), make_dataset(seed=1)
+    scans = []
+    monkeypatch.setattr(dataset_module, "first_non_finite_row",
+                        lambda column: scans.append(column) or original_first_non_finite_row(column))
+    OfflineDataset.concatenate([a, b])
+    assert scans == []  # the parts' values were checked when they were built: not scanned again
+    b.reward_components = b.reward_components[:, :1].copy()  # widths disagree (no names to compare)
+    b.component_names = []
+    with pytest.raises(ValueError, match="dataset 1 has column 'reward_components' of shape \\(13, 1\\)"):
+        OfflineDataset.concatenate([a, b])
+    b = make_dataset(seed=1)
+    b.rewards = np.where(np.arange(len(b)) == 3, np.nan, b.rewards).astype(np.float32)  # assigned after its check
+    with pytest.raises(ValueError, match="column 'rewards' contains NaN or infinite values \\(first at row 3\\)"):
+        OfflineDataset.concatenate([a, b])
+    b = make_dataset(seed=1)
+    b.truncations = np.zeros(len(b), bool)  # a part whose episode boundaries broke since its check
+    b.terminals = np.zeros(len(b), bool)
+    with pytest.raises(ValueError, match="episode boundaries|last transition"):
         OfflineDataset.concatenate([a, b])
 
 
