@@ -38,7 +38,7 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from marl_rec.envs.render import RENDER_FPS, RENDER_MODES, RequestRecorder
-from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator
+from marl_rec.envs.simulator import NUM_TASKS, SimulatorConfig, UserSimulator, all_finite
 
 AGENT = "recommender"
 
@@ -58,7 +58,7 @@ def validate_action(action: Any, space: gymnasium.spaces.Box, name: str = AGENT)
         raise ValueError(f"action for {name!r} is not numeric: {action!r}") from error
     if array.shape != space.shape:
         raise ValueError(f"action for {name!r} must have shape {space.shape}, got {array.shape}")
-    if not np.isfinite(array).all():
+    if not all_finite(array):
         raise ValueError(f"action for {name!r} contains NaN or infinite values: {array}")
     return np.maximum(np.minimum(array, space.high), space.low)[None, :]
 
@@ -133,11 +133,12 @@ class FusionRankingEnv(ParallelEnv):
         action = validate_action(actions[AGENT], self.action_spaces[AGENT])
         self._recorder.before_step(action)
         result = self.sim.step(action)
-        self._recorder.after_step(result, {AGENT: float(result.reward[0])})
+        reward = float(result.reward[0])
+        self._recorder.after_step(result, {AGENT: reward})
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         if terminated or truncated:
             self.agents = []
-        return ({AGENT: result.observation[0]}, {AGENT: float(result.reward[0])},
+        return ({AGENT: result.observation[0]}, {AGENT: reward},
                 {AGENT: terminated}, {AGENT: truncated}, {AGENT: _info(result)})
 
     def render(self) -> str | np.ndarray | None:

@@ -254,6 +254,14 @@ def observation_names(config: SimulatorConfig) -> list[str]:
                "satisfaction_signal"])
 
 
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every entry of ``array`` is finite (no NaN or inf). Small arrays (one user's action)
+    are checked as Python floats: a numpy reduction costs more than the check there."""
+    if array.size <= 64:
+        return all(map(math.isfinite, array.ravel().tolist()))
+    return bool(np.isfinite(array).all())
+
+
 def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Logistic function in three in-place passes (``out`` may be ``x`` itself)."""
     return _reciprocal_one_plus_exp(np.negative(x, out=out))
@@ -398,6 +406,9 @@ class UserSimulator:
         self._examination = 1.0 / (1.0 + c.position_decay * np.arange(c.slate_size))
         self._rate_scale = 1.0 / np.array([c.slate_size] * 3 + [c.slate_size * c.max_duration])
         self._negative_rate_scale = 1.0 / c.slate_size
+        self._rate_scale_list = self._rate_scale.tolist()  # the one-user path's Python floats
+        # the one-user path's ranking weights, negated (the click's stays -1; see _step_one)
+        self._negative_weights_one = np.full(NUM_PREDICTIONS, -1.0, dtype=np.float32)
         self.batch_size = 0
         self.rng: np.random.Generator | None = None
         self.state: dict[str, np.ndarray] = {}
@@ -745,7 +756,7 @@ class UserSimulator:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (b, ACTION_DIM):
             raise ValueError(f"action must have shape ({b}, {ACTION_DIM}), got {action.shape}")
-        if not np.isfinite(action).all():
+        if not all_finite(action):
             raise ValueError("action contains NaN or infinite values")
         if b == 1 and self._single_user_path and ad_slot is None and not s["done"][0]:
             return self._step_one(action)
@@ -891,7 +902,7 @@ class UserSimulator:
     def _retrieve_one(self) -> None:
         c, rng, s, cand = self.config, self.rng, self.state, self._cand
         t, k = c.num_topics, c.num_candidates
-        cdf = np.cumsum(0.4 * s["profile"][0] + 0.3 * s["recent_topics"][0])
+        cdf = (0.4 * s["profile"][0] + 0.3 * s["recent_topics"][0]).cumsum()
         cdf += self._uniform_cdf
         cdf /= cdf[-1]
         topics = np.minimum(cdf.searchsorted(rng.random(k), side="right"), t - 1)
@@ -902,28 +913,31 @@ class UserSimulator:
         table += s["long_term"][0] * (0.4 * t)
         table -= 1.0
         np.minimum(table, 3.0, out=table)
-        table -= s["boredom"][0]
-        table = table.astype(np.float32)
-        relevance = table[topics]
-        logits = self._item_logits[items]
+        # the last pass in float64, written to float32: table.astype(float32) after the subtraction
+        table = np.subtract(table, s["boredom"][0], out=np.empty(t, np.float32))
+        relevance = table.take(topics)
+        logits = self._item_logits.take(items, axis=0)
         logits += relevance[:, None] * self._relevance_coef  # = (table[:, None] · coef)[topics], bit for bit
-        utility = self._item_clickbait[items]
+        utility = self._item_clickbait.take(items)
         utility *= np.float32(-s["clickbait_sensitivity"][0])
-        utility += self._item_utility[items]
+        utility += self._item_utility.take(items)
         utility += np.float32(0.4) * relevance
-        logits[:, 4] = utility * np.float32(-c.negative_utility_slope) + np.float32(c.negative_intercept)
+        negative_logit = np.multiply(utility, np.float32(-c.negative_utility_slope), out=logits[:, 4])
+        negative_logit += np.float32(c.negative_intercept)
         # sigmoid(logits + noise · z) with the sigmoid's negation folded into the first two passes:
         # z · (-noise) - logits is -(z · noise + logits) bit for bit (rounding is symmetric)
         pred = rng.standard_normal((k, NUM_PREDICTIONS), dtype=np.float32)
         pred *= np.float32(-c.prediction_noise)
         pred -= logits
         _reciprocal_one_plus_exp(pred)
-        duration = self._item_duration_fraction[items]
+        duration = self._item_duration_fraction.take(items)
         pred[:, 3] *= duration
         cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
         cand["pred"], cand["duration"], cand["utility"] = pred[None], duration[None], utility[None]
         ads = rng.integers(0, self.world.ad_topic.size, c.num_ad_candidates)
-        ad_logit = table[self._ad_topic[ads]] * np.float32(0.8) + self._ad_logit_base[ads]
+        ad_logit = table.take(self._ad_topic.take(ads))
+        ad_logit *= np.float32(0.8)
+        ad_logit += self._ad_logit_base.take(ads)
         ad_pred = rng.standard_normal(c.num_ad_candidates, dtype=np.float32)
         ad_pred *= np.float32(-c.prediction_noise)
         ad_pred -= ad_logit
@@ -937,58 +951,71 @@ class UserSimulator:
         """``step`` for a batch of one live user without an ad (``action``: validated (1, ACTION_DIM))."""
         c, w, rng, s, cand = self.config, self.world, self.rng, self.state, self._cand
         k = c.slate_size
-        weights = self.fusion_weights(action).astype(np.float32)
-        np.negative(weights, out=weights)
-        slate = np.argsort(np.matmul(cand["log_pred"], weights[:, :, None])[0, :, 0])[:k]
-        items = cand["items"][0, slate]
-        p = _sigmoid(cand["logits"][0, slate])
-        p[:, 3] *= cand["duration"][0, slate]
-        utility = cand["utility"][0, slate]
+        # rank's float32 weights, negated: (-1, -10 ** a_like, -10 ** a_share, -10 ** a_watch, 10 ** a_negative)
+        weights = self._negative_weights_one
+        np.power(FUSION_WEIGHT_BASE, np.maximum(np.minimum(action[0], 1.0), -1.0), out=weights[1:])
+        np.negative(weights[1:NUM_TASKS], out=weights[1:NUM_TASKS])
+        slate = (cand["log_pred"][0] @ weights).argsort()[:k]
+        items = cand["items"][0].take(slate)
+        p = cand["logits"][0].take(slate, axis=0)
+        _sigmoid(p, out=p)
+        p[:, 3] *= cand["duration"][0].take(slate)
+        utility = cand["utility"][0].take(slate)
+        # responses as in step (click, then like and share given the click; negative feedback on an
+        # examined impression), compared as Python floats: the same float64 comparisons
         draws = rng.random(4 * k + 1)
-        responses = draws[:3 * k].reshape(k, 3) < p[:, :3] * self._click_examination
-        negative_count = float(np.count_nonzero(draws[3 * k:4 * k] < p[:, 4] * self._examination))
-        click = responses[:, 0]
-        responses[:, 1:] &= click[:, None]
-        components = np.empty((1, NUM_TASKS))
-        components[0, :3] = responses.sum(0)
-        components[0, 3] = np.einsum("k,k->", p[:, 3], click) * c.max_duration
+        u = draws.tolist()
+        thresholds = (p[:, :3] * self._click_examination).tolist()  # float32 products, as in step
+        negative_thresholds = (p[:, 4] * self._examination).tolist()
+        click_list, likes, shares = [], 0, 0
+        for j, (p_click, p_like, p_share) in enumerate(thresholds):
+            clicked = u[3 * j] < p_click
+            click_list.append(clicked)
+            if clicked:
+                likes += u[3 * j + 1] < p_like
+                shares += u[3 * j + 2] < p_share
+        negative_count = float(sum(x < y for x, y in zip(u[3 * k:4 * k], negative_thresholds)))
+        click = np.array(click_list)
+        n_clicks = float(sum(click_list))
+        watch = float(np.einsum("k,k->", p[:, 3], click) * c.max_duration)
+        components = np.array([[n_clicks, float(likes), float(shares), watch]])
         reward = components @ self._reward_weights
         consumed = float(np.einsum("k,k->", utility, click, dtype=np.float64))
 
-        n_clicks = components[0, 0]
         any_click = n_clicks > 0
         delta = c.satisfaction_gain * consumed - (c.no_click_penalty * (not any_click) + c.satisfaction_decay)
-        sat = min(max(s["satisfaction"][0] + delta, 0.0), 1.0)
+        sat = min(max(float(s["satisfaction"][0]) + delta, 0.0), 1.0)
         s["satisfaction"][0] = sat
-        clicked = np.bincount(cand["topics"][0, slate], weights=click, minlength=c.num_topics)
-        clicked /= max(n_clicks, 1.0)
-        if any_click:
+        boredom = s["boredom"][0]
+        boredom *= c.boredom_decay
+        if any_click:  # (with no click every term below adds zero)
+            clicked = np.bincount(cand["topics"][0].take(slate), weights=click, minlength=c.num_topics)
+            clicked /= n_clicks
             short = s["short_term"][0]
             short += (np.einsum("t,tu->u", clicked, w.topic_transition) - short) * c.interest_drift
             recent = s["recent_topics"][0]
             recent += (clicked - recent) * 0.3
-        boredom = s["boredom"][0]
-        boredom *= c.boredom_decay
-        boredom += clicked * c.boredom_gain
-        last = s["last"][0]
-        last[:NUM_TASKS] = components[0] * self._rate_scale
-        last[NUM_TASKS] = negative_count * self._negative_rate_scale
-        ema = s["ema"][0]
-        ema *= 0.7
-        ema += 0.3 * last
+            boredom += clicked * c.boredom_gain
+        # the rates and their moving averages as Python floats: the same float64 operations
+        last = [n_clicks * self._rate_scale_list[0], likes * self._rate_scale_list[1],
+                shares * self._rate_scale_list[2], watch * self._rate_scale_list[3],
+                negative_count * self._negative_rate_scale]
+        s["last"][0] = last
+        s["ema"][0] = [e * 0.7 + 0.3 * x for e, x in zip(s["ema"][0].tolist(), last)]
         s["session_engagement"][0] += reward[0]
-        signal = s["satisfaction_signal"][0] * 0.5 + 0.5 * (
+        signal = float(s["satisfaction_signal"][0]) * 0.5 + 0.5 * (
             sat + c.satisfaction_signal_noise * rng.standard_normal())
         s["satisfaction_signal"][0] = signal
-        s["request"][0] += 1
+        request = int(s["request"][0]) + 1
+        s["request"][0] = request
 
         hazard = 1.0 / (1.0 + math.exp(-c.leave_slope * (c.leave_threshold - sat)))
-        p_leave = (c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - s["patience"][0])
-        terminated = draws[-1] < p_leave
-        truncated = not terminated and s["request"][0] >= c.max_requests
+        p_leave = (c.base_leave + (1 - c.base_leave) * hazard) * (1.5 - float(s["patience"][0]))
+        terminated = u[-1] < p_leave
+        truncated = not terminated and request >= c.max_requests
         return_probability = 0.0
         if terminated or truncated:
-            lifetime = 0.7 * s["lifetime_satisfaction"][0] + 0.3 * sat
+            lifetime = 0.7 * float(s["lifetime_satisfaction"][0]) + 0.3 * sat
             s["lifetime_satisfaction"][0] = lifetime
             return_probability = 1.0 / (1.0 + math.exp(-c.return_slope * (lifetime - c.return_threshold)))
             s["done"][0] = True
@@ -1001,11 +1028,11 @@ class UserSimulator:
             "ad_shown": np.zeros(1, dtype=bool),
             "ad_click": np.zeros(1, dtype=bool),
             "ad_revenue": np.zeros(1),
-            "ad_id": np.full(1, -1, dtype=np.int64),
+            "ad_id": np.array([-1], dtype=np.int64),
             "slate_items": items[None],
             "clicks": click[None],
             "return_probability": np.array([return_probability]),
-            "active": np.ones(1, dtype=bool),
+            "active": np.array([True]),
         }
         return StepResult(self.observe(), reward, np.array([terminated]), np.array([truncated]), info)
 
@@ -1039,8 +1066,28 @@ class UserSimulator:
         built (by this method, :meth:`reset` or :meth:`step`), and :meth:`reset_users` and
         :meth:`start_new_sessions` rebuild only the rows of the users they change: state written
         from outside the simulator shows in their result only after a call of this method."""
+        if self.batch_size == 1 and self._single_user_path:
+            observation = self._observation_one()
+            self._obs[0] = observation
+            return observation[None]
         self._write_observation(None)
         return self._obs.copy()
+
+    def _observation_one(self) -> np.ndarray:
+        """``_write_observation`` for a batch of one user: the (obs_dim,) row in one concatenation
+        (each numpy call costs more than its work here), the scalars as Python floats."""
+        c, s, cand = self.config, self.state, self._cand
+        parts = [s["profile"][0], s["recent_topics"][0], s["ema"][0], s["last"][0], cand["pred_mean"][0]]
+        if c.num_observed_candidates:
+            pred = cand["pred"][0]
+            order = np.negative(pred[:, 0]).argsort()[:c.num_observed_candidates]
+            parts.append(pred.take(order, axis=0).ravel())
+        parts.append([float(s["request"][0]) * (1.0 / c.max_requests), float(s["ad_load"][0]),
+                      float(s["session_index"][0]) * 0.1, float(s["session_engagement"][0]) * (1.0 / c.max_requests),
+                      float(s["satisfaction_signal"][0])])
+        observation = np.concatenate(parts, dtype=np.float32, casting="same_kind")
+        np.maximum(observation, 0.0, out=observation)
+        return np.minimum(observation, 1.0, out=observation)
 
     def _observe_rows(self, index: np.ndarray) -> np.ndarray:
         """The observation after the users in ``index`` changed: their rows rebuilt, the others
