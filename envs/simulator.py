@@ -413,6 +413,7 @@ class UserSimulator:
         self.rng: np.random.Generator | None = None
         self.state: dict[str, np.ndarray] = {}
         self._cand: dict[str, np.ndarray] = {}
+        self._pending_ads = None
         self._single_user_path = True  # B = 1 takes the lean path (False: the batched one; tests)
         # The user-independent part of each item's true logits, linear in the item's quality q
         # and clickbait cb; relevance enters through _relevance_coef. One row per task:
@@ -485,6 +486,7 @@ class UserSimulator:
         self.state = self._sample_users(b)
         self._buffers: dict[str, np.ndarray] = {}
         self._cand = self._empty_candidates(b)
+        self._pending_ads: tuple[np.ndarray, np.ndarray] | None = None  # see _retrieve_one
         self._cand_true: np.ndarray | None = None
         # the last observation built, kept by the simulator (callers get copies): replacing a few
         # users rebuilds only their rows
@@ -663,8 +665,12 @@ class UserSimulator:
     cand_utility = property(lambda self: self._cand["utility"],
                             doc="(B, C) true utility of each candidate for its user (evaluation only)")
     cand_ads = property(lambda self: self._cand["ads"], doc="(B, num_ad_candidates) this request's ad candidates' ids")
-    cand_ad_pred = property(lambda self: self._cand["ad_pred"],
-                            doc="(B, num_ad_candidates) their predicted ad-click probabilities (p̂, the auction's)")
+
+    @property
+    def cand_ad_pred(self) -> np.ndarray:
+        """(B, num_ad_candidates) their predicted ad-click probabilities (p̂, the auction's)"""
+        self._finish_ads_one()
+        return self._cand["ad_pred"]
 
     @property
     def cand_true(self) -> np.ndarray:
@@ -681,7 +687,7 @@ class UserSimulator:
         """(B, num_ad_candidates) float32 in [0, 1]: bid × p̂(ad click) of this request's ad
         candidates — what the ad auction ranks by — best first, divided by the largest bid of
         the inventory (the advertiser's observation of the ads it could serve)."""
-        value = self.world.ad_bid[self._cand["ads"]] * self._cand["ad_pred"]
+        value = self.world.ad_bid[self._cand["ads"]] * self.cand_ad_pred
         value.sort(axis=1)
         return (value[:, ::-1] * self._inverse_max_bid).astype(np.float32)
 
@@ -934,18 +940,28 @@ class UserSimulator:
         pred[:, 3] *= duration
         cand["items"], cand["topics"], cand["logits"] = items[None], topics[None], logits[None]
         cand["pred"], cand["duration"], cand["utility"] = pred[None], duration[None], utility[None]
-        ads = rng.integers(0, self.world.ad_topic.size, c.num_ad_candidates)
-        ad_logit = table.take(self._ad_topic.take(ads))
-        ad_logit *= np.float32(0.8)
-        ad_logit += self._ad_logit_base.take(ads)
-        ad_pred = rng.standard_normal(c.num_ad_candidates, dtype=np.float32)
-        ad_pred *= np.float32(-c.prediction_noise)
-        ad_pred -= ad_logit
-        cand["ads"], cand["ad_logit"] = ads[None], ad_logit[None]
-        cand["ad_pred"] = _reciprocal_one_plus_exp(ad_pred)[None]
+        # the ad auction's retrieval: its draws now (the stream's order), its predictions when they
+        # are first read (_finish_ads_one): the env without an ad slot never reads them
+        cand["ads"] = rng.integers(0, self.world.ad_topic.size, c.num_ad_candidates)[None]
+        self._pending_ads = (table, rng.standard_normal(c.num_ad_candidates, dtype=np.float32))
         cand["log_pred"] = np.log(pred + self._log_priors)[None]
         cand["pred_mean"] = np.einsum("ck->k", pred)[None] * np.float32(1.0 / k)
         self._cand_true = None
+
+    def _finish_ads_one(self) -> None:
+        """The ad candidates' true logits and predictions that ``_retrieve_one`` left pending
+        (the arithmetic of ``_retrieve`` on its draws); called before they are read."""
+        if self._pending_ads is None:
+            return
+        (table, ad_pred), self._pending_ads = self._pending_ads, None
+        ads = self._cand["ads"][0]
+        ad_logit = table.take(self._ad_topic.take(ads))
+        ad_logit *= np.float32(0.8)
+        ad_logit += self._ad_logit_base.take(ads)
+        ad_pred *= np.float32(-self.config.prediction_noise)
+        ad_pred -= ad_logit
+        self._cand["ad_logit"] = ad_logit[None]
+        self._cand["ad_pred"] = _reciprocal_one_plus_exp(ad_pred)[None]
 
     def _step_one(self, action: np.ndarray) -> StepResult:
         """``step`` for a batch of one live user without an ad (``action``: validated (1, ACTION_DIM))."""
@@ -1043,6 +1059,7 @@ class UserSimulator:
         ad clicks and revenue."""
         c, w, rng = self.config, self.world, self.rng
         b = self.batch_size
+        self._finish_ads_one()
         index = np.flatnonzero(has_ad)
         ads, logit = self._cand["ads"][index], self._cand["ad_logit"][index].astype(np.float64)
         best = np.argmax(w.ad_bid[ads] * self._cand["ad_pred"][index], axis=1)

@@ -58,6 +58,7 @@ def assert_identical(new: list[np.ndarray], old: list[np.ndarray]) -> None:
     (SimulatorConfig.legacy(), 64, 12, True, True),  # summary-only observation
     (SimulatorConfig(), 7, 40, True, True),  # a small batch: ziggurat normals, binary search
     (SimulatorConfig(), 1, 300, False, True),  # the lean one-user path
+    (SimulatorConfig(), 1, 60, True, True),  # one user with ads: the lean retrieval, its pending ad predictions
     (SimulatorConfig(), 1, 60, True, False),  # one user on the batched path
 ])
 def test_current_simulator_matches_the_frozen_reference(config, batch, steps, ads, lean):
