@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.ope.behaviour import BehaviourConfig, BehaviourModel, fit_behaviour_policy
 from marl_rec.ope.fqe import FittedQ, FQEConfig, fit_fqe
+
+T = TypeVar("T")
 
 
 class MissingBehaviourLogProbs(ValueError):
@@ -28,8 +31,10 @@ class OPEContext:
     * behaviour log-probabilities: the dataset's column if present, else the log-density of
       ``behaviour`` (a fitted :class:`BehaviourModel`, or a :class:`BehaviourConfig` to fit
       one on first use); with neither, the IS family raises :class:`MissingBehaviourLogProbs`;
-    * FQE models per (policy, config), so FQE, conservative FQE and DR fit each once.
-      The cache holds the policy object by identity: call :meth:`clear_policy_cache` when a
+    * FQE models per (policy, config), so FQE, conservative FQE and DR fit each once;
+    * tables the estimators compute over the whole dataset for a policy (:meth:`policy_table`),
+      e.g. DR's and WDR's Q̂(s_t, a_t) and V̂(s_t) of one FQE model, so each is computed once.
+      The caches hold the policy object by identity: call :meth:`clear_policy_cache` when a
       policy's parameters change (the :class:`~marl_rec.ope.evaluator.OPEEvaluator` does).
     """
 
@@ -58,6 +63,7 @@ class OPEContext:
         self.num_episodes, self.horizon = len(bounds), int((bounds[:, 1] - bounds[:, 0]).max())
         self._behaviour_log_probs: np.ndarray | None = None
         self._fitted: dict[tuple[int, FQEConfig], tuple[Any, FittedQ]] = {}
+        self._tables: dict[tuple[int, Hashable], tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------ behaviour
     @property
@@ -89,17 +95,34 @@ class OPEContext:
         return out
 
     # ---------------------------------------------------------------- FQE
+    @staticmethod
+    def fit_key(config: FQEConfig) -> FQEConfig:
+        """What identifies the FQE model that ``config`` fits: the interval settings do not
+        change the fit, so models (and the tables computed with them) are shared across them."""
+        return replace(config, num_bootstrap=1, confidence=0.95, name="")
+
     def fitted_q(self, policy: Any, config: FQEConfig) -> FittedQ:
         """The FQE model of ``policy`` under ``config``, fitted on first request."""
-        # the interval settings do not change the fit: models are shared across them
-        key = (id(policy), replace(config, num_bootstrap=1, confidence=0.95, name=""))
+        key = (id(policy), self.fit_key(config))
         if key not in self._fitted:
             self._fitted[key] = (policy, fit_fqe(self.dataset, policy, self.gamma, config))
         return self._fitted[key][1]
 
+    def policy_table(self, policy: Any, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` for ``policy`` (by identity) and ``key``, computed on first request and
+        then returned as is (the caller must not modify it). ``key`` must name everything the
+        table depends on besides the policy and this dataset (e.g. ``fit_key`` of the FQE config
+        and the smoothing of the target), and ``compute`` must not depend on state that earlier
+        estimators change (a policy's own random stream): the cache may then skip the call."""
+        full_key = (id(policy), key)
+        if full_key not in self._tables:
+            self._tables[full_key] = (policy, compute())
+        return self._tables[full_key][1]
+
     def clear_policy_cache(self) -> None:
-        """Forget the fitted FQE models (their policies may have changed)."""
+        """Forget the fitted FQE models and the policies' tables (their policies may have changed)."""
         self._fitted.clear()
+        self._tables.clear()
 
 
 __all__ = ["OPEContext"]

@@ -40,7 +40,7 @@ import numpy as np
 
 from marl_rec.ope.estimate import Estimate, bootstrap_replicates, check_confidence, percentile_estimate
 from marl_rec.ope.fqe import FQEConfig
-from marl_rec.ope.policy import as_stochastic_target
+from marl_rec.ope.policy import EpsilonGreedyPolicy, GaussianSmoothedPolicy, StochasticTarget, as_stochastic_target
 
 if TYPE_CHECKING:
     from marl_rec.ope.context import OPEContext
@@ -227,10 +227,26 @@ def _check_smoothing(config: Any) -> None:
     check_confidence(config.confidence)
 
 
-def _log_ratios(context: OPEContext, target: Any) -> np.ndarray:
+def _reproducible(target: StochasticTarget) -> bool:
+    """Whether ``target``'s densities and samples depend only on its policy's deterministic
+    action and the generator passed in (the smoothings), not on the policy's own random stream
+    (a natively stochastic policy): only such tables may be cached in the context, since
+    computing one again would otherwise give other values."""
+    return isinstance(target, (GaussianSmoothedPolicy, EpsilonGreedyPolicy))
+
+
+def _log_ratios(context: OPEContext, policy: Any, target: StochasticTarget, config: Any) -> np.ndarray:
+    """(N,) log π(a_t|s_t) - log μ(a_t|s_t) over the dataset; computed once per context for a
+    smoothed target (the IS family and DR/WDR with the same smoothing share it)."""
     data = context.dataset
     behaviour = context.behaviour_log_probs  # raises a clear error when unavailable
-    return target.log_prob(data.observations, data.actions) - behaviour
+
+    def compute() -> np.ndarray:
+        return target.log_prob(data.observations, data.actions) - behaviour
+
+    if not _reproducible(target):
+        return compute()
+    return context.policy_table(policy, ("log_ratios", config.bandwidth, config.epsilon), compute)
 
 
 class ImportanceSamplingEstimator:
@@ -243,7 +259,7 @@ class ImportanceSamplingEstimator:
     def estimate(self, context: OPEContext, policy: Any) -> Estimate:
         c = self.config
         target = as_stochastic_target(policy, context.dataset.action_spec, c.bandwidth, c.epsilon)
-        arrays = EpisodeArrays(context.pad(context.dataset.rewards), context.pad(_log_ratios(context, target)))
+        arrays = EpisodeArrays(context.pad(context.dataset.rewards), context.pad(_log_ratios(context, policy, target, c)))
         out = importance_estimate(c.kind, arrays, context.gamma, c.num_bootstrap, c.confidence,
                                   np.random.default_rng(c.seed))
         out.estimator = self.name
@@ -264,13 +280,27 @@ class DoublyRobustEstimator:
         c, data = self.config, context.dataset
         spec = data.action_spec
         target = as_stochastic_target(policy, spec, c.bandwidth, c.epsilon)
-        log_ratios = _log_ratios(context, target)
+        log_ratios = _log_ratios(context, policy, target, c)
         fitted = context.fitted_q(policy, c.fqe)
-        q_logged = fitted.q_values(data.observations, data.actions)  # (K, N), one row per critic
+        # Q̂(s_t, a_t) and V̂(s_t) over the dataset are the same for DR and WDR of one FQE model
+        # and smoothing: the context computes each once (an OPE pass with both computed them twice)
+        fit = context.fit_key(c.fqe)
+        q_logged = context.policy_table(  # (K, N), one row per critic
+            policy, ("q_logged", fit), lambda: fitted.q_values(data.observations, data.actions))
         rng = np.random.default_rng(c.seed)
-        table = target.probs(data.observations) if spec.discrete else target.sample(
-            data.observations, c.num_value_samples, rng)
-        v_target = fitted.state_values(data.observations, table)
+
+        def state_values() -> tuple[np.ndarray, dict[str, Any]]:
+            """(K, N) V̂, and the generator's state after its draws (the bootstrap draws next)."""
+            table = target.probs(data.observations) if spec.discrete else target.sample(
+                data.observations, c.num_value_samples, rng)
+            return fitted.state_values(data.observations, table), rng.bit_generator.state
+
+        if _reproducible(target):
+            v_target, after = context.policy_table(
+                policy, ("v_target", fit, c.bandwidth, c.epsilon, c.num_value_samples, c.seed), state_values)
+            rng.bit_generator.state = after  # as if this call had drawn the samples: the same bootstrap
+        else:
+            v_target, _ = state_values()
         rewards, ratios = context.pad(data.rewards), context.pad(log_ratios)
         arrays = EpisodeArrays(rewards, ratios, context.pad(q_logged.mean(0)), context.pad(v_target.mean(0)))
         refits = ([EpisodeArrays(rewards, ratios, context.pad(q), context.pad(v)) for q, v in zip(q_logged, v_target)]
