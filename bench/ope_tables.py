@@ -1,21 +1,23 @@
-"""CPU time of an OPE pass with and without the context's shared tables (DR and WDR's Q̂(s_t, a_t)
-and V̂(s_t), and the log importance ratios, computed once per policy, model and smoothing).
+"""CPU time of an OPE pass with and without the context's shared tables: DR's and WDR's Q̂(s_t, a_t)
+and V̂(s_t), the log importance ratios, and a deterministic policy's actions at the dataset's states
+(which FQE's fits, the smoothed targets and FQE's value all ask for), each computed once.
 
-    nice -n 19 .venv/bin/python bench/ope_tables.py                     # 20,000 transitions, 3 rounds
-    nice -n 19 .venv/bin/python bench/ope_tables.py --transitions 50000 --algo td3
+    nice -n 19 .venv/bin/python bench/ope_tables.py                     # ~41,000 transitions, 2 rounds
+    nice -n 19 .venv/bin/python bench/ope_tables.py --algo td3 --rounds 1
 
 The estimators are the headline study's final OPE (``conf/ope/default.yaml`` with the overrides
-of ``conf/experiment/fusion_offline.yaml``: fqe, wdr, cfqe, FQE of 128 x 128 critics, 3,000
-updates), and two larger passes on the same FQE model: ``+ dr`` (DR beside WDR) and ``all``
-(also the IS family, as ``conf/ope/all.yaml`` runs it). The policy is the deployed (deterministic)
-view of an untrained ``--algo`` of the ``rec`` preset (its cost per action is what matters here),
-the data the ``expert`` pipeline in the default world. The FQE models are fitted once (their CPU
-time printed) and shared by every pass: both variants fit the same models, once per context.
-Each round times every pass with the tables cached (``after``) and recomputed by every estimator
-(``before``, a context whose ``policy_table`` always computes: the code before the cache), in
-alternating order, in CPU time (``time.process_time``); the estimates are checked to be equal bit
-for bit. Prints, per pass, the medians without the fits and the ratio of the whole pass
-(fits included): (fits + before) / (fits + after).
+of ``conf/experiment/fusion_offline.yaml``: fqe, wdr, cfqe; FQE of 128 x 128 critics, 3,000
+updates), then ``dr`` (the same FQE model) and the IS family (``conf/ope/all.yaml``'s set), run
+in that order on a fresh context, FQE fits included; the CPU time of each estimator is recorded,
+so the first three are the headline pass, the first four ``+ dr`` and all of them ``all`` (a pass
+of the first k estimators computes exactly what they compute here). The policy is the deployed
+(deterministic) view of an untrained ``--algo`` of the ``rec`` preset (its cost per action is what
+matters here), the data the ``expert`` pipeline in the default world (``--transitions`` on 1,024
+users: every started session is kept, so at least ~41,000). Each round runs the pass with the
+tables shared (``after``) and recomputed by every estimator (``before``, a context whose
+``policy_table`` always computes: the code before the cache), in alternating order, in CPU time
+(``time.process_time``); the estimates are checked to be equal bit for bit. Prints the medians
+over rounds and their ratio before / after.
 """
 
 from __future__ import annotations
@@ -59,31 +61,35 @@ def headline_estimators() -> dict[str, Any]:
     return dict(node.estimators)
 
 
-def passes() -> dict[str, dict[str, Any]]:
+def estimators() -> dict[str, Any]:
+    """The headline's final OPE, then DR on its model and the IS family, in the order they run."""
     headline = headline_estimators()
+    assert list(headline) == ["fqe", "wdr", "cfqe"], list(headline)
     dr = OmegaConf.merge(headline["wdr"], {"config": {"weighted": False}})
-    same_fqe = headline["wdr"].config.fqe
     family = {kind: OmegaConf.create({"_target_": "marl_rec.ope.ImportanceSamplingEstimator",
                                       "config": {"_target_": "marl_rec.ope.ImportanceConfig", "kind": kind}})
               for kind in ("is", "wis", "pdis", "wpdis")}
-    assert OmegaConf.to_container(dr.config.fqe) == OmegaConf.to_container(same_fqe)
-    nodes = {"headline (fqe, wdr, cfqe)": headline,
-             "+ dr": {**headline, "dr": dr},
-             "all (+ dr, is, wis, pdis, wpdis)": {**headline, "dr": dr, **family}}
-    return {name: {key: instantiate(node) for key, node in estimators.items()} for name, estimators in nodes.items()}
+    return {name: instantiate(node) for name, node in {**headline, "dr": dr, **family}.items()}
 
 
-def run_pass(context: OPEContext, estimators: dict[str, Any], policy: Any) -> tuple[float, dict[str, Any]]:
-    start = time.process_time()
-    out = {name: estimator.estimate(context, policy).to_dict() for name, estimator in estimators.items()}
-    return time.process_time() - start, out
+PASSES = {"headline (fqe, wdr, cfqe)": 3, "+ dr": 4, "all (+ is, wis, pdis, wpdis)": 8}  # first k estimators
+
+
+def run_pass(context: OPEContext, estimators: dict[str, Any], policy: Any) -> tuple[list[float], dict[str, Any]]:
+    """Each estimator's CPU seconds, in order, and its estimate."""
+    seconds, out = [], {}
+    for name, estimator in estimators.items():
+        start = time.process_time()
+        out[name] = estimator.estimate(context, policy).to_dict()
+        seconds.append(time.process_time() - start)
+    return seconds, out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--algo", default="bcq")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -92,38 +98,27 @@ def main() -> None:
     algorithm = make_algorithm(args.algo, data.obs_dim, ActionSpec("continuous", dim=data.actions.shape[1]),
                                preset="rec", seed=0)
     policy = DeterministicView(algorithm)
-    all_passes = passes()
-    fitted = OPEContext(data, GAMMA)
-    start = time.process_time()
-    for estimator in all_passes["headline (fqe, wdr, cfqe)"].values():  # fqe/wdr's model and cfqe's
-        fitted.fitted_q(policy, estimator.config.fqe if hasattr(estimator.config, "fqe") else estimator.config)
-    fit_cpu = time.process_time() - start
-
-    def context(cls: type[OPEContext]) -> OPEContext:
-        made = cls(data, GAMMA)
-        made._fitted = dict(fitted._fitted)  # the same fitted models (what both variants fit, once each)
-        return made
-
-    cpu: dict[str, dict[str, list[float]]] = {name: {"before": [], "after": []} for name in all_passes}
+    chain = estimators()
+    cpu: dict[str, list[list[float]]] = {"before": [], "after": []}
     for index in range(args.rounds):
-        for name, estimators in all_passes.items():
-            results = {}
-            for variant in (("before", "after") if index % 2 == 0 else ("after", "before")):
-                cls = RecomputingContext if variant == "before" else OPEContext
-                seconds, results[variant] = run_pass(context(cls), estimators, policy)
-                cpu[name][variant].append(seconds)
-            np.testing.assert_equal(results["before"], results["after"])  # bit for bit
-    print(f"{len(data):,} transitions, {args.algo} (rec preset), {args.rounds} interleaved rounds, CPU time; "
-          f"fitting the FQE models (shared): {fit_cpu:.2f} s")
+        results = {}
+        for variant in (("before", "after") if index % 2 == 0 else ("after", "before")):
+            cls = RecomputingContext if variant == "before" else OPEContext
+            seconds, results[variant] = run_pass(cls(data, GAMMA), chain, policy)
+            cpu[variant].append(seconds)
+        np.testing.assert_equal(results["before"], results["after"])  # bit for bit
+    print(f"{len(data):,} transitions, {args.algo} (rec preset), {args.rounds} interleaved rounds, CPU time "
+          f"(medians over rounds), FQE fits included:")
     summary: dict[str, Any] = {"transitions": len(data), "algo": args.algo, "rounds": args.rounds,
-                               "fit_cpu": fit_cpu, "passes": {}}
-    for name, times in cpu.items():
-        before, after = statistics.median(times["before"]), statistics.median(times["after"])
-        ratio = (fit_cpu + before) / (fit_cpu + after)
-        print(f"  {name:34s} without the fits: before {before:6.2f} s, after {after:6.2f} s "
-              f"({before / after:.2f}x); whole pass {ratio:.3f}x")
-        summary["passes"][name] = {**times, "before_median": before, "after_median": after,
-                                   "ratio_without_fits": before / after, "ratio_whole_pass": ratio}
+                               "estimators": list(chain), "cpu_per_estimator": cpu, "passes": {}}
+    for name, k in PASSES.items():
+        before = statistics.median(sum(seconds[:k]) for seconds in cpu["before"])
+        after = statistics.median(sum(seconds[:k]) for seconds in cpu["after"])
+        print(f"  {name:30s} before {before:6.1f} s, after {after:6.1f} s: {before / after:.3f}x")
+        summary["passes"][name] = {"before": before, "after": after, "ratio": before / after}
+    for variant in ("before", "after"):
+        per = {name: round(statistics.median(s[i] for s in cpu[variant]), 2) for i, name in enumerate(chain)}
+        print(f"  per estimator, {variant}: {per}")
     if args.json is not None:
         write_json(args.json, summary)
 

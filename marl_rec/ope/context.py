@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ import numpy as np
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.ope.behaviour import BehaviourConfig, BehaviourModel, fit_behaviour_policy
 from marl_rec.ope.fqe import FittedQ, FQEConfig, fit_fqe
+from marl_rec.ope.policy import ActionMemo, is_stochastic
 
 T = TypeVar("T")
 
@@ -33,7 +35,8 @@ class OPEContext:
       one on first use); with neither, the IS family raises :class:`MissingBehaviourLogProbs`;
     * FQE models per (policy, config), so FQE, conservative FQE and DR fit each once;
     * tables the estimators compute over the whole dataset for a policy (:meth:`policy_table`),
-      e.g. DR's and WDR's Q̂(s_t, a_t) and V̂(s_t) of one FQE model, so each is computed once.
+      e.g. DR's and WDR's Q̂(s_t, a_t) and V̂(s_t) of one FQE model, or a deterministic policy's
+      actions at the dataset's states (:meth:`acting`), so each is computed once.
       The caches hold the policy object by identity: call :meth:`clear_policy_cache` when a
       policy's parameters change (the :class:`~marl_rec.ope.evaluator.OPEEvaluator` does).
     """
@@ -105,8 +108,19 @@ class OPEContext:
         """The FQE model of ``policy`` under ``config``, fitted on first request."""
         key = (id(policy), self.fit_key(config))
         if key not in self._fitted:
-            self._fitted[key] = (policy, fit_fqe(self.dataset, policy, self.gamma, config))
+            self._fitted[key] = (policy, fit_fqe(self.dataset, self.acting(policy), self.gamma, config))
         return self._fitted[key][1]
+
+    def acting(self, policy: Any) -> Any:
+        """``policy`` for the estimators to act with: a deterministic one as an :class:`ActionMemo`
+        whose actions at the dataset's observations, next observations and the initial
+        observations are computed once (in :meth:`policy_table`); a stochastic one as it is."""
+        if is_stochastic(policy):
+            return policy
+        return ActionMemo(policy, {"observations": self.dataset.observations,
+                                   "next_observations": self.dataset.next_observations,
+                                   "initial_observations": self.initial_observations},
+                          functools.partial(self.policy_table, policy))
 
     def policy_table(self, policy: Any, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()`` for ``policy`` (by identity) and ``key``, computed on first request and

@@ -316,7 +316,7 @@ class FQEEstimator:
 
     def estimate(self, context: OPEContext, policy: Any) -> Estimate:
         fitted = context.fitted_q(policy, self.config)
-        return fqe_estimate(fitted, policy, context.initial_observations, self.config)
+        return fqe_estimate(fitted, context.acting(policy), context.initial_observations, self.config)
 
     def __repr__(self) -> str:
         return f"FQEEstimator({self.config})"

@@ -40,7 +40,8 @@ import numpy as np
 
 from marl_rec.ope.estimate import Estimate, bootstrap_replicates, check_confidence, percentile_estimate
 from marl_rec.ope.fqe import FQEConfig
-from marl_rec.ope.policy import EpsilonGreedyPolicy, GaussianSmoothedPolicy, StochasticTarget, as_stochastic_target
+from marl_rec.ope.policy import (EpsilonGreedyPolicy, GaussianSmoothedPolicy, StochasticTarget,
+                                 as_stochastic_target)
 
 if TYPE_CHECKING:
     from marl_rec.ope.context import OPEContext
@@ -258,7 +259,7 @@ class ImportanceSamplingEstimator:
 
     def estimate(self, context: OPEContext, policy: Any) -> Estimate:
         c = self.config
-        target = as_stochastic_target(policy, context.dataset.action_spec, c.bandwidth, c.epsilon)
+        target = as_stochastic_target(context.acting(policy), context.dataset.action_spec, c.bandwidth, c.epsilon)
         arrays = EpisodeArrays(context.pad(context.dataset.rewards), context.pad(_log_ratios(context, policy, target, c)))
         out = importance_estimate(c.kind, arrays, context.gamma, c.num_bootstrap, c.confidence,
                                   np.random.default_rng(c.seed))
@@ -279,7 +280,7 @@ class DoublyRobustEstimator:
     def estimate(self, context: OPEContext, policy: Any) -> Estimate:
         c, data = self.config, context.dataset
         spec = data.action_spec
-        target = as_stochastic_target(policy, spec, c.bandwidth, c.epsilon)
+        target = as_stochastic_target(context.acting(policy), spec, c.bandwidth, c.epsilon)
         log_ratios = _log_ratios(context, policy, target, c)
         fitted = context.fitted_q(policy, c.fqe)
         # Q̂(s_t, a_t) and V̂(s_t) over the dataset are the same for DR and WDR of one FQE model

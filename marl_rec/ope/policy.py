@@ -23,6 +23,7 @@ FQE evaluates the policy itself (deterministic targets stay deterministic there)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -47,6 +48,10 @@ def act_batched(policy: Any, obs: np.ndarray, action_spec: ActionSpec, determini
     """
     if not hasattr(policy, "act"):
         raise TypeError(f"a target policy needs an act(obs, deterministic) method; got {type(policy).__name__}")
+    if deterministic and isinstance(policy, ActionMemo):
+        known = policy.known_actions(obs, action_spec)
+        if known is not None:
+            return known
     obs = np.asarray(obs, dtype=np.float32)
     parts = [np.asarray(policy.act(obs[i:i + _ACT_CHUNK], deterministic=deterministic))
              for i in range(0, len(obs), _ACT_CHUNK)]
@@ -66,6 +71,33 @@ def act_batched(policy: Any, obs: np.ndarray, action_spec: ActionSpec, determini
     if not np.all(np.isfinite(actions)):
         raise ValueError("policy.act returned NaN or infinite actions")
     return np.clip(actions.astype(np.float64), action_spec.low, action_spec.high)
+
+
+class ActionMemo:
+    """A deterministic policy (no ``log_prob``) whose actions at some state arrays are computed
+    once: :func:`act_batched` on one of ``states`` (that very array object, e.g. a dataset's
+    column) returns them from ``remember(key, compute)`` (an :class:`~marl_rec.ope.OPEContext`'s
+    ``policy_table`` for the policy), as a copy; other states go to the policy. FQE's fits, the
+    smoothed targets of IS and DR and FQE's value all ask for the policy's action at the
+    dataset's states: one OPE pass computes each once. The arrays must not be modified while the
+    memo is in use, and ``policy.act(obs, deterministic=True)`` must be a function of ``obs``."""
+
+    def __init__(self, policy: Any, states: dict[str, np.ndarray],
+                 remember: Callable[[Hashable, Callable[[], np.ndarray]], np.ndarray]) -> None:
+        if is_stochastic(policy):
+            raise ValueError("ActionMemo is for deterministic policies; this one has log_prob")
+        self.policy, self.states, self.remember = policy, states, remember
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.policy.act(obs, deterministic=deterministic)
+
+    def known_actions(self, obs: np.ndarray, action_spec: ActionSpec) -> np.ndarray | None:
+        """The policy's actions at ``obs`` if it is one of ``states`` (else None)."""
+        for name, states in self.states.items():
+            if obs is states:
+                return self.remember(("actions", name, action_spec),
+                                     lambda: act_batched(self.policy, obs, action_spec)).copy()
+        return None
 
 
 def is_stochastic(policy: Any) -> bool:
@@ -220,6 +252,6 @@ def action_table(policy: Any, obs: np.ndarray, action_spec: ActionSpec, num_samp
     return act_batched(policy, obs, action_spec)[None]
 
 
-__all__ = ["Policy", "StochasticTarget", "GaussianSmoothedPolicy", "EpsilonGreedyPolicy",
+__all__ = ["Policy", "ActionMemo", "StochasticTarget", "GaussianSmoothedPolicy", "EpsilonGreedyPolicy",
            "NativeStochasticPolicy", "DeterministicView", "as_stochastic_target", "action_table",
            "act_batched", "is_stochastic"]

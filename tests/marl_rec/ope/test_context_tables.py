@@ -9,12 +9,30 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from ope_mdp import (
+    DeterministicContinuous,
+    DeterministicTabular,
+    GaussianBehaviour,
+    TabularPolicy,
+    rollout,
+)
 
-from marl_rec.ope import (DoublyRobustConfig, DoublyRobustEstimator, FQEConfig, FQEEstimator, ImportanceConfig,
-                          ImportanceSamplingEstimator, OPEContext)
+from marl_rec.ope import (
+    DoublyRobustConfig,
+    DoublyRobustEstimator,
+    FQEConfig,
+    FQEEstimator,
+    ImportanceConfig,
+    ImportanceSamplingEstimator,
+    OPEContext,
+)
 from marl_rec.ope.fqe import FittedQ
-from marl_rec.ope.policy import EpsilonGreedyPolicy, GaussianSmoothedPolicy, NativeStochasticPolicy
-from ope_mdp import DeterministicContinuous, DeterministicTabular, GaussianBehaviour, TabularPolicy, rollout
+from marl_rec.ope.policy import (
+    ActionMemo,
+    EpsilonGreedyPolicy,
+    GaussianSmoothedPolicy,
+    NativeStochasticPolicy,
+)
 
 torch.set_num_threads(1)
 GAMMA = 0.9
@@ -30,6 +48,8 @@ def _data(continuous: bool):
 
 def _estimators(fqe: FQEConfig) -> dict:
     return {"fqe": FQEEstimator(fqe),
+            # its own fit, which acts at the logged states and next states too
+            "cfqe": FQEEstimator(FQEConfig(**{**fqe.__dict__, "conservative_weight": 0.03})),
             "dr": DoublyRobustEstimator(DoublyRobustConfig(fqe=fqe, num_bootstrap=50)),
             # other interval settings, the same model: shares the tables
             "wdr": DoublyRobustEstimator(DoublyRobustConfig(weighted=True, fqe=fqe, num_bootstrap=70,
@@ -48,7 +68,9 @@ def test_estimates_on_a_shared_context_are_those_of_a_context_each(continuous, e
     together = {name: e.estimate(shared, policy).to_dict() for name, e in _estimators(fqe).items()}
     alone = {name: e.estimate(OPEContext(data, GAMMA), policy).to_dict() for name, e in _estimators(fqe).items()}
     np.testing.assert_equal(together, alone)  # every figure bit for bit (NaN equal to NaN)
-    assert len(shared._tables) == 3  # Q̂, V̂ and the log-ratios, once each
+    kinds = Counter(key[1][0] for key in shared._tables)
+    # Q̂, V̂, the log-ratios once each; the policy's actions at the states, next states, start states
+    assert kinds == {"q_logged": 1, "v_target": 1, "log_ratios": 1, "actions": 3}
 
 
 def _counting(monkeypatch, counts: Counter, cls, method: str, rows_of) -> None:
@@ -97,4 +119,27 @@ def test_a_natively_stochastic_policys_tables_are_not_cached(monkeypatch):
     estimators["dr"].estimate(context, policy)
     estimators["wdr"].estimate(context, policy)
     assert counts[("state_values", len(data))] == 2 and counts[("log_prob", len(data))] == 2
-    assert len(context._tables) == 1  # Q̂ at the logged actions only: it does not sample
+    assert [key[1][0] for key in context._tables] == ["q_logged"]  # Q̂ at the logged actions: no sampling
+
+
+class CountingPolicy(DeterministicContinuous):
+    def __init__(self, b) -> None:
+        super().__init__(b)
+        self.rows = 0
+
+    def act(self, obs, deterministic=True):
+        self.rows += len(obs)
+        return super().act(obs, deterministic)
+
+
+def test_a_pass_asks_a_deterministic_policy_for_its_action_at_each_state_once():
+    """FQE's and conservative FQE's fits (next states; states for the penalty), WDR's smoothing
+    (states, twice: density and samples) and the values at the start states: once each."""
+    data = _data(continuous=True)
+    policy = CountingPolicy([0.4, -0.2, 0.1])
+    context = OPEContext(data, GAMMA)
+    for name in ("fqe", "cfqe", "wdr"):
+        _estimators(TINY_FQE)[name].estimate(context, policy)
+    assert policy.rows == 2 * len(data) + len(context.initial_observations)
+    with pytest.raises(ValueError, match="ActionMemo is for deterministic policies"):
+        ActionMemo(GaussianBehaviour([0.0, 0.0, 0.0], 0.3), {}, lambda key, compute: compute())
