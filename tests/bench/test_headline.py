@@ -1,0 +1,111 @@
+"""bench/headline.py: the headline table and issue #16's bars are computed from the runs as stated
+(seed statistics, margins against the best constant and the behaviour policy, TD3's
+overestimation, the imitation dataset's distinct actions), the reference rows come from the
+runs' own A/B test, and the committed table is the one generated from the committed JSON."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_SPEC = importlib.util.spec_from_file_location("headline", ROOT / "bench" / "headline.py")
+headline = importlib.util.module_from_spec(_SPEC)
+sys.modules["headline"] = headline
+_SPEC.loader.exec_module(headline)
+
+
+def write_run(root: Path, algo: str, data: str, seed: int, true_return: float, behaviour: float,
+              q: float = 50.0, value: float = 50.0) -> None:
+    folder = root / f"{data}_{algo}_seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({
+        "status": "completed", "algo": algo, "data": data, "seed": seed, "true_return": true_return,
+        "behaviour_return": behaviour, "q_estimate": q, "true_value": value}))
+
+
+def rows_of(tmp_path: Path, spec: list[tuple]) -> dict:
+    for args in spec:
+        write_run(tmp_path, *args)
+    return headline.learner_rows(headline.scan_runs([tmp_path]).runs)
+
+
+def test_seed_statistics_use_ddof_one_and_keep_the_seeds(tmp_path: Path) -> None:
+    rows = rows_of(tmp_path, [("bcq", "random", s, r, 100.0) for s, r in enumerate([110.0, 112.0, 117.0])])
+    cell = rows["bcq"]["random"]
+    assert cell["seeds"] == [0, 1, 2]
+    assert cell["true_return"]["mean"] == pytest.approx(113.0)
+    assert cell["true_return"]["std"] == pytest.approx(np.std([110.0, 112.0, 117.0], ddof=1))
+    assert headline.cell_text(cell["true_return"]) == "113.0 ± 3.6"
+
+
+def test_a_seed_passed_twice_is_refused(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "bcq", "random", 0, 110.0, 100.0)
+    write_run(tmp_path / "b", "bcq", "random", 0, 111.0, 100.0)
+    with pytest.raises(SystemExit, match="more than once"):
+        headline.learner_rows(headline.scan_runs([tmp_path]).runs)
+
+
+def test_bars_judge_margins_against_the_seed_spread(tmp_path: Path) -> None:
+    spec = []
+    for data in headline.DATASETS:
+        for seed, noise in enumerate([-1.0, 0.0, 1.0]):
+            # BCQ: 120 ± 1 everywhere (above the constant 115 by more than its spread, above behaviour 118)
+            spec.append(("bcq", data, seed, 120.0 + noise, 118.0))
+            # CQL: 116 ± 2 — above 115 but not by more than its spread; below behaviour on every dataset
+            spec.append(("cql", data, seed, 116.0 + 2 * noise, 118.0))
+        # TD3: Q three times its true value and below behaviour on `random` only
+        for seed in range(3):
+            q = 150.0 if data == "random" else 60.0
+            spec.append(("td3", data, seed, 90.0 if data == "random" else 125.0, 118.0, q, 50.0))
+    rows = rows_of(tmp_path, spec)
+    verdict = headline.judge(rows, best_constant=115.0, imitation={"distinct": 2})
+    assert all(v["beats"] for v in verdict["above_best_constant"]["bcq"].values())
+    assert not any(v["beats"] for v in verdict["above_best_constant"]["cql"].values())
+    assert verdict["above_best_constant"]["cql"]["random"]["margin"] == pytest.approx(1.0)
+    assert verdict["above_best_constant"]["cql"]["random"]["spread"] == pytest.approx(2.0)
+    assert verdict["td3_datasets_meeting_bar"] == ["random"]
+    assert verdict["bars"] == {"bcq_cql_above_best_constant_on_3_datasets": False,
+                               "bcq_cql_at_or_above_behaviour_on_every_dataset": False,
+                               "td3_overestimates_2x_below_behaviour": True,
+                               "imitation_not_one_action": True}
+    assert not headline.judge(rows, 115.0, {"distinct": 1})["bars"]["imitation_not_one_action"]
+    # a learner missing a dataset cannot meet "every dataset"
+    del rows["cql"]["expert"]
+    rows["cql"] = {d: rows["bcq"][d] for d in rows["cql"]}
+    assert not headline.judge(rows, 115.0, None)["bars"]["bcq_cql_at_or_above_behaviour_on_every_dataset"]
+
+
+def test_distinct_actions_counts_rounded_rows(tmp_path: Path) -> None:
+    np.save(tmp_path / "actions.npy", np.array([[-1.0, 0.5], [-1.0, 0.5], [-1.0, 0.50001], [0.2, 0.1]], np.float32))
+    found = headline.distinct_actions(str(tmp_path))
+    assert found["rows"] == 4 and found["distinct"] == 2
+    assert headline.distinct_actions(str(tmp_path / "missing")) is None
+
+
+def test_reference_rows_run_the_constants_and_production_on_the_runs_users() -> None:
+    setting = {"simulator": {"_target_": "marl_rec.envs.simulator.UserSimulator",
+                             "config": {"_target_": "marl_rec.envs.simulator.SimulatorConfig", "max_requests": 4}},
+               "users_per_group": 6, "seed": 11, "gamma": 0.99}
+    calibration = {"default": {"constants": {"finalists": [{"action": [-1.0, -1.0, -1.0, 0.0]},
+                                                           {"action": [1.0, 1.0, 1.0, 1.0]}]}}}
+    first = headline.reference_rows(setting, calibration)
+    assert set(first["arms"]) == {"constant [-1.0, -1.0, -1.0, 0.0]", "constant [1.0, 1.0, 1.0, 1.0]",
+                                  "constant [0.0, 0.0, 0.0, 0.0]", "production"}
+    constants = {n: a["return"] for n, a in first["arms"].items() if n.startswith("constant")}
+    assert first["best_constant_return"] == max(constants.values())
+    assert first == headline.reference_rows(setting, calibration)  # the same users: the same numbers
+
+
+def test_committed_table_is_generated_from_the_committed_json() -> None:
+    path = ROOT / "bench" / "results" / "headline.json"
+    if not path.exists():
+        pytest.skip("bench/results/headline.json not written yet")
+    generated = headline.table(json.loads(path.read_text()))
+    for page in (ROOT / "README.md", ROOT / "bench" / "results" / "README.md"):
+        assert generated in page.read_text(), (f"{page.name}'s headline table differs from the JSON: paste the output "
+                                               "of `python bench/headline.py --table bench/results/headline.json`")
