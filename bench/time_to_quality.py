@@ -42,7 +42,9 @@ network sizes, batch size and settings, CQL without the BC warm start d3rlpy lac
 records whether the network sizes are equal (``equal_network_sizes``). With both presets, each
 algorithm's three learners (ours rec, ours paper, d3rlpy) take turns and share one d3rlpy run.
 d3rlpy's settings are matched as ``bench/d3rlpy_adapters.py`` documents (BCQ: 10 sampled
-actions, tanh decoder, batch 256; CQL: 3×256, fixed α = 5, no BC warm start).
+actions, tanh decoder — or with ``--d3rlpy-bcq-decoder linear`` d3rlpy's own linear output, and
+then ours at paper sizes too — batch 256; CQL: 3×256, fixed α = 5, no BC warm start). Ours as
+shipped (``rec``) has the linear output either way.
 """
 
 from __future__ import annotations
@@ -167,9 +169,9 @@ class Learner:
 
 
 def ours(name: str, dataset: OfflineDataset, seed: int, points: list[float], budget: float,
-         preset: str = "rec") -> Learner:
-    # at paper sizes, ours gets d3rlpy's exact config (see theirs)
-    overrides = paper_overrides(name) if preset == "paper" else {}
+         preset: str = "rec", bcq_decoder: str = "tanh") -> Learner:
+    # at paper sizes, ours gets d3rlpy's exact config (see theirs), its BCQ decoder output included
+    overrides = paper_overrides(name, bcq_decoder) if preset == "paper" else {}
     algorithm = make_algorithm(name, dataset.obs_dim, dataset.action_spec, preset=preset, seed=seed, **overrides)
     sampler, generator = TensorSampler(dataset), torch.Generator().manual_seed(seed)
     batch_size = algorithm.config.batch_size  # the preset's (a rec preset may choose its own)
@@ -181,7 +183,7 @@ def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float],
            bcq_decoder: str = "tanh") -> Learner:
     from d3rlpy_adapters import D3rlpyPolicy, make_d3rlpy
 
-    config = make_config(name, "paper", **paper_overrides(name))
+    config = make_config(name, "paper", **paper_overrides(name, bcq_decoder))
     algo = make_d3rlpy(name, config, dataset.obs_dim, dataset.action_spec.dim, bcq_decoder=bcq_decoder)
     label = f"d3rlpy {name} (paper)" if name != "bcq" or bcq_decoder == "tanh" else f"d3rlpy {name} (paper, linear decoder)"
     return Learner(label, config,
@@ -189,15 +191,18 @@ def theirs(name: str, dataset: OfflineDataset, buffer: Any, points: list[float],
                    list(points), budget)
 
 
-def paper_overrides(name: str) -> dict[str, Any]:
-    """d3rlpy's CQL has no BC warm start: its paper config is ours without one."""
-    return {"bc_warmup_updates": 0} if name == "cql" else {}
+def paper_overrides(name: str, bcq_decoder: str = "tanh") -> dict[str, Any]:
+    """d3rlpy's CQL has no BC warm start: its paper config is ours without one. BCQ's VAE output
+    (``vae_output``) is the one d3rlpy's BCQ is given (``--d3rlpy-bcq-decoder``)."""
+    if name == "cql":
+        return {"bc_warmup_updates": 0}
+    return {"vae_output": bcq_decoder} if name == "bcq" else {}
 
 
 def _settings(config: Any) -> str:
     """The fields of an algorithm config that set its cost and learning speed, as one line."""
-    keys = ("vae_hidden", "actor_hidden", "critic_hidden", "actor_lr", "critic_lr", "vae_lr", "tau", "cql_alpha",
-            "num_sampled_actions", "bc_warmup_updates", "batch_size")
+    keys = ("vae_hidden", "vae_output", "actor_hidden", "critic_hidden", "actor_lr", "critic_lr", "vae_lr", "tau",
+            "cql_alpha", "num_sampled_actions", "bc_warmup_updates", "batch_size")
     return ", ".join(f"{k}={getattr(config, k)}" for k in keys if hasattr(config, k))
 
 
@@ -385,7 +390,7 @@ def main() -> None:
     for name in args.algos:
         budgets = {"paper": args.budget, "rec": rec_budget}
         learners = [ours(name, dataset, args.seed, evaluation_points(budgets[preset], args.first_eval),
-                         budgets[preset], preset) for preset in presets]
+                         budgets[preset], preset, args.d3rlpy_bcq_decoder) for preset in presets]
         learners.append(theirs(name, dataset, buffer, points, args.budget, args.d3rlpy_bcq_decoder))
         eval_seconds += train_in_turns(learners, args.slice, evaluator, reference)
         groups[name] = learners
