@@ -274,6 +274,7 @@ def main() -> None:
     ]
     figures = [measure(name, unit, make, reference, rounds, max(1, int(40 * scale))) for name, unit, make in plan]
     baseline = baseline_ratios([
+        ("core B=1", lambda sim: core_work(1, steps(1500), simulator=sim)),
         ("core B=4096", lambda sim: core_work(4096, steps(12), simulator=sim)),
         ("core B=4096, 100 candidates", lambda sim: core_work(4096, steps(6), simulator=sim, num_candidates=100)),
         ("FusionRankingEnv (PettingZoo)", lambda sim: env_work(steps(1500), simulator=sim)),
