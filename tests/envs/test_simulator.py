@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 
 from marl_rec.envs.rollout import run_sessions
-from marl_rec.envs.simulator import (NUM_TASKS, SimulatorConfig, UserSimulator, World, observation_names,
-                            standard_normal_f32)
+from marl_rec.envs.simulator import (NUM_TASKS, SimulatorConfig, UserSimulator, World, all_finite,
+                            observation_names, standard_normal_f32)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +178,17 @@ def test_step_rejects_bad_actions(sim, bad, message):
     sim.reset(5, np.random.default_rng(0))
     with pytest.raises(ValueError, match=message):
         sim.step(bad)
+
+
+@pytest.mark.parametrize("rows", [1, 20])  # one user's action (checked as Python floats), a batch's (numpy)
+def test_all_finite_finds_any_single_bad_entry(rows):
+    values = np.zeros((rows, 4))
+    assert all_finite(values)
+    for position in (0, values.size - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            values.flat[position] = bad
+            assert not all_finite(values)
+            values.flat[position] = 0.0
 
 
 def test_step_rejects_bad_ad_slots(sim):
