@@ -149,10 +149,12 @@ def judge(rows: dict[str, dict[str, dict[str, Any]]], best_constant: float,
             "td3": td3, "td3_datasets_meeting_bar": td3_hits, "imitation_actions": imitation}
 
 
-def cell_text(stats: dict[str, float] | None) -> str:
+def cell_text(stats: dict[str, float] | None, full: int = 3) -> str:
+    """``mean ± std``; a cell with fewer than ``full`` seeds says how many it has."""
     if stats is None:
         return "–"
-    return f"{stats['mean']:.1f} ± {stats['std']:.1f}" if stats["seeds"] > 1 else f"{stats['mean']:.1f} (1 seed)"
+    text = f"{stats['mean']:.1f} ± {stats['std']:.1f}" if stats["seeds"] > 1 else f"{stats['mean']:.1f}"
+    return text if stats["seeds"] >= full else f"{text} ({stats['seeds']} seed{'s' if stats['seeds'] > 1 else ''})"
 
 
 def table(report: dict[str, Any]) -> str:
@@ -171,9 +173,10 @@ def table(report: dict[str, Any]) -> str:
         behaviour.append(f"{np.mean([c['behaviour_return']['mean'] for c in cells]):.1f}")
     lines.append("| behaviour policy | " + " | ".join(behaviour) + " |")
     ordered = [a for a in LEARNERS if a in rows] + sorted(a for a in rows if a not in LEARNERS)
+    full = max(cell["true_return"]["seeds"] for cells in rows.values() for cell in cells.values())
     for algo in ordered:
         label = LEARNERS.get(algo, f"*{algo.replace('cql[cql_alpha=', 'CQL α = ').rstrip(']')}*")
-        lines.append(f"| {label} | " + " | ".join(cell_text(rows[algo].get(d, {}).get("true_return"))
+        lines.append(f"| {label} | " + " | ".join(cell_text(rows[algo].get(d, {}).get("true_return"), full)
                                                   for d in datasets) + " |")
     return "\n".join(lines)
 

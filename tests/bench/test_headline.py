@@ -41,6 +41,8 @@ def test_seed_statistics_use_ddof_one_and_keep_the_seeds(tmp_path: Path) -> None
     assert cell["true_return"]["mean"] == pytest.approx(113.0)
     assert cell["true_return"]["std"] == pytest.approx(np.std([110.0, 112.0, 117.0], ddof=1))
     assert headline.cell_text(cell["true_return"]) == "113.0 ± 3.6"
+    assert headline.cell_text(cell["true_return"], full=4) == "113.0 ± 3.6 (3 seeds)"
+    assert headline.cell_text({"mean": 90.04, "std": 0.0, "seeds": 1}) == "90.0 (1 seed)"
 
 
 def test_a_seed_passed_twice_is_refused(tmp_path: Path) -> None:
