@@ -58,17 +58,20 @@ def learner_rows(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, dict[str,
     """{algo label: {dataset: stats of true_return, behaviour_return, Q / true value}} over seeds."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for _, metrics in runs:
-        if metrics.get("status") not in ("completed", "diverged") or "true_return" not in metrics:
-            continue
-        grouped.setdefault((metrics["algo"], metrics["data"]), []).append(metrics)
+        if metrics.get("status") in ("completed", "diverged"):
+            grouped.setdefault((metrics["algo"], metrics["data"]), []).append(metrics)
     rows: dict[str, dict[str, dict[str, Any]]] = {}
-    for (algo, data), members in sorted(grouped.items()):
-        seeds = sorted(m["seed"] for m in members)
+    for (algo, data), runs_here in sorted(grouped.items()):
+        seeds = sorted(m["seed"] for m in runs_here)
         if len(set(seeds)) != len(seeds):
             raise SystemExit(f"headline: {algo} on {data} has seed(s) {seeds} more than once: pass each sweep once")
-        cell = {"true_return": seed_stats([m["true_return"] for m in members]),
-                "behaviour_return": seed_stats([m["behaviour_return"] for m in members]),
-                "seeds": seeds}
+        # a run whose training diverged (non-finite losses) has no evaluation: counted, not averaged
+        members = [m for m in runs_here if m.get("status") == "completed" and "true_return" in m]
+        diverged = [m["seed"] for m in runs_here if m.get("status") == "diverged"]
+        cell: dict[str, Any] = {"seeds": seeds, "diverged_seeds": diverged,
+                                "behaviour_return": seed_stats([m["behaviour_return"] for m in runs_here])}
+        if members:
+            cell["true_return"] = seed_stats([m["true_return"] for m in members])
         ratios = [m["q_estimate"] / m["true_value"] for m in members
                   if m.get("q_estimate") is not None and m.get("true_value", 0) > 0]
         if ratios:
@@ -126,14 +129,19 @@ def judge(rows: dict[str, dict[str, dict[str, Any]]], best_constant: float,
     for algo in CONSERVATIVE:
         above_constant[algo], at_behaviour[algo] = {}, {}
         for data, cell in rows.get(algo, {}).items():
+            if "true_return" not in cell:  # every seed diverged: no return to compare
+                above_constant[algo][data] = {"margin": None, "spread": None, "beats": False}
+                at_behaviour[algo][data] = {"margin": None, "spread": None, "at_or_above": False}
+                continue
             mean, std = cell["true_return"]["mean"], cell["true_return"]["std"]
             above_constant[algo][data] = {"margin": mean - best_constant, "spread": std,
                                           "beats": bool(mean - best_constant > std)}
             behaviour = cell["behaviour_return"]["mean"]
             at_behaviour[algo][data] = {"margin": mean - behaviour, "spread": std, "at_or_above": bool(mean >= behaviour)}
     td3 = {data: {"q_over_true": cell.get("q_over_true", {}).get("mean"),
-                  "return": cell["true_return"]["mean"], "behaviour": cell["behaviour_return"]["mean"]}
-           for data, cell in rows.get("td3", {}).items()}
+                  "return": cell["true_return"]["mean"], "behaviour": cell["behaviour_return"]["mean"],
+                  "diverged_seeds": cell["diverged_seeds"]}
+           for data, cell in rows.get("td3", {}).items() if "true_return" in cell}
     td3_hits = [d for d, v in td3.items() if v["q_over_true"] is not None and v["q_over_true"] >= 2.0
                 and v["return"] < v["behaviour"]]
     bars = {
@@ -149,12 +157,15 @@ def judge(rows: dict[str, dict[str, dict[str, Any]]], best_constant: float,
             "td3": td3, "td3_datasets_meeting_bar": td3_hits, "imitation_actions": imitation}
 
 
-def cell_text(stats: dict[str, float] | None, full: int = 3) -> str:
-    """``mean ± std``; a cell with fewer than ``full`` seeds says how many it has."""
+def cell_text(stats: dict[str, float] | None, full: int = 3, diverged: int = 0) -> str:
+    """``mean ± std``; a cell with fewer than ``full`` seeds says how many it has, and how many
+    diverged (no return)."""
     if stats is None:
-        return "–"
+        return f"diverged ({diverged} of {diverged})" if diverged else "–"
     text = f"{stats['mean']:.1f} ± {stats['std']:.1f}" if stats["seeds"] > 1 else f"{stats['mean']:.1f}"
-    return text if stats["seeds"] >= full else f"{text} ({stats['seeds']} seed{'s' if stats['seeds'] > 1 else ''})"
+    notes = [f"{stats['seeds']} seed{'s' if stats['seeds'] > 1 else ''}"] if stats["seeds"] + diverged < full else []
+    notes += [f"+ {diverged} diverged"] if diverged else []
+    return f"{text} ({', '.join(notes)})" if notes else text
 
 
 def table(report: dict[str, Any]) -> str:
@@ -173,11 +184,12 @@ def table(report: dict[str, Any]) -> str:
         behaviour.append(f"{np.mean([c['behaviour_return']['mean'] for c in cells]):.1f}")
     lines.append("| behaviour policy | " + " | ".join(behaviour) + " |")
     ordered = [a for a in LEARNERS if a in rows] + sorted(a for a in rows if a not in LEARNERS)
-    full = max(cell["true_return"]["seeds"] for cells in rows.values() for cell in cells.values())
+    full = max(len(cell["seeds"]) for cells in rows.values() for cell in cells.values())
     for algo in ordered:
         label = LEARNERS.get(algo, f"*{algo.replace('cql[cql_alpha=', 'CQL α = ').rstrip(']')}*")
-        lines.append(f"| {label} | " + " | ".join(cell_text(rows[algo].get(d, {}).get("true_return"), full)
-                                                  for d in datasets) + " |")
+        cells = [rows[algo].get(d, {}) for d in datasets]
+        lines.append(f"| {label} | " + " | ".join(
+            cell_text(c.get("true_return"), full, len(c.get("diverged_seeds", []))) if c else "–" for c in cells) + " |")
     return "\n".join(lines)
 
 

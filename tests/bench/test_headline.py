@@ -43,6 +43,19 @@ def test_seed_statistics_use_ddof_one_and_keep_the_seeds(tmp_path: Path) -> None
     assert headline.cell_text(cell["true_return"]) == "113.0 ± 3.6"
     assert headline.cell_text(cell["true_return"], full=4) == "113.0 ± 3.6 (3 seeds)"
     assert headline.cell_text({"mean": 90.04, "std": 0.0, "seeds": 1}) == "90.0 (1 seed)"
+    assert headline.cell_text({"mean": 90.04, "std": 0.0, "seeds": 2}, diverged=1) == "90.0 ± 0.0 (+ 1 diverged)"
+    assert headline.cell_text(None, diverged=3) == "diverged (3 of 3)"
+
+
+def test_a_diverged_run_is_counted_not_averaged(tmp_path: Path) -> None:
+    write_run(tmp_path, "td3", "imitation", 0, 100.0, 106.0)
+    folder = tmp_path / "imitation_td3_seed1"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({"status": "diverged", "algo": "td3", "data": "imitation",
+                                                     "seed": 1, "behaviour_return": 106.0}))
+    cell = headline.learner_rows(headline.scan_runs([tmp_path]).runs)["td3"]["imitation"]
+    assert cell["seeds"] == [0, 1] and cell["diverged_seeds"] == [1]
+    assert cell["true_return"]["seeds"] == 1 and cell["true_return"]["mean"] == 100.0
 
 
 def test_a_seed_passed_twice_is_refused(tmp_path: Path) -> None:
