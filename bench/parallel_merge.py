@@ -13,8 +13,11 @@ the shards, free the shards (not the merged dataset, which the pipeline keeps); 
 alone, of the shards in memory. ``before`` is ``concatenate`` as it was (``np.concatenate`` per column,
 then a dataset built through ``__init__``, which checks every value for NaN/inf again);
 ``after`` is ``OfflineDataset.concatenate``. Both results are checked to be identical. Prints the
-medians and the median of the rounds' ratios (before / after); ``--json`` also writes them. Forking and joining the
-workers are the parent's too but are the same for both and not timed here.
+medians and the median of the rounds' ratios (before / after); ``--json`` also writes them.
+Then (``--whole-rounds``) the whole parent: this process's CPU time in ``build_dataset`` on 2 workers, ``before`` emulating
+the code before the change (a simulator built in the parent, which the shards never used, and the
+re-checking merge), interleaved likewise. Off by default: on a busy host it varies ~2x from
+round to round (0.54-2.62x over 7 rounds at load 5, median 0.98x), far more than the merge saves.
 """
 
 from __future__ import annotations
@@ -116,10 +119,31 @@ def merge_cpu(merge: Callable[[list[OfflineDataset]], OfflineDataset], shards: l
     return seconds
 
 
+def whole_parent_cpu(transitions: int, before: bool) -> float:
+    """CPU seconds of this process in ``build_dataset`` on 2 workers (forking, waiting, receiving,
+    merging; the workers' own time is not this process's). ``before``: as the code was before
+    issue #19's change, a simulator built here that the shards do not use, and the merge that
+    checks every value again."""
+    spec = {**EXPERT, "num_transitions": transitions, "num_workers": 2}
+    concatenate = OfflineDataset.__dict__["concatenate"]  # the classmethod itself, to put back
+    gc.collect()
+    start = time.process_time()
+    if before:
+        instantiate(SIMULATOR)
+        OfflineDataset.concatenate = staticmethod(concatenate_before)  # what build_dataset calls
+    try:
+        marl_rec.pipelines.build_dataset(spec, lambda: instantiate(SIMULATOR), instantiate, 0)
+    finally:
+        OfflineDataset.concatenate = concatenate
+    return time.process_time() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--transitions", type=int, default=120_000)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--whole-rounds", type=int, default=0,
+                        help="rounds of the whole parent (build_dataset on 2 workers, before/after; for a quiet host)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     shards = logged_shards(args.transitions)
@@ -153,6 +177,19 @@ def main() -> None:
         summary[part] = {"cpu_before": times["before"], "cpu_after": times["after"], "cpu_before_median": before,
                          "cpu_after_median": after, "ratio_median": statistics.median(ratios),
                          "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    whole: dict[str, list[float]] = {"before": [], "after": []}
+    for index in range(args.whole_rounds):
+        for name in (("before", "after") if index % 2 == 0 else ("after", "before")):
+            whole[name].append(whole_parent_cpu(args.transitions, name == "before"))
+    if args.whole_rounds:
+        ratios = [b / a for b, a in zip(whole["before"], whole["after"])]
+        before, after = statistics.median(whole["before"]), statistics.median(whole["after"])
+        print(f"  {'the parent in build_dataset':34s} before {1e3 * before:6.1f} ms, after {1e3 * after:6.1f} ms, "
+              f"ratio {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}), "
+              f"{args.whole_rounds} rounds")
+        summary["whole_parent"] = {"cpu_before": whole["before"], "cpu_after": whole["after"],
+                                   "cpu_before_median": before, "cpu_after_median": after,
+                                   "ratio_median": statistics.median(ratios)}
     if args.json is not None:
         write_json(args.json, summary)
 

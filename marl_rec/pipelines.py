@@ -242,12 +242,14 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
     data depend on the seed and the number of workers (so a dataset's cache key includes it
     when it is not 1), not on the machine."""
     spec = _with_defaults(spec)
-    sim = sim_factory()
     rng = np.random.default_rng(seed)
     kind = spec.get("kind")
     n = int(spec["num_transitions"])
     users = int(spec["batch_users"])
     workers = check_num_workers(spec.get("num_workers", 1), "data.num_workers")
+    sharded = kind in ("policy", "mixture") and workers > 1
+    # the shards build their own simulators: none here (serial work before the fork, issue #19)
+    sim = None if sharded else sim_factory()
     meta = {"pipeline": spec.get("name"), "seed": seed}
     if workers > 1 and kind not in ("policy", "mixture"):
         raise ValueError(f"data.num_workers > 1 needs data.kind 'policy' or 'mixture' (an online agent learns "
@@ -266,7 +268,7 @@ def build_dataset(spec: dict[str, Any], sim_factory: Callable[[], Any], instanti
         logged.metadata.update(meta)
         return logged
 
-    if kind in ("policy", "mixture") and workers > 1:
+    if sharded:
         shards = np.random.SeedSequence(seed).spawn(workers)
         shares = [n // workers + (index < n % workers) for index in range(workers)]
         shard_users = -(-users // workers)  # as many sessions at a time as one process would run
