@@ -193,6 +193,17 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def q_table(report: dict[str, Any]) -> str:
+    """Q estimate / true discounted value per learner and dataset, mean over the seeds that have it."""
+    rows = report["learners"]
+    datasets = [d for d in DATASETS if any(d in cells for cells in rows.values())]
+    lines = ["| learner | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for algo in [a for a in LEARNERS if a in rows]:
+        cells = [rows[algo].get(d, {}).get("q_over_true") for d in datasets]
+        lines.append(f"| {LEARNERS[algo]} | " + " | ".join(f"{c['mean']:.2f}" if c else "–" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, help="the sweeps' folders (runs/fusion_offline, ...)")
@@ -201,7 +212,8 @@ def main() -> None:
     parser.add_argument("--calibration", type=Path, default=RESULTS / "calibration.json")
     args = parser.parse_args()
     if args.table is not None:
-        print(table(json.loads(args.table.read_text())))
+        report = json.loads(args.table.read_text())
+        print(table(report) + "\n\nQ estimate / true value:\n\n" + q_table(report))
         return
     if not args.folders:
         parser.error("give the sweeps' folders (or --table REPORT)")
@@ -224,7 +236,7 @@ def main() -> None:
               "references": references, "learners": rows,
               **judge(rows, references["best_constant_return"], imitation),
               "seconds": round(time.perf_counter() - start, 1)}
-    print(table(report))
+    print(table(report) + "\n\nQ estimate / true value:\n\n" + q_table(report))
     print(json.dumps(report["bars"], indent=1))
     if args.json is not None:
         write_json(args.json, report)

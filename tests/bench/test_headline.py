@@ -89,6 +89,9 @@ def test_bars_judge_margins_against_the_seed_spread(tmp_path: Path) -> None:
                                "td3_overestimates_2x_below_behaviour": True,
                                "imitation_not_one_action": True}
     assert not headline.judge(rows, 115.0, {"distinct": 1})["bars"]["imitation_not_one_action"]
+    q_lines = headline.q_table({"learners": rows}).splitlines()
+    assert q_lines[0] == "| learner | " + " | ".join(headline.DATASETS) + " |"
+    assert q_lines[2].startswith("| TD3 | 1.20 | 1.20 | 1.20 | 3.00 |")
     # a learner missing a dataset cannot meet "every dataset"
     del rows["cql"]["expert"]
     rows["cql"] = {d: rows["bcq"][d] for d in rows["cql"]}
@@ -120,7 +123,10 @@ def test_committed_table_is_generated_from_the_committed_json() -> None:
     path = ROOT / "bench" / "results" / "headline.json"
     if not path.exists():
         pytest.skip("bench/results/headline.json not written yet")
-    generated = headline.table(json.loads(path.read_text()))
-    for page in (ROOT / "README.md", ROOT / "bench" / "results" / "README.md"):
-        assert generated in page.read_text(), (f"{page.name}'s headline table differs from the JSON: paste the output "
-                                               "of `python bench/headline.py --table bench/results/headline.json`")
+    report = json.loads(path.read_text())
+    for page, tables in ((ROOT / "README.md", [headline.table(report)]),
+                         (ROOT / "bench" / "results" / "README.md", [headline.table(report), headline.q_table(report)])):
+        for generated in tables:
+            assert generated in page.read_text(), (
+                f"{page.name}'s headline tables differ from the JSON: paste the output of "
+                "`python bench/headline.py --table bench/results/headline.json`")
