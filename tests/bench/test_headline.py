@@ -130,3 +130,14 @@ def test_committed_table_is_generated_from_the_committed_json() -> None:
             assert generated in page.read_text(), (
                 f"{page.name}'s headline tables differ from the JSON: paste the output of "
                 "`python bench/headline.py --table bench/results/headline.json`")
+
+
+def test_behaviour_row_leaves_out_the_deploy_loops_grown_datasets(tmp_path: Path) -> None:
+    rows = rows_of(tmp_path, [("bcq", "random", 0, 110.0, 100.0), ("bcq_ee", "random", 0, 111.0, 108.0),
+                              ("cql", "random", 0, 105.0, 100.0)])
+    report = {"learners": rows, "references": {"arms": {"constant [0.0]": {"return": 101.0}},
+                                               "best_constant": "constant [0.0]", "production_return": 120.0}}
+    lines = headline.table(report).splitlines()
+    assert lines[2] == "| best constant ([0.0]) | 101.0 |" and lines[3] == "| production policy (no noise) | 120.0 |"
+    assert lines[4] == "| behaviour policy | 100.0 |"
+    assert lines[5:] == ["| BCQ | 110.0 |", "| BCQ-EE (2 deploy rounds) | 111.0 |", "| CQL (`rec` preset, α = 5) | 105.0 |"]
