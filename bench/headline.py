@@ -87,11 +87,12 @@ def evaluation_setting(run: Path) -> dict[str, Any]:
     """The simulator node and A/B settings of a run (its ``.hydra/config.yaml``)."""
     from omegaconf import OmegaConf
 
+    from marl_rec.experiments.fusion_offline import ab_test_seed
+
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     return {"simulator": OmegaConf.to_container(cfg.simulator, resolve=True),
             "users_per_group": int(cfg.evaluation.ab_users_per_group),
-            "seed": int(cfg.evaluation.seed) + 1,  # marl_rec.experiments.fusion_offline.ab_test_seed
-            "gamma": float(cfg.evaluation.gamma)}
+            "seed": ab_test_seed(cfg), "gamma": float(cfg.evaluation.gamma)}
 
 
 def reference_rows(setting: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any]:

@@ -137,3 +137,9 @@ def test_learners_take_turns_on_their_own_cpu_clock_until_each_budget_is_spent(m
     assert [h["cpu"] for h in slow.history] == pytest.approx([0, 1, 2, 3, 4])
     assert [h["return"] for h in fast.history][:2] == [100, 104]  # evaluated after 4 updates
     assert order[:4] == ["fast"] * 4 and order[4] == "slow"  # one slice (1 CPU s) each, in turn
+
+
+def test_paper_sizes_give_ours_the_decoder_output_d3rlpys_bcq_is_given() -> None:
+    for decoder in ("tanh", "linear"):
+        assert make_config("bcq", "paper", **ttq.paper_overrides("bcq", decoder)).vae_output == decoder
+    assert ttq.paper_overrides("cql", "linear") == {"bc_warmup_updates": 0}
