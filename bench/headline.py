@@ -19,6 +19,10 @@ constant by more than their seed spread (std over seeds, ddof = 1) on ≥ 3 data
 at or above the behaviour policy on every dataset (every pipeline's logging policy acts on what
 the learner observes, or on nothing); TD3's Q ≥ 2× its true value with a return below the
 behaviour policy on ≥ 1 dataset; the ``imitation`` dataset has more than one distinct action.
+Given the CQL α sweep too (``+experiment=cql_alpha``), a row "CQL (α picked per seed by
+conservative FQE)" takes, per dataset and seed, the CQL run of every α with the highest
+conservative-FQE estimate (no simulator involved), and the two BCQ/CQL bars are judged again
+with it (``..._selected_...`` in ``bars``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ DATASETS = ("final_buffer", "concurrent", "imitation", "random", "expert")
 LEARNERS = {"ddpg": "DDPG", "td3": "TD3", "bcq": "BCQ", "bcq_ee": "BCQ-EE (2 deploy rounds)",
             "bcq_re": "BCQ-RE (random exploration only)", "cql": "CQL (`rec` preset, α = 5)", "uwac": "UWAC"}
 CONSERVATIVE = ("bcq", "cql")
+# CQL with its α picked per dataset and seed by an OPE estimate among the sweep's α (needs the
+# cql_alpha sweep): conservative FQE, the estimator whose picks were nearest the best learner
+SELECTED_CQL, SELECTOR = "cql_selected", "ope_cfqe"
+LEARNERS[SELECTED_CQL] = "CQL (α picked per seed by conservative FQE)"
 # BCQ-EE/RE deploy and log again: their runs' behaviour return is that of the grown dataset, not
 # of the pipeline's logs, so the table's behaviour row leaves them out
 DEPLOY_LOOP = ("bcq_ee", "bcq_re")
@@ -81,6 +89,33 @@ def learner_rows(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, dict[str,
             cell["q_over_true"] = seed_stats(ratios)
         rows.setdefault(algo, {})[data] = cell
     return rows
+
+
+def selected_cql_cells(runs: list[tuple[Path, dict[str, Any]]], key: str = SELECTOR) -> dict[str, dict[str, Any]]:
+    """{dataset: cell} of CQL with α chosen, per dataset and seed, as the run of highest ``key``
+    among that seed's CQL runs (``cql`` and its ``cql[cql_alpha=...]`` variants) — the choice made
+    without the simulator. Only where a seed has more than one α; runs without the estimate
+    (diverged) cannot be picked. The cell records the picks."""
+    by_cell: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for _, metrics in runs:
+        if metrics["algo"] == "cql" or metrics["algo"].startswith("cql["):
+            by_cell.setdefault((metrics["data"], metrics["seed"]), []).append(metrics)
+    picked: dict[str, list[dict[str, Any]]] = {}
+    for (data, _), members in sorted(by_cell.items()):
+        scored = [m for m in members if m.get("status") == "completed" and m.get(key) is not None]
+        if len(members) > 1 and scored:
+            picked.setdefault(data, []).append(max(scored, key=lambda m: m[key]))
+    cells = {}
+    for data, picks in picked.items():
+        cells[data] = {"seeds": [m["seed"] for m in picks], "diverged_seeds": [],
+                       "behaviour_return": seed_stats([m["behaviour_return"] for m in picks]),
+                       "true_return": seed_stats([m["true_return"] for m in picks]),
+                       "picks": [m["algo"] for m in picks], "selector": key}
+        ratios = [m["q_estimate"] / m["true_value"] for m in picks
+                  if m.get("q_estimate") is not None and m.get("true_value", 0) > 0]
+        if ratios:
+            cells[data]["q_over_true"] = seed_stats(ratios)
+    return cells
 
 
 def evaluation_setting(run: Path) -> dict[str, Any]:
@@ -130,7 +165,7 @@ def judge(rows: dict[str, dict[str, dict[str, Any]]], best_constant: float,
           imitation: dict[str, Any] | None) -> dict[str, Any]:
     """Issue #16's bars on the study (see the module docstring)."""
     above_constant, at_behaviour = {}, {}
-    for algo in CONSERVATIVE:
+    for algo in CONSERVATIVE + ((SELECTED_CQL,) if SELECTED_CQL in rows else ()):
         above_constant[algo], at_behaviour[algo] = {}, {}
         for data, cell in rows.get(algo, {}).items():
             if "true_return" not in cell:  # every seed diverged: no return to compare
@@ -148,15 +183,23 @@ def judge(rows: dict[str, dict[str, dict[str, Any]]], best_constant: float,
            for data, cell in rows.get("td3", {}).items() if "true_return" in cell}
     td3_hits = [d for d, v in td3.items() if v["q_over_true"] is not None and v["q_over_true"] >= 2.0
                 and v["return"] < v["behaviour"]]
+    def above_on_3(learners: tuple[str, ...]) -> bool:
+        return all(sum(v["beats"] for v in above_constant[a].values()) >= 3 for a in learners)
+
+    def at_behaviour_everywhere(learners: tuple[str, ...]) -> bool:
+        return all(len(at_behaviour[a]) == len(DATASETS) and all(v["at_or_above"] for v in at_behaviour[a].values())
+                   for a in learners)
+
     bars = {
-        "bcq_cql_above_best_constant_on_3_datasets": all(
-            sum(v["beats"] for v in above_constant[a].values()) >= 3 for a in CONSERVATIVE),
-        "bcq_cql_at_or_above_behaviour_on_every_dataset": all(
-            len(at_behaviour[a]) == len(DATASETS) and all(v["at_or_above"] for v in at_behaviour[a].values())
-            for a in CONSERVATIVE),
+        "bcq_cql_above_best_constant_on_3_datasets": above_on_3(CONSERVATIVE),
+        "bcq_cql_at_or_above_behaviour_on_every_dataset": at_behaviour_everywhere(CONSERVATIVE),
         "td3_overestimates_2x_below_behaviour": bool(td3_hits),
         "imitation_not_one_action": imitation is not None and imitation["distinct"] > 1,
     }
+    if SELECTED_CQL in rows:  # the same two bars with CQL's α chosen by OPE
+        selected = ("bcq", SELECTED_CQL)
+        bars["bcq_cql_selected_above_best_constant_on_3_datasets"] = above_on_3(selected)
+        bars["bcq_cql_selected_at_or_above_behaviour_on_every_dataset"] = at_behaviour_everywhere(selected)
     return {"bars": bars, "above_best_constant": above_constant, "at_or_above_behaviour": at_behaviour,
             "td3": td3, "td3_datasets_meeting_bar": td3_hits, "imitation_actions": imitation}
 
@@ -226,6 +269,8 @@ def main() -> None:
     if not scan.runs:
         raise SystemExit(f"headline: no runs under {[str(f) for f in args.folders]}")
     rows = learner_rows(scan.runs)
+    if selected := selected_cql_cells(scan.runs):
+        rows[SELECTED_CQL] = selected
     settings = {json.dumps(evaluation_setting(run), sort_keys=True) for run, _ in scan.runs}
     if len(settings) != 1:
         raise SystemExit("headline: the runs were evaluated in different simulators or A/B tests; "

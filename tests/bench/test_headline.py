@@ -138,3 +138,36 @@ def test_behaviour_row_leaves_out_the_deploy_loops_grown_datasets(tmp_path: Path
     assert lines[2] == "| best constant ([0.0]) | 101.0 |" and lines[3] == "| production policy (no noise) | 120.0 |"
     assert lines[4] == "| behaviour policy | 100.0 |"
     assert lines[5:] == ["| BCQ | 110.0 |", "| BCQ-EE (2 deploy rounds) | 111.0 |", "| CQL (`rec` preset, α = 5) | 105.0 |"]
+
+
+def test_selected_cql_picks_the_alpha_of_highest_conservative_fqe_per_seed(tmp_path: Path) -> None:
+    def run(folder: str, alpha: float | None, data: str, seed: int, true: float, estimate: float | None,
+            status: str = "completed") -> None:
+        path = tmp_path / folder
+        path.mkdir()
+        metrics = {"status": status, "algo": "cql", "data": data, "seed": seed, "behaviour_return": 100.0,
+                   "true_return": true, "ope_cfqe": estimate, "q_estimate": 2 * true, "true_value": true}
+        (path / "metrics.json").write_text(json.dumps(metrics))
+        if alpha is not None:  # the sweep's runs carry their α as a Hydra override, the preset's do not
+            (path / ".hydra").mkdir()
+            (path / ".hydra" / "overrides.yaml").write_text(f"- algo.cql_alpha={alpha}\n")
+
+    run("p0", None, "random", 0, 104.0, 80.0)
+    run("a0", 1.0, "random", 0, 110.0, 85.0)      # seed 0: α = 1 has the higher estimate
+    run("p1", None, "random", 1, 106.0, 84.0)
+    run("a1", 1.0, "random", 1, 101.0, 83.0)      # seed 1: the preset's run has it
+    run("d2", 1.0, "random", 2, 0.0, None, "diverged")
+    run("p2", None, "random", 2, 103.0, 70.0)     # seed 2: the diverged α cannot be picked
+    run("e0", None, "expert", 0, 110.0, 90.0)     # one α only: nothing to select
+    runs = headline.scan_runs([tmp_path]).runs
+    cells = headline.selected_cql_cells(runs)
+    assert set(cells) == {"random"}
+    cell = cells["random"]
+    assert cell["picks"] == ["cql[cql_alpha=1.0]", "cql", "cql"] and cell["seeds"] == [0, 1, 2]
+    assert cell["true_return"]["mean"] == pytest.approx((110.0 + 106.0 + 103.0) / 3)
+    assert cell["q_over_true"]["mean"] == pytest.approx(2.0)
+    rows = headline.learner_rows(runs)
+    rows[headline.SELECTED_CQL] = cells
+    verdict = headline.judge(rows, best_constant=105.0, imitation=None)
+    assert verdict["above_best_constant"][headline.SELECTED_CQL]["random"]["margin"] == pytest.approx(1.333, abs=1e-3)
+    assert "bcq_cql_selected_at_or_above_behaviour_on_every_dataset" in verdict["bars"]
