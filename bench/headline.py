@@ -215,8 +215,9 @@ def cell_text(stats: dict[str, float] | None, full: int = 3, diverged: int = 0) 
     return f"{text} ({', '.join(notes)})" if notes else text
 
 
-def table(report: dict[str, Any]) -> str:
-    """The markdown table: reference rows, then the learners (CQL variants in italics)."""
+def table(report: dict[str, Any], variants: bool = True) -> str:
+    """The markdown table: reference rows, then the learners (CQL's α variants in italics; left
+    out with ``variants=False``, the README's form)."""
     rows, refs = report["learners"], report["references"]
     datasets = [d for d in DATASETS if any(d in cells for cells in rows.values())]
     lines = ["| learner | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
@@ -230,7 +231,7 @@ def table(report: dict[str, Any]) -> str:
         cells = [cells[data] for algo, cells in rows.items() if data in cells and algo not in DEPLOY_LOOP]
         behaviour.append(f"{np.mean([c['behaviour_return']['mean'] for c in cells]):.1f}" if cells else "–")
     lines.append("| behaviour policy | " + " | ".join(behaviour) + " |")
-    ordered = [a for a in LEARNERS if a in rows] + sorted(a for a in rows if a not in LEARNERS)
+    ordered = [a for a in LEARNERS if a in rows] + (sorted(a for a in rows if a not in LEARNERS) if variants else [])
     full = max(len(cell["seeds"]) for cells in rows.values() for cell in cells.values())
     for algo in ordered:
         label = LEARNERS.get(algo, f"*{algo.replace('cql[cql_alpha=', 'CQL α = ').rstrip(']')}*")
@@ -260,7 +261,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.table is not None:
         report = json.loads(args.table.read_text())
-        print(table(report) + "\n\nQ estimate / true value:\n\n" + q_table(report))
+        print(table(report) + "\n\nQ estimate / true value:\n\n" + q_table(report)
+              + "\n\nREADME.md's form (no α variants):\n\n" + table(report, variants=False))
         return
     if not args.folders:
         parser.error("give the sweeps' folders (or --table REPORT)")

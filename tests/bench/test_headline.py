@@ -121,7 +121,7 @@ def test_reference_rows_run_the_constants_and_production_on_the_runs_users() -> 
 
 def test_committed_table_is_generated_from_the_committed_json() -> None:
     report = json.loads((ROOT / "bench" / "results" / "headline.json").read_text())
-    for page, tables in ((ROOT / "README.md", [headline.table(report)]),
+    for page, tables in ((ROOT / "README.md", [headline.table(report, variants=False)]),
                          (ROOT / "bench" / "results" / "README.md", [headline.table(report), headline.q_table(report)])):
         for generated in tables:
             assert generated in page.read_text(), (
@@ -171,3 +171,12 @@ def test_selected_cql_picks_the_alpha_of_highest_conservative_fqe_per_seed(tmp_p
     verdict = headline.judge(rows, best_constant=105.0, imitation=None)
     assert verdict["above_best_constant"][headline.SELECTED_CQL]["random"]["margin"] == pytest.approx(1.333, abs=1e-3)
     assert "bcq_cql_selected_at_or_above_behaviour_on_every_dataset" in verdict["bars"]
+
+
+def test_readme_form_of_the_table_leaves_out_the_alpha_variants(tmp_path: Path) -> None:
+    rows = rows_of(tmp_path, [("bcq", "random", 0, 110.0, 100.0), ("cql", "random", 0, 105.0, 100.0)])
+    rows["cql[cql_alpha=1.0]"] = rows["cql"]
+    report = {"learners": rows, "references": {"arms": {"constant [0.0]": {"return": 101.0}},
+                                               "best_constant": "constant [0.0]", "production_return": 120.0}}
+    assert headline.table(report).splitlines()[-1] == "| *CQL α = 1.0* | 105.0 |"
+    assert "α = 1.0" not in headline.table(report, variants=False)
