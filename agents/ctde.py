@@ -76,6 +76,14 @@ class CentralisedConfig:
     # actor leaves it only where *every* critic values the alternative above it (argmax of
     # min_i [Q_i(a) - Q_i(default)]); None: argmax of min_i Q_i(a)
     default_discrete_action: int | None = None
+    # a decomposed team critic: with one critic per agent (shared_critic=False), each trained on
+    # its own reward, both actors follow sum_a w_a Q_a (member by member) instead of their own
+    # critic — e.g. engagement and revenue critics with weights (1, λ) for the team objective
+    # engagement + λ·revenue (agents/experiments/joint_rec_ads.py, ``centralised.decomposed``).
+    # None: each actor follows its own critic (or the team's)
+    team_weights: tuple[float, ...] | None = None
+    # one discount per agent critic (shared_critic=False), e.g. a myopic revenue critic; None: gamma
+    critic_gammas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         normalise_hidden(self, "critic_hidden", "actor_hidden")
@@ -86,6 +94,26 @@ class CentralisedConfig:
         check_positive_int(self, "num_critics", "num_sampled_actions", "policy_delay", "batch_size")
         if not isinstance(self.shared_critic, bool):
             raise ValueError(f"CentralisedConfig.shared_critic must be a bool, got {self.shared_critic!r}")
+        if self.team_weights is not None:
+            weights = tuple(self.team_weights)
+            if len(weights) != 2 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
+                                        for w in weights):
+                raise ValueError(f"CentralisedConfig.team_weights must be None or two finite numbers (one per "
+                                 f"agent critic), got {self.team_weights!r}")
+            if self.shared_critic:
+                raise ValueError("CentralisedConfig.team_weights weighs one critic per agent: it needs "
+                                 "shared_critic=False")
+            object.__setattr__(self, "team_weights", tuple(float(w) for w in weights))
+        if self.critic_gammas is not None:
+            gammas = tuple(self.critic_gammas)
+            if len(gammas) != 2 or any(isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0
+                                       for g in gammas):
+                raise ValueError(f"CentralisedConfig.critic_gammas must be None or two discounts in [0, 1] (one per "
+                                 f"agent critic), got {self.critic_gammas!r}")
+            if self.shared_critic:
+                raise ValueError("CentralisedConfig.critic_gammas sets one discount per agent critic: it needs "
+                                 "shared_critic=False")
+            object.__setattr__(self, "critic_gammas", tuple(float(g) for g in gammas))
         if self.default_discrete_action is not None and (
                 isinstance(self.default_discrete_action, bool) or not isinstance(self.default_discrete_action, int)
                 or self.default_discrete_action < 0):
@@ -183,6 +211,17 @@ class CentralisedLearner(TorchAlgorithm):
     def _critic_for(self, agent: str) -> str:
         return "team" if self.config.shared_critic else agent
 
+    def _actor_values(self, agent: str, critics: nn.ModuleDict, inputs: torch.Tensor, single: bool) -> torch.Tensor:
+        """The values ``agent``'s actor follows: its own critic (the team's when shared), or with
+        ``team_weights`` the weighted sum of the agents' critics; ``single``: the first member
+        only (B, N), else every member (E, B, N)."""
+        def values(name: str) -> torch.Tensor:
+            return critics[name].single(inputs) if single else critics[name](inputs)
+
+        if self.config.team_weights is None:
+            return values(self._critic_for(agent))
+        return sum(w * values(name) for w, name in zip(self.config.team_weights, self.critic_names))
+
     # --------------------------------------------------------------- update
     def update(self, batch: JointBatch) -> dict[str, Any]:
         c, g, m = self.config, self.generator, self.max_action
@@ -200,11 +239,12 @@ class CentralisedLearner(TorchAlgorithm):
             allowed = self._mask(bd.observations)[None, :, None, :]  # (1, B, 1, N_d)
         # 1. critics: TD + CQL penalty on the joint action
         metrics, critic_loss = {}, 0.0
-        for name, critic in self.critics.items():
+        for index, (name, critic) in enumerate(self.critics.items()):
             reward = (bc if name in ("team", cont) else bd).rewards
+            gamma = c.gamma if c.critic_gammas is None else c.critic_gammas[index]
             with torch.no_grad():
                 next_q = self.critic_targets[name](torch.cat([batch.next_states, next_cont], 1)).min(0).values
-                target = reward + c.gamma * (1.0 - batch.dones) * (next_q * next_probs).sum(1)
+                target = reward + gamma * (1.0 - batch.dones) * (next_q * next_probs).sum(1)
             q_all = critic(torch.cat([s, bc.actions], 1))  # (E, B, N_d)
             q = q_all.gather(2, bd.actions[None, :, None].expand(q_all.shape[0], -1, 1)).squeeze(2)  # (E, B)
             td_loss = (q - target).pow(2).mean(1).sum()
@@ -226,11 +266,11 @@ class CentralisedLearner(TorchAlgorithm):
             self.critics.requires_grad_(False)
             action = self.continuous_actor(bc.observations)
             probs = self._discrete_logits(self.discrete_actor, bd.observations).softmax(1).detach()
-            q_cont = (self.critics[self._critic_for(cont)].single(torch.cat([s, action], 1)) * probs).sum(1)
+            q_cont = (self._actor_values(cont, self.critics, torch.cat([s, action], 1), True) * probs).sum(1)
             weight = c.actor_q_weight / q_cont.abs().mean().detach().clamp_min(1e-6)
             continuous_loss = -weight * q_cont.mean() + (action - bc.actions).pow(2).mean()
             with torch.no_grad():
-                q_disc = self.critic_targets[self._critic_for(disc)](torch.cat([s, action.detach()], 1))
+                q_disc = self._actor_values(disc, self.critic_targets, torch.cat([s, action.detach()], 1), False)
                 best = self.discrete_choice(q_disc, self._mask(bd.observations))
             discrete_loss = F.cross_entropy(self._discrete_logits(self.discrete_actor, bd.observations), best)
             self.actor_optimizer.zero_grad()

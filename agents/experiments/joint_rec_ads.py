@@ -170,17 +170,30 @@ class JointExperimentConfig:
             make_config(specs[agent].algorithm, specs[agent].preset, **overrides)  # validates early
         return specs
 
-    def centralised_config(self, mode: str = "cooperative") -> CentralisedConfig:
+    def decomposed(self, mode: str = "cooperative") -> bool:
+        """``centralised.decomposed`` in cooperative mode: the centralised learner trains an
+        engagement critic and a revenue critic (the mixed mode's rewards) and both actors follow
+        engagement + λ·revenue of them (``CentralisedConfig.team_weights``)."""
+        value = dict(self.centralised or {}).get("decomposed", False)
+        if not isinstance(value, bool):
+            raise ValueError(f"agent.centralised.decomposed must be a bool, got {value!r}")
+        return value and mode == "cooperative"
+
+    def centralised_config(self, mode: str = "cooperative", revenue_weight: float = 0.0) -> CentralisedConfig:
         """The CTDE config; ``shared_critic`` follows ``mode`` (one team critic when cooperative,
-        a critic per agent when mixed) unless the overrides set it."""
+        a critic per agent when mixed) unless the overrides set it. Decomposed (cooperative
+        only): a critic per agent, weighted (1, ``revenue_weight``) for the actors."""
         spec = dict(self.centralised or {})
-        bad = sorted(set(spec) - {"preset", "overrides"})
+        bad = sorted(set(spec) - {"preset", "overrides", "decomposed"})
         if bad:
-            raise ValueError(f"unknown agent.centralised option(s) {bad}; accepted: ['overrides', 'preset']")
+            raise ValueError(f"unknown agent.centralised option(s) {bad}; accepted: ['decomposed', 'overrides', "
+                             f"'preset']")
         preset = spec.get("preset", "rec")
         if preset not in ("paper", "rec"):
             raise ValueError(f"agent.centralised.preset must be 'paper' or 'rec', got {preset!r}")
-        overrides = {"gamma": self.gamma, "shared_critic": mode == "cooperative", **dict(spec.get("overrides") or {})}
+        derived = ({"shared_critic": False, "team_weights": (1.0, float(revenue_weight))} if self.decomposed(mode)
+                   else {"shared_critic": mode == "cooperative"})
+        overrides = {"gamma": self.gamma, **derived, **dict(spec.get("overrides") or {})}
         base = CentralisedConfig() if preset == "paper" else CentralisedConfig.rec()
         _check_keys("agent.centralised.overrides", overrides, CentralisedConfig)
         values = {**{f.name: getattr(base, f.name) for f in fields(CentralisedConfig)}, **overrides}
@@ -253,10 +266,13 @@ def train_learners(cfg: DictConfig, settings: JointExperimentConfig, dataset: Mu
         independent.fit(dataset, trainer, run_dir / "independent")
         out["independent"] = independent
     if "centralised" in learners:
-        centralised = CentralisedLearner.for_dataset(dataset, settings.centralised_config(joint_config.mode), seed,
-                                                     str(cfg.device))
+        # decomposed: the critics learn engagement and revenue apart (the stored components)
+        data = relabel(dataset, "mixed", joint_config.revenue_weight) if settings.decomposed(joint_config.mode) \
+            else dataset
+        centralised = CentralisedLearner.for_dataset(data, settings.centralised_config(
+            joint_config.mode, joint_config.revenue_weight), seed, str(cfg.device))
         evaluator = JointEvaluator(sim_config, joint_config, int(cfg.evaluation.num_users), int(cfg.evaluation.seed))
-        Trainer(centralised, JointSampler(dataset, str(cfg.device)), trainer, run_dir / "centralised",
+        Trainer(centralised, JointSampler(data, str(cfg.device)), trainer, run_dir / "centralised",
                 [evaluator], agent_name="centralised",
                 hparams={"experiment": "joint_rec_ads", "seed": seed,
                          "revenue_weight": joint_config.revenue_weight, "mode": joint_config.mode}).fit(resume=True)

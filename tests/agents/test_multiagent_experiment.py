@@ -53,6 +53,24 @@ def test_experiment_config_composes_and_parses():
     assert mixed.env.mode == "mixed" and mixed.env.revenue_weight == 8
 
 
+def test_decomposed_centralised_learner_weighs_an_engagement_and_a_revenue_critic():
+    cfg = compose_config(["+experiment=joint_rec_ads", "+agent.centralised.decomposed=true",
+                          "+agent.centralised.overrides.critic_gammas=[0.99,0.0]"])
+    settings = JointExperimentConfig.from_node(cfg.agent)
+    assert settings.decomposed() and not settings.decomposed("mixed")
+    config = settings.centralised_config("cooperative", 4.0)
+    assert not config.shared_critic and config.team_weights == (1.0, 4.0) and config.critic_gammas == (0.99, 0.0)
+    mixed = settings.centralised_config("mixed", 4.0)  # mixed mode: each agent its own critic, no weights
+    assert not mixed.shared_critic and mixed.team_weights is None
+    plain = JointExperimentConfig.from_node(compose_config(["+experiment=joint_rec_ads"]).agent)
+    assert not plain.decomposed() and plain.centralised_config("cooperative", 4.0).team_weights is None
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg.agent)
+    with pytest.raises(ValueError, match="agent.centralised.decomposed"):
+        JointExperimentConfig.from_node({**node, "centralised": {**node["centralised"], "decomposed": "yes"}})
+
+
 def test_bad_agent_options_are_rejected_by_name():
     cfg = compose_config(["+experiment=joint_rec_ads"])
     from omegaconf import OmegaConf
@@ -113,3 +131,27 @@ def test_tiny_run_through_the_cli(tmp_path: Path):
             "eval/team_return"} <= centralised
     assert {"eval/revenue", "eval/engagement", "eval/ad_load"} <= tags(seed0 / "independent")
     assert "final/centralised/team_return" in tags(run_dir)
+
+
+def test_decomposed_centralised_learner_trains_on_the_reward_components(tmp_path: Path):
+    """``centralised.decomposed``: the learner gets the mixed mode's rewards (engagement for the
+    recommender's critic, revenue for the advertiser's) and weighs them (1, λ); it still trains
+    and evaluates on the cooperative team objective."""
+    from marl_rec.agents.experiments.joint_rec_ads import joint_dataset, train_learners
+    from marl_rec.agents.multiagent_data import relabel
+    from marl_rec.experiments.common import instantiate_checked
+
+    cfg = compose_config(["+experiment=joint_rec_ads", *TINY, "+agent.centralised.decomposed=true",
+                          f"cache_dir={tmp_path / 'cache'}"])
+    settings = JointExperimentConfig.from_node(cfg.agent)
+    env = instantiate_checked(cfg.env, {"SimulatorConfig": "env", "JointRecAdsConfig": "env"})
+    dataset, _ = joint_dataset(cfg, settings.collection, env.sim_config, env.config, 0)
+    team = relabel(dataset, "cooperative", 4.0)
+    learner = train_learners(cfg, settings, team, env.sim_config, env.config, 0, tmp_path / "run",
+                             ("centralised",))["centralised"]
+    assert learner.critic_names == ["recommender", "advertiser"] and learner.config.team_weights == (1.0, 4.0)
+    assert learner.num_updates == 20
+    # the critics' targets: revenue per request for the advertiser's, engagement for the recommender's
+    status = json.loads((tmp_path / "run" / "centralised" / "trainer_status.json").read_text())
+    revenue, engagement = (status[f"train/centralised/{agent}_target_mean"] for agent in ("advertiser", "recommender"))
+    assert revenue < 0.5 < engagement, (revenue, engagement)

@@ -212,3 +212,51 @@ def test_default_discrete_action_is_left_only_where_every_critic_agrees():
         CentralisedLearner(5, dims, specs, dataclasses.replace(TINY, default_discrete_action=3))
     with pytest.raises(ValueError, match="default_discrete_action"):
         CentralisedConfig(default_discrete_action=-1)
+
+
+def test_team_weights_make_both_actors_follow_the_weighted_agent_critics(dataset: MultiAgentDataset):
+    """A decomposed team critic (engagement and revenue critics, weights (1, λ)): both actors
+    follow w_rec·Q_rec + w_adv·Q_adv, member by member; without weights each follows its own."""
+    mixed = relabel(dataset, "mixed", 4.0)
+    own = CentralisedLearner.for_dataset(mixed, dataclasses.replace(TINY, shared_critic=False), seed=0)
+    team = CentralisedLearner.for_dataset(mixed, dataclasses.replace(TINY, shared_critic=False,
+                                                                      team_weights=(1.0, 4.0)), seed=0)
+    inputs = torch.as_tensor(np.concatenate([dataset.states[:8], dataset.tables[RECOMMENDER].actions[:8]], 1))
+    with torch.no_grad():
+        for learner in (own, team):
+            rec, adv = (learner.critics[name](inputs) for name in (RECOMMENDER, ADVERTISER))
+            if learner is own:
+                torch.testing.assert_close(learner._actor_values(RECOMMENDER, learner.critics, inputs, False), rec)
+                torch.testing.assert_close(learner._actor_values(ADVERTISER, learner.critics, inputs, False), adv)
+                continue
+            for agent in (RECOMMENDER, ADVERTISER):
+                torch.testing.assert_close(learner._actor_values(agent, learner.critics, inputs, False), rec + 4.0 * adv)
+            single = learner.critics[RECOMMENDER].single(inputs) + 4.0 * learner.critics[ADVERTISER].single(inputs)
+            torch.testing.assert_close(learner._actor_values(RECOMMENDER, learner.critics, inputs, True), single)
+    with pytest.raises(ValueError, match="team_weights.*shared_critic=False"):
+        CentralisedConfig(team_weights=(1.0, 4.0))
+    with pytest.raises(ValueError, match="team_weights"):
+        CentralisedConfig(shared_critic=False, team_weights=(1.0, 2.0, 3.0))
+    with pytest.raises(ValueError, match="team_weights"):
+        CentralisedConfig(shared_critic=False, team_weights=(1.0, float("nan")))
+
+
+def test_critic_gammas_give_each_agent_critic_its_own_discount(dataset: MultiAgentDataset):
+    """critic_gammas=(γ, 0): the revenue critic's target is the immediate reward (a myopic
+    critic), the engagement critic's bootstraps."""
+    mixed = relabel(dataset, "mixed", 4.0)
+    batch = JointSampler(mixed).sample(64, torch.Generator().manual_seed(0))
+    targets = {}
+    for gammas in ((0.99, 0.0), (0.0, 0.99)):
+        learner = CentralisedLearner.for_dataset(mixed, dataclasses.replace(TINY, shared_critic=False,
+                                                                            critic_gammas=gammas), seed=0)
+        metrics = learner.update(batch)
+        targets[gammas] = {agent: metrics[f"{agent}_target_mean"] - float(batch[agent].rewards.mean())
+                           for agent in (RECOMMENDER, ADVERTISER)}  # the discounted bootstrap's mean
+    assert targets[(0.99, 0.0)][ADVERTISER] == pytest.approx(0.0, abs=1e-6)
+    assert targets[(0.0, 0.99)][RECOMMENDER] == pytest.approx(0.0, abs=1e-6)
+    assert abs(targets[(0.99, 0.0)][RECOMMENDER]) > 1e-4 and abs(targets[(0.0, 0.99)][ADVERTISER]) > 1e-4
+    with pytest.raises(ValueError, match="critic_gammas.*shared_critic=False"):
+        CentralisedConfig(critic_gammas=(0.99, 0.0))
+    with pytest.raises(ValueError, match="critic_gammas"):
+        CentralisedConfig(shared_critic=False, critic_gammas=(0.99, 1.5))
