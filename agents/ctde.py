@@ -82,6 +82,11 @@ class CentralisedConfig:
     # engagement + λ·revenue (agents/experiments/joint_rec_ads.py, ``centralised.decomposed``).
     # None: each actor follows its own critic (or the team's)
     team_weights: tuple[float, ...] | None = None
+    # with team_weights: the continuous actor follows its own critic only (the discrete actor
+    # the weighted sum). Why: on JointRecAds a myopic revenue critic's gradient in the fusion
+    # weights drove the recommender's engagement down once ads were shown (agents/experiments/
+    # joint_rec_ads.py's findings); the engagement critic still sees the joint action
+    continuous_own_critic: bool = False
     # one discount per agent critic (shared_critic=False), e.g. a myopic revenue critic; None: gamma
     critic_gammas: tuple[float, ...] | None = None
 
@@ -92,8 +97,9 @@ class CentralisedConfig:
         check_in_range(self, "gamma", 0.0, 1.0)
         check_in_range(self, "tau", 0.0, 1.0, low_open=True)
         check_positive_int(self, "num_critics", "num_sampled_actions", "policy_delay", "batch_size")
-        if not isinstance(self.shared_critic, bool):
-            raise ValueError(f"CentralisedConfig.shared_critic must be a bool, got {self.shared_critic!r}")
+        for name in ("shared_critic", "continuous_own_critic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"CentralisedConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.team_weights is not None:
             weights = tuple(self.team_weights)
             if len(weights) != 2 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
@@ -213,12 +219,13 @@ class CentralisedLearner(TorchAlgorithm):
 
     def _actor_values(self, agent: str, critics: nn.ModuleDict, inputs: torch.Tensor, single: bool) -> torch.Tensor:
         """The values ``agent``'s actor follows: its own critic (the team's when shared), or with
-        ``team_weights`` the weighted sum of the agents' critics; ``single``: the first member
-        only (B, N), else every member (E, B, N)."""
+        ``team_weights`` the weighted sum of the agents' critics (the continuous agent's own with
+        ``continuous_own_critic``); ``single``: the first member only (B, N), else every member
+        (E, B, N)."""
         def values(name: str) -> torch.Tensor:
             return critics[name].single(inputs) if single else critics[name](inputs)
 
-        if self.config.team_weights is None:
+        if self.config.team_weights is None or (self.config.continuous_own_critic and agent == self.agents[0]):
             return values(self._critic_for(agent))
         return sum(w * values(name) for w, name in zip(self.config.team_weights, self.critic_names))
 

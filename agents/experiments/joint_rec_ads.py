@@ -172,8 +172,10 @@ class JointExperimentConfig:
 
     def decomposed(self, mode: str = "cooperative") -> bool:
         """``centralised.decomposed`` in cooperative mode: the centralised learner trains an
-        engagement critic and a revenue critic (the mixed mode's rewards) and both actors follow
-        engagement + λ·revenue of them (``CentralisedConfig.team_weights``)."""
+        engagement critic (discount ``gamma``) and a revenue critic (discount
+        ``centralised.revenue_gamma``) on the mixed mode's rewards; the advertiser's actor follows
+        engagement + λ·revenue of them (``CentralisedConfig.team_weights``), the recommender's its
+        engagement critic (``continuous_own_critic``)."""
         value = dict(self.centralised or {}).get("decomposed", False)
         if not isinstance(value, bool):
             raise ValueError(f"agent.centralised.decomposed must be a bool, got {value!r}")
@@ -184,15 +186,20 @@ class JointExperimentConfig:
         a critic per agent when mixed) unless the overrides set it. Decomposed (cooperative
         only): a critic per agent, weighted (1, ``revenue_weight``) for the actors."""
         spec = dict(self.centralised or {})
-        bad = sorted(set(spec) - {"preset", "overrides", "decomposed"})
+        bad = sorted(set(spec) - {"preset", "overrides", "decomposed", "revenue_gamma"})
         if bad:
             raise ValueError(f"unknown agent.centralised option(s) {bad}; accepted: ['decomposed', 'overrides', "
-                             f"'preset']")
+                             f"'preset', 'revenue_gamma']")
+        revenue_gamma = spec.get("revenue_gamma", 0.0)
+        if isinstance(revenue_gamma, bool) or not isinstance(revenue_gamma, (int, float)) or not 0 <= revenue_gamma <= 1:
+            raise ValueError(f"agent.centralised.revenue_gamma must be in [0, 1], got {revenue_gamma!r}")
         preset = spec.get("preset", "rec")
         if preset not in ("paper", "rec"):
             raise ValueError(f"agent.centralised.preset must be 'paper' or 'rec', got {preset!r}")
-        derived = ({"shared_critic": False, "team_weights": (1.0, float(revenue_weight))} if self.decomposed(mode)
-                   else {"shared_critic": mode == "cooperative"})
+        gamma = dict(spec.get("overrides") or {}).get("gamma", self.gamma)
+        derived = ({"shared_critic": False, "team_weights": (1.0, float(revenue_weight)),
+                    "critic_gammas": (gamma, float(revenue_gamma)), "continuous_own_critic": True}
+                   if self.decomposed(mode) else {"shared_critic": mode == "cooperative"})
         overrides = {"gamma": self.gamma, **derived, **dict(spec.get("overrides") or {})}
         base = CentralisedConfig() if preset == "paper" else CentralisedConfig.rec()
         _check_keys("agent.centralised.overrides", overrides, CentralisedConfig)

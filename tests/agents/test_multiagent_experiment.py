@@ -46,7 +46,8 @@ def test_experiment_config_composes_and_parses():
     assert settings.num_seeds == 3
     assert settings.learner_specs()["advertiser"].algorithm == "discrete_bcq"
     assert settings.learner_specs()["recommender"].overrides["gamma"] == settings.gamma
-    assert settings.centralised_config().shared_critic
+    # cooperative: the committed config decomposes the team critic into engagement and revenue critics
+    assert settings.decomposed() and settings.centralised_config("cooperative", 4.0).team_weights == (1.0, 4.0)
     assert not settings.centralised_config("mixed").shared_critic  # one critic per agent, own rewards
     assert 4.0 in settings.frontier.revenue_weights
     mixed = compose_config(["+experiment=joint_rec_ads", "env.mode=mixed", "env.revenue_weight=8"])
@@ -54,21 +55,24 @@ def test_experiment_config_composes_and_parses():
 
 
 def test_decomposed_centralised_learner_weighs_an_engagement_and_a_revenue_critic():
-    cfg = compose_config(["+experiment=joint_rec_ads", "+agent.centralised.decomposed=true",
-                          "+agent.centralised.overrides.critic_gammas=[0.99,0.0]"])
+    cfg = compose_config(["+experiment=joint_rec_ads", "agent.centralised.revenue_gamma=0.5", "agent.gamma=0.9"])
     settings = JointExperimentConfig.from_node(cfg.agent)
     assert settings.decomposed() and not settings.decomposed("mixed")
     config = settings.centralised_config("cooperative", 4.0)
-    assert not config.shared_critic and config.team_weights == (1.0, 4.0) and config.critic_gammas == (0.99, 0.0)
-    mixed = settings.centralised_config("mixed", 4.0)  # mixed mode: each agent its own critic, no weights
-    assert not mixed.shared_critic and mixed.team_weights is None
-    plain = JointExperimentConfig.from_node(compose_config(["+experiment=joint_rec_ads"]).agent)
-    assert not plain.decomposed() and plain.centralised_config("cooperative", 4.0).team_weights is None
+    assert not config.shared_critic and config.team_weights == (1.0, 4.0) and config.critic_gammas == (0.9, 0.5)
+    assert config.continuous_own_critic
+    mixed = settings.centralised_config("mixed", 4.0)  # mixed mode: each agent its own critic and discount
+    assert not mixed.shared_critic and mixed.team_weights is None and mixed.critic_gammas is None
+    plain = JointExperimentConfig.from_node(compose_config(["+experiment=joint_rec_ads",
+                                                            "agent.centralised.decomposed=false"]).agent)
+    assert not plain.decomposed() and plain.centralised_config("cooperative", 4.0).shared_critic
     from omegaconf import OmegaConf
 
     node = OmegaConf.to_container(cfg.agent)
     with pytest.raises(ValueError, match="agent.centralised.decomposed"):
         JointExperimentConfig.from_node({**node, "centralised": {**node["centralised"], "decomposed": "yes"}})
+    with pytest.raises(ValueError, match="agent.centralised.revenue_gamma"):
+        JointExperimentConfig.from_node({**node, "centralised": {**node["centralised"], "revenue_gamma": 2.0}})
 
 
 def test_bad_agent_options_are_rejected_by_name():
@@ -141,8 +145,7 @@ def test_decomposed_centralised_learner_trains_on_the_reward_components(tmp_path
     from marl_rec.agents.multiagent_data import relabel
     from marl_rec.experiments.common import instantiate_checked
 
-    cfg = compose_config(["+experiment=joint_rec_ads", *TINY, "+agent.centralised.decomposed=true",
-                          f"cache_dir={tmp_path / 'cache'}"])
+    cfg = compose_config(["+experiment=joint_rec_ads", *TINY, f"cache_dir={tmp_path / 'cache'}"])
     settings = JointExperimentConfig.from_node(cfg.agent)
     env = instantiate_checked(cfg.env, {"SimulatorConfig": "env", "JointRecAdsConfig": "env"})
     dataset, _ = joint_dataset(cfg, settings.collection, env.sim_config, env.config, 0)

@@ -233,6 +233,13 @@ def test_team_weights_make_both_actors_follow_the_weighted_agent_critics(dataset
                 torch.testing.assert_close(learner._actor_values(agent, learner.critics, inputs, False), rec + 4.0 * adv)
             single = learner.critics[RECOMMENDER].single(inputs) + 4.0 * learner.critics[ADVERTISER].single(inputs)
             torch.testing.assert_close(learner._actor_values(RECOMMENDER, learner.critics, inputs, True), single)
+    # continuous_own_critic: the recommender follows its own critic, the advertiser still the weighted sum
+    split = CentralisedLearner.for_dataset(mixed, dataclasses.replace(TINY, shared_critic=False, team_weights=(1.0, 4.0),
+                                                                       continuous_own_critic=True), seed=0)
+    with torch.no_grad():
+        rec, adv = (split.critics[name](inputs) for name in (RECOMMENDER, ADVERTISER))
+        torch.testing.assert_close(split._actor_values(RECOMMENDER, split.critics, inputs, False), rec)
+        torch.testing.assert_close(split._actor_values(ADVERTISER, split.critics, inputs, False), rec + 4.0 * adv)
     with pytest.raises(ValueError, match="team_weights.*shared_critic=False"):
         CentralisedConfig(team_weights=(1.0, 4.0))
     with pytest.raises(ValueError, match="team_weights"):
