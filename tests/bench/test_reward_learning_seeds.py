@@ -62,7 +62,8 @@ def test_a_run_without_its_seed_or_twice_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("json_name", ["reward_learning_preferences_3seeds.json", "reward_learning_maxent_3seeds.json",
-                                       "reward_learning_retrain_production_3seeds.json"])
+                                       "reward_learning_retrain_production_3seeds.json",
+                                       "reward_learning_retrain_uniform_3seeds.json"])
 def test_the_findings_page_shows_the_table_generated_from_the_committed_json(json_name: str) -> None:
     table = seeds.markdown(json.loads((ROOT / "bench" / "results" / "issue17" / json_name).read_text()))
     page = (ROOT / "bench" / "results" / "README.md").read_text()
