@@ -48,6 +48,7 @@ def test_experiment_config_composes_and_parses():
     assert settings.learner_specs()["recommender"].overrides["gamma"] == settings.gamma
     # cooperative: the committed config decomposes the team critic into engagement and revenue critics
     assert settings.decomposed() and settings.centralised_config("cooperative", 4.0).team_weights == (1.0, 4.0)
+    assert settings.centralised_config().actor_q_weight == 10.0  # the measured BC weight, not the preset's 2.5
     assert not settings.centralised_config("mixed").shared_critic  # one critic per agent, own rewards
     assert 4.0 in settings.frontier.revenue_weights
     mixed = compose_config(["+experiment=joint_rec_ads", "env.mode=mixed", "env.revenue_weight=8"])
