@@ -6,8 +6,10 @@ Per seed: log a :class:`~marl_rec.data.multiagent.MultiAgentDataset` with the be
 (hand-tuned constant fusion weights with truncated-Gaussian noise, random ad insertion within
 the cap; ``collection``) on the batched simulator, train the independent learners (one
 registered algorithm per agent, each on its own table) and the centralised learner
-(:class:`marl_rec.agents.ctde.CentralisedLearner`: team critic over the global state and the joint
-action, CQL penalty on the joint action, per-agent actors), and simulate the sessions of the
+(:class:`marl_rec.agents.ctde.CentralisedLearner`: critics over the global state and the joint
+action — in cooperative mode with ``centralised.decomposed`` an engagement and a revenue critic
+weighted (1, λ), else one team critic —, CQL penalty on the joint action, per-agent actors), and
+simulate the sessions of the
 same ``evaluation.ab_users_per_group`` users under each policy pair (common random numbers).
 The table gives mean ± std (ddof=1) over the seeds of the team return (engagement + λ·revenue
 per session), engagement, ad revenue, session length and ad load.
