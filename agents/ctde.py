@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,31 +100,25 @@ class CentralisedConfig:
         for name in ("shared_critic", "continuous_own_critic"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CentralisedConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.team_weights is not None:
-            weights = tuple(self.team_weights)
-            if len(weights) != 2 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
-                                        for w in weights):
-                raise ValueError(f"CentralisedConfig.team_weights must be None or two finite numbers (one per "
-                                 f"agent critic), got {self.team_weights!r}")
-            if self.shared_critic:
-                raise ValueError("CentralisedConfig.team_weights weighs one critic per agent: it needs "
-                                 "shared_critic=False")
-            object.__setattr__(self, "team_weights", tuple(float(w) for w in weights))
-        if self.critic_gammas is not None:
-            gammas = tuple(self.critic_gammas)
-            if len(gammas) != 2 or any(isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 1.0
-                                       for g in gammas):
-                raise ValueError(f"CentralisedConfig.critic_gammas must be None or two discounts in [0, 1] (one per "
-                                 f"agent critic), got {self.critic_gammas!r}")
-            if self.shared_critic:
-                raise ValueError("CentralisedConfig.critic_gammas sets one discount per agent critic: it needs "
-                                 "shared_critic=False")
-            object.__setattr__(self, "critic_gammas", tuple(float(g) for g in gammas))
+        self._check_per_critic("team_weights", math.isfinite, "two finite numbers")
+        self._check_per_critic("critic_gammas", lambda g: 0.0 <= g <= 1.0, "two discounts in [0, 1]")
         if self.default_discrete_action is not None and (
                 isinstance(self.default_discrete_action, bool) or not isinstance(self.default_discrete_action, int)
                 or self.default_discrete_action < 0):
             raise ValueError(f"CentralisedConfig.default_discrete_action must be None or an int >= 0, "
                              f"got {self.default_discrete_action!r}")
+
+    def _check_per_critic(self, name: str, valid: Callable[[float], bool], what: str) -> None:
+        """``name``: None, or one float per agent critic (so it needs ``shared_critic=False``)."""
+        value = getattr(self, name)
+        if value is None:
+            return
+        pair = tuple(value)
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not valid(v) for v in pair):
+            raise ValueError(f"CentralisedConfig.{name} must be None or {what} (one per agent critic), got {value!r}")
+        if self.shared_critic:
+            raise ValueError(f"CentralisedConfig.{name} sets one value per agent critic: it needs shared_critic=False")
+        object.__setattr__(self, name, tuple(float(v) for v in pair))
 
     @classmethod
     def rec(cls) -> CentralisedConfig:
