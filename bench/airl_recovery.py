@@ -26,7 +26,7 @@ Metrics (:meth:`~marl_rec.irl.data.UtilityProbe.score`): ``epic_expected`` =
 state-only offset the demonstrations cannot identify cancels), ``pearson_expected`` (raw,
 with that offset), ``pearson_realised``.
 
-    .venv/bin/python bench/airl_recovery.py [--seeds 3] [--iterations 25] [--beta 10]
+    .venv/bin/python bench/airl_recovery.py [--seeds 3] [--iterations 25] [--beta 10] [--methods ...]
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from marl_rec.irl.experts import BoltzmannCuratorPolicy, UtilityGreedyPolicy
 from marl_rec.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("airl/before", "airl/greedy_noise_trained", "airl/boltzmann", "airl/boltzmann_slate",
+           "reference/supervised", "reference/supervised_slate")
 
 
 def inputs(obs: np.ndarray, action: np.ndarray, slate: bool, config: SimulatorConfig) -> np.ndarray:
@@ -76,6 +78,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
               "airl/boltzmann": (boltzmann, 0.0, new_training, False),
               "airl/boltzmann_slate": (boltzmann, 0.0, new_training, True)}
     for name, (demonstrator, gamma, training, slate) in setups.items():
+        if name not in args.methods:
+            continue
         expert = collect_with_utility(sim, demonstrator(), args.transitions, rng)
         config = AIRLConfig(gamma=gamma, iterations=args.iterations, reward_features="state_action",
                             slate_features=slate, **training)
@@ -94,6 +98,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     n, m, a = train.probe_actions.shape
     obs, actions = np.repeat(train.observations, m, 0), train.probe_actions.reshape(n * m, a)
     for name, slate in (("reference/supervised", False), ("reference/supervised_slate", True)):
+        if name not in args.methods:
+            continue
         started = time.perf_counter()
         fit = fit_reference(inputs(obs, actions, slate, sim.config), train.probe_utility.reshape(-1),
                             ReferenceConfig(), seed)
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--discriminator-lr", type=float, default=1e-3)
     parser.add_argument("--probe-users", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "airl_recovery.json")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="rows to compute (the seed's one generator feeds them in order, so a subset draws "
+                             "other demonstrations than the full run)")
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out and stop")
     args = parser.parse_args(argv)
     if args.table:
