@@ -76,19 +76,25 @@ def learner_rows(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, dict[str,
         seeds = sorted(m["seed"] for m in runs_here)
         if len(set(seeds)) != len(seeds):
             raise SystemExit(f"headline: {algo} on {data} has seed(s) {seeds} more than once: pass each sweep once")
-        # a run whose training diverged (non-finite losses) has no evaluation: counted, not averaged
-        members = [m for m in runs_here if m.get("status") == "completed" and "true_return" in m]
-        diverged = [m["seed"] for m in runs_here if m.get("status") == "diverged"]
-        cell: dict[str, Any] = {"seeds": seeds, "diverged_seeds": diverged,
-                                "behaviour_return": seed_stats([m["behaviour_return"] for m in runs_here])}
-        if members:
-            cell["true_return"] = seed_stats([m["true_return"] for m in members])
-        ratios = [m["q_estimate"] / m["true_value"] for m in members
-                  if m.get("q_estimate") is not None and m.get("true_value", 0) > 0]
-        if ratios:
-            cell["q_over_true"] = seed_stats(ratios)
-        rows.setdefault(algo, {})[data] = cell
+        rows.setdefault(algo, {})[data] = cell_of(runs_here)
     return rows
+
+
+def cell_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table cell from its runs' metrics: seeds, diverged seeds, and the stats over seeds of
+    behaviour return, true return and Q / true value (a run whose training diverged — non-finite
+    losses — has no evaluation: counted, not averaged)."""
+    members = [m for m in runs if m.get("status") == "completed" and "true_return" in m]
+    cell: dict[str, Any] = {"seeds": sorted(m["seed"] for m in runs),
+                            "diverged_seeds": [m["seed"] for m in runs if m.get("status") == "diverged"],
+                            "behaviour_return": seed_stats([m["behaviour_return"] for m in runs])}
+    if members:
+        cell["true_return"] = seed_stats([m["true_return"] for m in members])
+    ratios = [m["q_estimate"] / m["true_value"] for m in members
+              if m.get("q_estimate") is not None and m.get("true_value", 0) > 0]
+    if ratios:
+        cell["q_over_true"] = seed_stats(ratios)
+    return cell
 
 
 def selected_cql_cells(runs: list[tuple[Path, dict[str, Any]]], key: str = SELECTOR) -> dict[str, dict[str, Any]]:
@@ -105,17 +111,8 @@ def selected_cql_cells(runs: list[tuple[Path, dict[str, Any]]], key: str = SELEC
         scored = [m for m in members if m.get("status") == "completed" and m.get(key) is not None]
         if len(members) > 1 and scored:
             picked.setdefault(data, []).append(max(scored, key=lambda m: m[key]))
-    cells = {}
-    for data, picks in picked.items():
-        cells[data] = {"seeds": [m["seed"] for m in picks], "diverged_seeds": [],
-                       "behaviour_return": seed_stats([m["behaviour_return"] for m in picks]),
-                       "true_return": seed_stats([m["true_return"] for m in picks]),
-                       "picks": [m["algo"] for m in picks], "selector": key}
-        ratios = [m["q_estimate"] / m["true_value"] for m in picks
-                  if m.get("q_estimate") is not None and m.get("true_value", 0) > 0]
-        if ratios:
-            cells[data]["q_over_true"] = seed_stats(ratios)
-    return cells
+    return {data: {**cell_of(picks), "picks": [m["algo"] for m in picks], "selector": key}
+            for data, picks in picked.items()}
 
 
 def evaluation_setting(run: Path) -> dict[str, Any]:
