@@ -5,7 +5,7 @@ sweep), groups runs by (dataset, algorithm) — a run whose Hydra overrides set 
 ``data`` or ``algo`` config gets its own row, labelled with them (``cql[cql_alpha=1.0]``), so
 a hyperparameter sweep is not averaged as if it were seeds — and writes into the first folder:
 
-- ``report.md``: mean ± std over seeds of the true return (simulated A/B test), the
+- ``report.md``: mean ± std (ddof = 1) over seeds of the true return (simulated A/B test), the
   behaviour policy's return (from the same A/B test, on the same users, where the logging
   policy is known; the logged episodes' mean for online buffers — the run's
   ``behaviour_source``), the Q estimate vs the true discounted value
@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,12 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
         and math.isfinite(value) else None
 
 
+def _seed_std(values: Sequence[float] | np.ndarray) -> float:
+    """The seed-to-seed spread: the sample std (ddof = 1, as bench/headline.py and the bars use);
+    0 for one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def aggregate(runs: list[tuple[Path, dict[str, Any]]],
               incomplete: list[tuple[Path, tuple[str, str]]] = ()) -> dict[tuple[str, str], dict[str, Any]]:
     """Per (data, algo): seeds, diverged and incomplete runs, and each column's mean, std and count."""
@@ -228,7 +235,7 @@ def aggregate(runs: list[tuple[Path, dict[str, Any]]],
                                "diverged": sum(m.get("status") == "diverged" for m in members)}
         for column, _ in COLUMNS:
             values = [v for v in (_value(m, column) for m in members) if v is not None]
-            row[column] = (float(np.mean(values)), float(np.std(values)), len(values)) if values else None
+            row[column] = (float(np.mean(values)), _seed_std(values), len(values)) if values else None
         table[key] = row
     return table
 
@@ -417,8 +424,7 @@ def seed_table(per_seed: list[dict[str, Any]], key: str = "results") -> dict[str
         table[policy] = {}
         for metric in metrics:
             values = np.array([s[key][policy][metric] for s in per_seed], dtype=np.float64)
-            table[policy][metric] = {"mean": float(values.mean()),
-                                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+            table[policy][metric] = {"mean": float(values.mean()), "std": _seed_std(values)}
     return table
 
 
@@ -436,11 +442,10 @@ def format_seed_table(title: str, table: dict[str, dict[str, dict[str, float]]],
 
 def difference_vs_spread(a: np.ndarray, b: np.ndarray) -> dict[str, float | bool]:
     """Policy ``a`` against policy ``b`` over the same seeds: the difference of their means, the
-    seed-to-seed spread (the larger of their stds, ddof=1; ddof=0 for one seed) and whether
+    seed-to-seed spread (the larger of their stds, ddof=1; 0 for one seed) and whether
     the difference exceeds it (``beats``)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ddof = 1 if len(a) > 1 else 0
-    difference, spread = float(a.mean() - b.mean()), float(max(a.std(ddof=ddof), b.std(ddof=ddof)))
+    difference, spread = float(a.mean() - b.mean()), max(_seed_std(a), _seed_std(b))
     return {"difference": difference, "spread": spread, "beats": bool(difference > spread)}
 
 
