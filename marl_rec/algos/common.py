@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from typing import Any
 
 import numpy as np
@@ -210,9 +210,11 @@ class TorchAlgorithm(OfflineAlgorithm):
             raise ValueError(f"state dict has action_spec={state.get('action_spec')}, this {self.name} "
                              f"has {self.action_spec.to_dict()}")
         saved, own = dict(state.get("config", {})), asdict(self.config)
+        # a field the checkpoint lacks was added to the config after it was saved: the run behaved
+        # as the field's default, so it matches a config that has the default there
         differences = [f"{f.name}: checkpoint {saved.get(f.name, '<missing>')!r} vs this "
                        f"{own[f.name]!r}" for f in fields(self.config)
-                       if _normalised(saved.get(f.name)) != _normalised(own[f.name])]
+                       if _normalised(saved.get(f.name, _default(f))) != _normalised(own[f.name])]
         if differences:
             raise ValueError(f"{self.name} state dict was saved with a different config: "
                              + "; ".join(differences))
@@ -236,6 +238,16 @@ class TorchAlgorithm(OfflineAlgorithm):
             part.load_state_dict(state["parts"][name])
         self.num_updates = int(state["num_updates"])
         self.generator.set_state(generator_state)
+
+
+def _default(field: Any) -> Any:
+    """A dataclass field's default value (a unique sentinel when it has none)."""
+    if field.default is not MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not MISSING else _NO_DEFAULT
+
+
+_NO_DEFAULT = object()
 
 
 def _normalised(value: Any) -> Any:

@@ -38,7 +38,14 @@ class CQLConfig:
     temperature 1, CQL-Lagrange threshold τ = 5). ``bc_warmup_updates``: the first updates
     train the actor by maximum likelihood on the logged actions (the code's
     ``policy_eval_start`` = 40,000; 0 = off). ``importance_sampling``: the soft maximum's
-    estimator (the code's ``min_q_version`` 3 when True, 2 when False)."""
+    estimator (the code's ``min_q_version`` 3 when True, 2 when False).
+
+    Options for online SAC (issue #16's online bar; off by default, the algorithm is then as
+    it was): ``num_critics`` critics instead of twin ones; ``target_critics`` M > 0 backs up the
+    minimum over a random subset of M of them, drawn anew each update (REDQ, Chen et al., 2021;
+    0: the minimum over all); ``actor_q`` = "mean" trains the actor on the critics' mean
+    instead of their minimum (REDQ's actor); ``critic_layer_norm`` puts a LayerNorm before every
+    hidden ReLU of the critics."""
 
     actor_hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
@@ -59,6 +66,11 @@ class CQLConfig:
     bc_warmup_updates: int = 40_000
     importance_sampling: bool = True
     batch_size: int = 256
+    # options for online SAC's critic (issue #16's online bar); the defaults are the algorithm as it was
+    num_critics: int = 2
+    target_critics: int = 0
+    actor_q: str = "min"
+    critic_layer_norm: bool = False
 
     def __post_init__(self) -> None:
         normalise_hidden(self, "actor_hidden", "critic_hidden")
@@ -67,10 +79,16 @@ class CQLConfig:
         check_non_negative(self, "cql_alpha", "bc_warmup_updates")
         check_in_range(self, "gamma", 0.0, 1.0)
         check_in_range(self, "tau", 0.0, 1.0, low_open=True)
-        check_positive_int(self, "num_sampled_actions", "batch_size")
+        check_positive_int(self, "num_sampled_actions", "batch_size", "num_critics")
+        if (isinstance(self.target_critics, bool) or not isinstance(self.target_critics, int)
+                or not 0 <= self.target_critics <= self.num_critics):
+            raise ValueError(f"CQLConfig.target_critics must be an integer in [0, num_critics={self.num_critics}] "
+                             f"(0: all critics), got {self.target_critics!r}")
+        if self.actor_q not in ("min", "mean"):
+            raise ValueError(f"CQLConfig.actor_q must be 'min' or 'mean', got {self.actor_q!r}")
         if not isinstance(self.bc_warmup_updates, int) or isinstance(self.bc_warmup_updates, bool):
             raise ValueError(f"CQLConfig.bc_warmup_updates must be an integer >= 0, got {self.bc_warmup_updates!r}")
-        for name in ("lagrange", "backup_entropy", "importance_sampling"):
+        for name in ("lagrange", "backup_entropy", "importance_sampling", "critic_layer_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CQLConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.lagrange_threshold, (int, float)) or not math.isfinite(self.lagrange_threshold):
@@ -118,7 +136,8 @@ class CQL(TorchAlgorithm):
             raise ValueError(f"CQL needs a continuous action space, got {action_spec} (use DiscreteCQL)")
         self.low, self.high = float(action_spec.low), float(action_spec.high)
         self.actor = self._build(TanhGaussianActor(obs_dim, k, c.actor_hidden, self.low, self.high))
-        self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=2))
+        self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=c.num_critics,
+                                                 layer_norm=c.critic_layer_norm))
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # learned log-temperatures: SAC's entropy weight and CQL-Lagrange's multiplier α'
         self.log_alphas = torch.nn.ParameterDict({
@@ -142,8 +161,11 @@ class CQL(TorchAlgorithm):
         log_entropy_alpha = self.log_alphas["entropy"]
         entropy_alpha = log_entropy_alpha.exp().detach()
         self.critic.requires_grad_(False)
-        objective = (self.actor.log_prob(obs, actions) if self.num_updates <= c.bc_warmup_updates
-                     else self.critic(obs, new_actions).min(0).values)
+        if self.num_updates <= c.bc_warmup_updates:
+            objective = self.actor.log_prob(obs, actions)
+        else:
+            q_new = self.critic(obs, new_actions)
+            objective = q_new.min(0).values if c.actor_q == "min" else q_new.mean(0)
         actor_loss = (entropy_alpha * log_pi - objective).mean()
         self.critic.requires_grad_(True)
         entropy_loss = -(log_entropy_alpha * (log_pi.detach() + self.target_entropy)).mean()
@@ -157,7 +179,11 @@ class CQL(TorchAlgorithm):
         # 2. critics: TD target from the policy at s', plus CQL(H) on n uniform + 2n policy actions
         with torch.no_grad():
             next_actions, next_log_pi = self.actor(next_obs, g)
-            next_q = self.critic_target(next_obs, next_actions).min(0).values
+            next_q_all = self.critic_target(next_obs, next_actions)
+            if 0 < c.target_critics < c.num_critics:  # REDQ: the min over a random subset, drawn each update
+                subset = torch.randperm(c.num_critics, generator=g, device=self.device)[:c.target_critics]
+                next_q_all = next_q_all[subset]
+            next_q = next_q_all.min(0).values
             if c.backup_entropy:
                 next_q = next_q - entropy_alpha * next_log_pi
             target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q
@@ -168,15 +194,16 @@ class CQL(TorchAlgorithm):
             log_density = torch.stack([torch.full_like(pi_log, self.uniform_log_density), pi_log, next_pi_log])
         # one critic call per kind of action, not one on all B + 3Bn rows: on a CPU the smaller
         # activations stay in cache (measured ~10% faster per update at the paper sizes, #19)
-        q = self.critic(obs, actions)  # (2, B)
+        m = c.num_critics
+        q = self.critic(obs, actions)  # (m, B)
         q_sampled = torch.stack([self.critic(obs_rep, a) for a in (uniform, pi_actions, next_pi_actions)],
-                                dim=1).view(2, 3, b, n)
+                                dim=1).view(m, 3, b, n)
         if c.importance_sampling:
-            terms = (q_sampled - log_density.view(1, 3, b, n)).permute(0, 2, 1, 3).reshape(2, b, 3 * n)
+            terms = (q_sampled - log_density.view(1, 3, b, n)).permute(0, 2, 1, 3).reshape(m, b, 3 * n)
         else:  # the authors' code's other estimator: the sampled and the logged actions' Q, unweighted
-            terms = torch.cat([q_sampled.permute(0, 2, 1, 3).reshape(2, b, 3 * n), q.unsqueeze(2)], dim=2)
+            terms = torch.cat([q_sampled.permute(0, 2, 1, 3).reshape(m, b, 3 * n), q.unsqueeze(2)], dim=2)
         soft_max = c.cql_temperature * torch.logsumexp(terms / c.cql_temperature, dim=2)
-        gap = soft_max.mean(1) - q.mean(1)  # (2,): one per critic
+        gap = soft_max.mean(1) - q.mean(1)  # (m,): one per critic
         if c.lagrange:
             cql_alpha = self.log_alphas["cql"].exp().clamp(0.0, 1e6)
             penalty = cql_alpha.detach() * (c.cql_alpha * gap - c.lagrange_threshold)
