@@ -45,7 +45,11 @@ class CQLConfig:
     minimum over a random subset of M of them, drawn anew each update (REDQ, Chen et al., 2021;
     0: the minimum over all); ``actor_q`` = "mean" trains the actor on the critics' mean
     instead of their minimum (REDQ's actor); ``critic_layer_norm`` puts a LayerNorm before every
-    hidden ReLU of the critics."""
+    hidden ReLU of the critics; ``penalty=False`` (only with α = 0 and no Lagrangian: SAC) skips
+    the penalty's proposals and critic passes, which then weigh nothing — about half an update's
+    cost; the default computes them, so online SAC's random stream stays as it was.
+    ``learn_entropy_alpha=False`` keeps the entropy weight at ``initial_entropy_alpha`` (SAC with
+    a fixed temperature, Haarnoja et al.'s first version) instead of tuning it to the target entropy."""
 
     actor_hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
@@ -71,6 +75,8 @@ class CQLConfig:
     target_critics: int = 0
     actor_q: str = "min"
     critic_layer_norm: bool = False
+    penalty: bool = True
+    learn_entropy_alpha: bool = True
 
     def __post_init__(self) -> None:
         normalise_hidden(self, "actor_hidden", "critic_hidden")
@@ -88,9 +94,13 @@ class CQLConfig:
             raise ValueError(f"CQLConfig.actor_q must be 'min' or 'mean', got {self.actor_q!r}")
         if not isinstance(self.bc_warmup_updates, int) or isinstance(self.bc_warmup_updates, bool):
             raise ValueError(f"CQLConfig.bc_warmup_updates must be an integer >= 0, got {self.bc_warmup_updates!r}")
-        for name in ("lagrange", "backup_entropy", "importance_sampling", "critic_layer_norm"):
+        for name in ("lagrange", "backup_entropy", "importance_sampling", "critic_layer_norm", "penalty",
+                     "learn_entropy_alpha"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CQLConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if not self.penalty and (self.cql_alpha != 0 or self.lagrange):
+            raise ValueError(f"CQLConfig.penalty=False (SAC alone) needs cql_alpha=0 and lagrange=False, got "
+                             f"cql_alpha={self.cql_alpha!r}, lagrange={self.lagrange!r}")
         if not isinstance(self.lagrange_threshold, (int, float)) or not math.isfinite(self.lagrange_threshold):
             raise ValueError(f"CQLConfig.lagrange_threshold must be a finite number, got {self.lagrange_threshold!r}")
         if self.target_entropy is not None and (
@@ -172,9 +182,10 @@ class CQL(TorchAlgorithm):
         self.actor_optimizer.zero_grad()
         actor_loss.backward()
         self.actor_optimizer.step()
-        self.entropy_optimizer.zero_grad()
-        entropy_loss.backward()
-        self.entropy_optimizer.step()
+        if c.learn_entropy_alpha:
+            self.entropy_optimizer.zero_grad()
+            entropy_loss.backward()
+            self.entropy_optimizer.step()
 
         # 2. critics: TD target from the policy at s', plus CQL(H) on n uniform + 2n policy actions
         with torch.no_grad():
@@ -187,6 +198,19 @@ class CQL(TorchAlgorithm):
             if c.backup_entropy:
                 next_q = next_q - entropy_alpha * next_log_pi
             target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q
+        m = c.num_critics
+        if not c.penalty:  # SAC alone: no proposals, no penalty passes (α = 0 is checked by the config)
+            q = self.critic(obs, actions)
+            td_loss = (q - target).pow(2).mean(1).sum()
+            self.critic_optimizer.zero_grad()
+            td_loss.backward()
+            self.critic_optimizer.step()
+            soft_update(self.critic_target, self.critic, c.tau)
+            return self._metrics({"critic_loss": td_loss, "td_loss": td_loss, "actor_loss": actor_loss,
+                                  "cql_penalty": self._unit * 0.0, "q_mean": q.mean(),
+                                  "target_mean": target.mean(), "alpha": entropy_alpha, "cql_alpha": self._unit * 0.0,
+                                  "entropy": -log_pi.mean()})
+        with torch.no_grad():
             obs_rep = obs.repeat_interleave(n, 0)
             uniform = torch.rand((b * n, k), generator=g, device=self.device) * (self.high - self.low) + self.low
             pi_actions, pi_log = self.actor.sample(obs, n, g)
@@ -194,7 +218,6 @@ class CQL(TorchAlgorithm):
             log_density = torch.stack([torch.full_like(pi_log, self.uniform_log_density), pi_log, next_pi_log])
         # one critic call per kind of action, not one on all B + 3Bn rows: on a CPU the smaller
         # activations stay in cache (measured ~10% faster per update at the paper sizes, #19)
-        m = c.num_critics
         q = self.critic(obs, actions)  # (m, B)
         q_sampled = torch.stack([self.critic(obs_rep, a) for a in (uniform, pi_actions, next_pi_actions)],
                                 dim=1).view(m, 3, b, n)

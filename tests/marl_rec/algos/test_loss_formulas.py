@@ -472,15 +472,18 @@ def test_cql_importance_sampled_logsumexp_penalty_td_target_and_sac_actor(lagran
         assert torch.sign(moved) == torch.sign((alpha * gap - 0.5).mean())
 
 
-def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics() -> None:
+@pytest.mark.parametrize("penalty", [True, False])
+def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics(penalty: bool) -> None:
     """Online SAC's critic options (issue #16): m critics, the TD target's minimum over a random
     subset of them drawn from the algorithm's generator each update (REDQ), the actor on the
-    critics' mean, LayerNorm in every critic (its output ignores a rescaling of a layer's input)."""
+    critics' mean, LayerNorm in every critic (its output ignores a rescaling of a layer's input);
+    ``penalty=False`` trains the critics on the TD loss alone and draws no proposals."""
     k, m, subset_size, n = 2, 4, 2, 1
     spec = ActionSpec("continuous", dim=k)
     config = CQLConfig(actor_hidden=(6,), critic_hidden=(6, 5), gamma=GAMMA, tau=0.3, cql_alpha=0.0,
                        num_sampled_actions=n, bc_warmup_updates=0, initial_entropy_alpha=0.2, backup_entropy=True,
-                       num_critics=m, target_critics=subset_size, actor_q="mean", critic_layer_norm=True)
+                       num_critics=m, target_critics=subset_size, actor_q="mean", critic_layer_norm=True,
+                       penalty=penalty, learn_entropy_alpha=penalty)
     algo = CQL(OBS, spec, config, seed=3)
     assert len(algo.critic.critics) == m
     assert sum(isinstance(layer, torch.nn.LayerNorm) for layer in algo.critic.critics[0]) == 2
@@ -490,15 +493,19 @@ def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics() -> 
     for _ in range(2):
         actor0, critic0, target0 = frozen(algo.actor), frozen(algo.critic), frozen(algo.critic_target)
         entropy_alpha = algo.log_alphas["entropy"].detach().exp()
+        log_alpha_before = algo.log_alphas["entropy"].detach().clone()
         g = clone_generator(algo)
         grads: dict = {}
         capture_grads(algo.actor_optimizer, grads, "actor")
+        capture_grads(algo.critic_optimizer, grads, "critic")
         metrics = algo.update(batch)
         new_actions, log_pi = tanh_gaussian_by_hand(actor0, obs, torch.randn((B, k), generator=g), -1.0, 1.0)
         objective = torch.stack([qi(critic0, c, obs, new_actions) for c in range(m)]).mean(0)
         actor_loss = (entropy_alpha * log_pi.float() - objective).mean()
         assert_close(metrics["actor_loss"], actor_loss)
         assert_grads_close(grads["actor"], hand_grads(actor_loss, actor0))
+        # learn_entropy_alpha=False (here with penalty=False): the temperature stays where it started
+        assert torch.equal(algo.log_alphas["entropy"].detach(), log_alpha_before) is (not penalty)
         next_actions, next_log_pi = tanh_gaussian_by_hand(algo.actor, next_obs, torch.randn((B, k), generator=g),
                                                           -1.0, 1.0)
         subset = torch.randperm(m, generator=g)[:subset_size].tolist()
@@ -508,7 +515,10 @@ def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics() -> 
         td = sum(((qi(critic0, c, obs, batch.actions) - y) ** 2).mean() for c in range(m))
         assert_close(metrics["target_mean"], y.mean())
         assert_close(metrics["td_loss"], td)
+        assert_grads_close(grads["critic"], hand_grads(td, critic0))  # α = 0: the penalty weighs nothing
         assert_polyak(algo.critic_target, target0, algo.critic, 0.3)
+        # without the penalty nothing is drawn after the subset; with it, the proposals are
+        assert torch.equal(g.get_state(), algo.generator.get_state()) is (not penalty)
     assert subsets[0] != subsets[1]  # drawn anew each update (these seeds draw two different pairs)
     # LayerNorm after the first Linear: scaling that layer's weights and bias leaves Q unchanged
     critic = copy.deepcopy(algo.critic.critics[0])
@@ -525,7 +535,9 @@ def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics() -> 
     ("target_critics", 3, r"target_critics must be an integer in \[0, num_critics=2\]"),
     ("target_critics", -1, "target_critics must be an integer"),
     ("actor_q", "max", "actor_q must be 'min' or 'mean'"),
-    ("critic_layer_norm", 1, "critic_layer_norm must be a bool")])
+    ("critic_layer_norm", 1, "critic_layer_norm must be a bool"),
+    ("learn_entropy_alpha", "no", "learn_entropy_alpha must be a bool"),
+    ("penalty", False, r"penalty=False \(SAC alone\) needs cql_alpha=0")])
 def test_cql_critic_options_are_validated_by_name(field: str, value, message: str) -> None:
     with pytest.raises(ValueError, match=f"CQLConfig.{message}"):
         CQLConfig(**{field: value})
@@ -536,7 +548,8 @@ def test_checkpoint_from_before_a_config_field_existed_loads_only_where_the_fiel
     their defaults, so it loads into a default config and is refused by one that sets them."""
     spec, small = ActionSpec("continuous", dim=2), dict(actor_hidden=(6,), critic_hidden=(6,))
     state = CQL(OBS, spec, CQLConfig(**small), seed=0).state_dict()
-    for name in ("num_critics", "target_critics", "actor_q", "critic_layer_norm"):
+    for name in ("num_critics", "target_critics", "actor_q", "critic_layer_norm", "penalty",
+                 "learn_entropy_alpha"):
         del state["config"][name]
     CQL(OBS, spec, CQLConfig(**small), seed=1).load_state_dict(state)
     with pytest.raises(ValueError, match="critic_layer_norm: checkpoint '<missing>' vs this True"):
