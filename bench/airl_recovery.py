@@ -62,7 +62,7 @@ def inputs(obs: np.ndarray, action: np.ndarray, slate: bool, config: SimulatorCo
 def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
     sim = UserSimulator(SimulatorConfig())
     rng = np.random.default_rng(seed)
-    heldout = probe_expected_utility(sim, BoltzmannCuratorPolicy(args.beta, rng), args.probe_users, 16, rng)
+    heldout = probe_expected_utility(sim, BoltzmannCuratorPolicy(args.beta, rng, args.proposals), args.probe_users, 16, rng)
     rows = []
     old_training = {"discriminator_steps": 20, "discriminator_lr": 3e-4}  # the AIRLConfig defaults before the fix
     new_training = {"discriminator_steps": args.discriminator_steps, "discriminator_lr": args.discriminator_lr}
@@ -71,7 +71,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
         return GaussianNoisePolicy(UtilityGreedyPolicy(), 0.3, rng)
 
     def boltzmann():
-        return BoltzmannCuratorPolicy(args.beta, rng)
+        return BoltzmannCuratorPolicy(args.beta, rng, args.proposals)
 
     setups = {"airl/before": (greedy, 0.9, old_training, False),
               "airl/greedy_noise_trained": (greedy, 0.9, new_training, False),
@@ -82,7 +82,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
             continue
         expert = collect_with_utility(sim, demonstrator(), args.transitions, rng)
         config = AIRLConfig(gamma=gamma, iterations=args.iterations, reward_features="state_action",
-                            slate_features=slate, **training)
+                            slate_features=slate, uniform_negatives=args.uniform_negatives if gamma == 0.0 else 0.0,
+                            **training)
         airl = AIRL(sim.obs_dim, sim.action_dim, expert.dataset.reward_components.shape[1], config, seed=seed,
                     simulator_config=sim.config)
         started = time.perf_counter()
@@ -94,7 +95,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict]:
         rows.append({"method": name, "seed": seed, "gamma": gamma, **heldout.score(reward),
                      "seconds": time.perf_counter() - started})
         print(rows[-1], flush=True)
-    train = probe_expected_utility(sim, BoltzmannCuratorPolicy(args.beta, rng), args.probe_users * 2, 16, rng)
+    train = probe_expected_utility(sim, BoltzmannCuratorPolicy(args.beta, rng, args.proposals), args.probe_users * 2, 16, rng)
     n, m, a = train.probe_actions.shape
     obs, actions = np.repeat(train.observations, m, 0), train.probe_actions.reshape(n * m, a)
     for name, slate in (("reference/supervised", False), ("reference/supervised_slate", True)):
@@ -131,10 +132,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--beta", type=float, default=10.0)
+    parser.add_argument("--proposals", type=int, default=64,
+                        help="the Boltzmann demonstrator's uniform proposals per request (its resampling)")
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--discriminator-steps", type=int, default=100)
     parser.add_argument("--discriminator-lr", type=float, default=1e-3)
     parser.add_argument("--probe-users", type=int, default=300)
+    parser.add_argument("--uniform-negatives", type=float, default=0.0,
+                        help="AIRLConfig.uniform_negatives of the gamma = 0 rows (the boltzmann ones)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "airl_recovery.json")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                         help="rows to compute (the seed's one generator feeds them in order, so a subset draws "

@@ -77,6 +77,12 @@ class AIRLConfig:
     gae_lambda: float = 0.95
     entropy_coef: float = 1e-3
     initial_log_std: float = -0.5
+    # Share ε of the discriminator's negatives whose action is drawn uniformly from the action box
+    # (in the generator's states) instead of by the generator: the density ratio is then estimated
+    # against q = (1 − ε) π + ε U, f → log π_E(a|s) (+ a state term) wherever q has mass, so g is
+    # also fitted away from where the generator acts. Myopic AIRL only (gamma = 0: a uniform
+    # action's next state is not simulated). 0: the paper's discriminator.
+    uniform_negatives: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0:  # 0: a myopic expert (potential shaping is then -h(s))
@@ -88,6 +94,11 @@ class AIRLConfig:
                      "policy_epochs", "policy_minibatch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AIRLConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.uniform_negatives < 1.0:
+            raise ValueError(f"AIRLConfig.uniform_negatives must be in [0, 1), got {self.uniform_negatives}")
+        if self.uniform_negatives > 0.0 and self.gamma != 0.0:
+            raise ValueError("AIRLConfig.uniform_negatives needs gamma = 0 (a uniform action's next state is not "
+                             f"simulated), got gamma={self.gamma}")
 
 
 def discriminator_loss(f_expert: torch.Tensor, log_pi_expert: torch.Tensor, f_generator: torch.Tensor,
@@ -247,20 +258,44 @@ class AIRL:
         fake = {k: batch[k][active] for k in ("obs", "action", "next_obs", "components", "terminal", "slate")
                 if k in batch}
         n_expert, n_fake = len(expert["obs"]), len(fake["obs"])
+        n_uniform = round(c.uniform_negatives * c.discriminator_batch)
         for _ in range(c.discriminator_steps):
             ie = torch.randint(n_expert, (c.discriminator_batch,), generator=self.generator)
             jf = torch.randint(n_fake, (c.discriminator_batch,), generator=self.generator)
             parts = []
             for data, rows in ((expert, ie), (fake, jf)):
                 sample = {k: v[rows] for k, v in data.items()}
+                if data is fake and n_uniform:
+                    self._uniform_actions(sample, n_uniform)
                 with torch.no_grad():
-                    log_pi = self.policy.log_prob(sample["obs"], sample["action"])
+                    log_pi = self._log_proposal(sample["obs"], sample["action"])
                 parts.append((self.f(sample), log_pi))
             loss, accuracy = discriminator_loss(*parts[0], *parts[1])
             self.discriminator_optimizer.zero_grad()
             loss.backward()
             self.discriminator_optimizer.step()
         return {"discriminator_loss": loss.item(), "discriminator_accuracy": accuracy}
+
+    def _uniform_actions(self, sample: dict[str, torch.Tensor], n: int) -> None:
+        """Replace the actions of the first ``n`` negatives with uniform ones in [-1, 1]^d, in place
+        (with their slate features; γ = 0, so the next state does not enter f)."""
+        action = sample["action"].clone()
+        action[:n] = torch.rand((n, action.shape[1]), generator=self.generator) * 2.0 - 1.0
+        sample["action"] = action
+        if "slate" in sample:
+            slate = sample["slate"].clone()
+            slate[:n] = self._slate(sample["obs"][:n], action[:n])
+            sample["slate"] = slate
+
+    def _log_proposal(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log q(a|s) of the negatives' distribution: the generator's log π, mixed with the uniform
+        density 2^-d when ``uniform_negatives`` = ε > 0."""
+        log_pi = self.policy.log_prob(obs, action)
+        eps = self.config.uniform_negatives
+        if eps == 0.0:
+            return log_pi
+        log_uniform = torch.full_like(log_pi, math.log(eps) - action.shape[1] * math.log(2.0))
+        return torch.logaddexp(log_pi + math.log1p(-eps), log_uniform)
 
     def train(self, sim: Any, expert: OfflineDataset, rng: np.random.Generator,
               evaluate: Callable[[AIRL], dict[str, float]] | None = None, evaluate_every: int = 10,

@@ -104,6 +104,7 @@ class RewardLearningConfig:
         gamma=0.0, slate_features=True, iterations=25, discriminator_steps=100, discriminator_lr=1e-3))
     airl_expert: str = "boltzmann"  # boltzmann | greedy_noise (the utility-greedy curator + Gaussian noise)
     airl_expert_beta: float = 10.0  # boltzmann: a ∝ exp(beta · E[utility | s, a])
+    airl_expert_proposals: int = 64  # boltzmann: uniform proposals it resamples from per request (more: closer to exact)
     airl_expert_sigma: float = 0.3  # greedy_noise: the noise
     airl_transitions: int = 20_000
     airl_probe_users: int = 300  # held-out curator users whose E[utility | s, a] scores g (UtilityProbe)
@@ -307,7 +308,7 @@ def learn_rewards(config: RewardLearningConfig) -> list[dict[str, Any]]:
     if "airl" in config.methods:
         def demonstrator() -> Any:
             if config.airl_expert == "boltzmann":
-                return BoltzmannCuratorPolicy(config.airl_expert_beta, rng)
+                return BoltzmannCuratorPolicy(config.airl_expert_beta, rng, config.airl_expert_proposals)
             return GaussianNoisePolicy(UtilityGreedyPolicy(), config.airl_expert_sigma, rng)
 
         expert = collect_with_utility(sim, demonstrator(), config.airl_transitions, rng,
@@ -434,6 +435,7 @@ def validate_settings(config: RewardLearningConfig) -> None:
         check_setting(config, "irl", name, int, lambda v: v >= 1, "an integer >= 1")
     for name in ("behaviour_sigma", "airl_expert_beta", "airl_expert_sigma"):
         check_setting(config, "irl", name, float, lambda v: v > 0, "a finite number > 0")
+    check_setting(config, "irl", "airl_expert_proposals", int, lambda v: v >= 2, "an integer >= 2")
     check_setting(config, "irl", "epic_gamma", float, lambda v: 0.0 < v <= 1.0, "a discount in (0, 1]")
     check_setting(config, "irl", "feature_set", str, lambda v: v in FEATURE_SETS, f"one of {sorted(FEATURE_SETS)}")
     check_setting(config, "irl", "selections", (list, tuple), lambda v: len(v) > 0 and set(v) <= {"uniform", "disagreement"},

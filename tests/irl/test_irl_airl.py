@@ -167,3 +167,78 @@ def test_airl_slate_features_reach_g_and_need_the_simulator_config():
     assert np.allclose(rewards, airl.reward_of({"obs": logged.observations, "action": logged.actions}), atol=1e-6)
     batch = airl.rollout(sim, rng)  # the generator's batches carry the slate of the state each action was taken in
     assert batch["slate"].shape[:2] == batch["obs"].shape[:2]
+
+
+# ------------------------------------------------------------ uniform negatives (myopic AIRL)
+def test_uniform_negatives_config_is_checked():
+    with pytest.raises(ValueError, match="uniform_negatives must be in"):
+        AIRLConfig(gamma=0.0, uniform_negatives=1.0)
+    with pytest.raises(ValueError, match="uniform_negatives needs gamma = 0"):
+        AIRLConfig(gamma=0.9, uniform_negatives=0.5)
+
+
+def test_uniform_negatives_density_and_actions():
+    """The negatives' log-density is log((1 - ε) π + ε 2^-d); ε of them get uniform actions (and their
+    slate features), the rest keep the generator's."""
+    sim = small_sim()
+    config = AIRLConfig(gamma=0.0, uniform_negatives=0.25, slate_features=True, reward_hidden=(8,),
+                        potential_hidden=(8,), policy_hidden=(8,))
+    airl = AIRL(sim.obs_dim, 4, 4, config, seed=0, simulator_config=sim.config)
+    obs = torch.as_tensor(sim.reset(64, np.random.default_rng(0)))
+    with torch.no_grad():
+        action = airl.policy.sample(obs, airl.generator)
+        pi = airl.policy.log_prob(obs, action).exp()
+        expected = torch.log(0.75 * pi + 0.25 / 2**4)
+        assert torch.allclose(airl._log_proposal(obs, action), expected, rtol=1e-5)
+    sample = {"obs": obs, "action": action, "slate": airl._slate(obs, action)}
+    airl._uniform_actions(sample, 16)
+    assert torch.equal(sample["action"][16:], action[16:])
+    fresh = sample["action"][:16]
+    assert not torch.isclose(fresh, action[:16]).any() and fresh.abs().max() <= 1.0
+    assert fresh.min() < -0.5 and fresh.max() > 0.5  # spread over the box, not near the generator's mean
+    assert torch.allclose(sample["slate"], airl._slate(obs, sample["action"]))
+    plain = AIRL(sim.obs_dim, 4, 4, AIRLConfig(gamma=0.0, reward_hidden=(8,), potential_hidden=(8,),
+                                                 policy_hidden=(8,)), seed=0)
+    assert torch.equal(plain._log_proposal(obs, action), plain.policy.log_prob(obs, action))
+
+
+def _discriminator_recovery(uniform_negatives: float) -> float:
+    """Myopic AIRL's discriminator alone against a fixed, narrow generator: expert actions drawn
+    ∝ exp(β r(s, a)) with r = s_0 cos(3a) on a ∈ [-1, 1] (on a fine grid); the Pearson correlation,
+    over uniform probe actions, of g(s, a) - mean_a g(s, ·) with β r(s, a) - mean_a β r(s, ·)."""
+    rng, beta = np.random.default_rng(0), 3.0
+    obs_dim, n = 3, 4000
+    config = AIRLConfig(gamma=0.0, uniform_negatives=uniform_negatives, reward_hidden=(32, 32),
+                        potential_hidden=(16,), policy_hidden=(8,), discriminator_steps=1500,
+                        discriminator_lr=3e-3, initial_log_std=-1.5)
+    airl = AIRL(obs_dim, 1, 4, config, seed=0)
+
+    def batch(states: np.ndarray, actions: np.ndarray) -> dict[str, torch.Tensor]:
+        m = len(states)
+        return {"obs": torch.as_tensor(states, dtype=torch.float32),
+                "action": torch.as_tensor(actions, dtype=torch.float32),
+                "next_obs": torch.as_tensor(states, dtype=torch.float32), "components": torch.zeros(m, 4),
+                "terminal": torch.ones(m)}
+
+    states = rng.normal(size=(n, obs_dim))
+    grid = np.linspace(-1.0, 1.0, 401)
+    logits = beta * states[:, :1] * np.cos(3.0 * grid)  # (n, 401)
+    gumbel = -np.log(-np.log(rng.random(logits.shape)))
+    expert_actions = grid[np.argmax(logits + gumbel, axis=1)][:, None]
+    with torch.no_grad():
+        generated = airl.policy.sample(torch.as_tensor(states, dtype=torch.float32), airl.generator)
+    fake = {k: v[:, None] for k, v in batch(states, generated.numpy()).items()}
+    fake["active"] = torch.ones(n, 1, dtype=torch.bool)
+    airl._update_discriminator(batch(states, expert_actions), fake)
+    probe_states = rng.normal(size=(500, obs_dim))
+    probe_actions = rng.uniform(-1, 1, (500, 16))
+    g = np.stack([airl.reward_of({"obs": probe_states, "action": probe_actions[:, j:j + 1]}) for j in range(16)], 1)
+    truth = beta * probe_states[:, :1] * np.cos(3.0 * probe_actions)
+    return pearson((g - g.mean(1, keepdims=True)).ravel(), (truth - truth.mean(1, keepdims=True)).ravel())
+
+
+def test_uniform_negatives_recover_the_reward_where_the_generator_does_not_act():
+    """A generator that acts only near a = 0 leaves g unfitted over most of the box; uniform
+    negatives fit it there. Measured: Pearson 0.73 (ε = 0) vs 0.97 (ε = 0.5)."""
+    plain, mixed = _discriminator_recovery(0.0), _discriminator_recovery(0.5)
+    assert mixed > 0.9 and mixed > plain + 0.1

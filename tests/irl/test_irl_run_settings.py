@@ -19,6 +19,8 @@ from run_settings import assert_refused_before_work, reached
     ("irl.maxent_segments=0", r"irl.maxent_segments=0: must be an integer >= 1"),
     ("irl.behaviour_sigma=nan", r"irl.behaviour_sigma=nan: must be a finite number > 0"),
     ("irl.airl_expert_beta=inf", r"irl.airl_expert_beta=inf: must be a finite number > 0"),
+    ("irl.airl_expert_proposals=1", r"irl.airl_expert_proposals=1: must be an integer >= 2"),
+    ("irl.airl.uniform_negatives=1.5", r"irl.airl.uniform_negatives must be in \[0, 1\), got 1.5"),
     ("irl.epic_gamma=0", r"irl.epic_gamma=0: must be a discount in \(0, 1\]"),
     ("irl.feature_set=bogus", r"irl.feature_set='bogus': must be one of"),
     ("irl.selections=[]", r"irl.selections=\[\]: must be a non-empty list"),
