@@ -27,6 +27,12 @@ state-only offset the demonstrations cannot identify cancels), ``pearson_expecte
 with that offset), ``pearson_realised``.
 
     .venv/bin/python bench/airl_recovery.py [--seeds 3] [--iterations 25] [--beta 10] [--methods ...]
+        [--proposals 64] [--uniform-negatives 0]
+
+``--proposals``: the Boltzmann demonstrator's uniform proposals per request (its sampling-
+importance-resampling: the more, the closer its draws are to exp(β E[utility | s, a]); the
+held-out probe users' demonstrator too). ``--uniform-negatives``: ``AIRLConfig.uniform_negatives``
+of the γ = 0 rows.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ Discriminator
     shaping part of what separates expert from policy lands in h and g keeps the
     reward. Trained by logistic regression: expert transitions (from a logged
     :class:`~marl_rec.data.OfflineDataset`) are 1, the generator's are 0; its logit is
-    ``f − log π(a|s)`` under the current generator.
+    ``f − log π(a|s)`` under the current generator. For a myopic expert (γ = 0),
+    ``uniform_negatives`` = ε draws that share of the negatives' actions uniformly from the box
+    and the logit uses the mixture's density ``(1 − ε) π + ε U``: g is then fitted over the
+    whole box, not only where the generator acts.
 
 Generator — trained *in the simulator* (on-policy)
     A tanh-squashed Gaussian policy, trained with PPO (clipped surrogate, GAE) on whole
