@@ -49,7 +49,11 @@ class CQLConfig:
     the penalty's proposals and critic passes, which then weigh nothing — about half an update's
     cost; the default computes them, so online SAC's random stream stays as it was.
     ``learn_entropy_alpha=False`` keeps the entropy weight at ``initial_entropy_alpha`` (SAC with
-    a fixed temperature, Haarnoja et al.'s first version) instead of tuning it to the target entropy."""
+    a fixed temperature, Haarnoja et al.'s first version) instead of tuning it to the target entropy.
+    ``actor_average_tau`` > 0 keeps a Polyak average of the actor's weights (updated with this τ
+    after every actor step) and acts greedily (``act(deterministic=True)``) with it: the average
+    of the last ~1/τ iterates instead of the last one; the stochastic action (exploration, the
+    backups) stays the live actor's."""
 
     actor_hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
@@ -77,6 +81,7 @@ class CQLConfig:
     critic_layer_norm: bool = False
     penalty: bool = True
     learn_entropy_alpha: bool = True
+    actor_average_tau: float = 0.0
 
     def __post_init__(self) -> None:
         normalise_hidden(self, "actor_hidden", "critic_hidden")
@@ -85,6 +90,7 @@ class CQLConfig:
         check_non_negative(self, "cql_alpha", "bc_warmup_updates")
         check_in_range(self, "gamma", 0.0, 1.0)
         check_in_range(self, "tau", 0.0, 1.0, low_open=True)
+        check_in_range(self, "actor_average_tau", 0.0, 1.0)
         check_positive_int(self, "num_sampled_actions", "batch_size", "num_critics")
         if (isinstance(self.target_critics, bool) or not isinstance(self.target_critics, int)
                 or not 0 <= self.target_critics <= self.num_critics):
@@ -149,6 +155,8 @@ class CQL(TorchAlgorithm):
         self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=c.num_critics,
                                                  layer_norm=c.critic_layer_norm))
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        if c.actor_average_tau > 0:  # the greedy policy: a Polyak average of the actor's iterates
+            self.actor_average = copy.deepcopy(self.actor).requires_grad_(False)
         # learned log-temperatures: SAC's entropy weight and CQL-Lagrange's multiplier α'
         self.log_alphas = torch.nn.ParameterDict({
             "entropy": torch.nn.Parameter(torch.tensor(math.log(c.initial_entropy_alpha), device=self.device)),
@@ -182,6 +190,8 @@ class CQL(TorchAlgorithm):
         self.actor_optimizer.zero_grad()
         actor_loss.backward()
         self.actor_optimizer.step()
+        if c.actor_average_tau > 0:
+            soft_update(self.actor_average, self.actor, c.actor_average_tau)
         if c.learn_entropy_alpha:
             self.entropy_optimizer.zero_grad()
             entropy_loss.backward()
@@ -249,7 +259,8 @@ class CQL(TorchAlgorithm):
                               "entropy": -log_pi.mean()})
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor(obs, self.generator, deterministic=deterministic)[0]
+        actor = self.actor_average if deterministic and self.config.actor_average_tau > 0 else self.actor
+        return actor(obs, self.generator, deterministic=deterministic)[0]
 
     def _q_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.critic(obs, action).min(0).values
@@ -258,5 +269,6 @@ class CQL(TorchAlgorithm):
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
                 "log_alphas": self.log_alphas,
                 "actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer,
-                "entropy_optimizer": self.entropy_optimizer, "lagrange_optimizer": self.lagrange_optimizer}
+                "entropy_optimizer": self.entropy_optimizer, "lagrange_optimizer": self.lagrange_optimizer,
+                **({"actor_average": self.actor_average} if self.config.actor_average_tau > 0 else {})}
 

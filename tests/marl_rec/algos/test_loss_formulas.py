@@ -530,6 +530,35 @@ def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics(penal
     torch.testing.assert_close(critic(x), before, rtol=1e-4, atol=1e-4)
 
 
+def test_cql_actor_average_is_a_polyak_average_of_the_actor_and_acts_greedily() -> None:
+    """``actor_average_tau``: after each actor step the averaged actor moves by τ toward the live
+    one; the greedy action is the averaged actor's, the stochastic one the live actor's; the
+    average is saved and restored with the algorithm."""
+    spec = ActionSpec("continuous", dim=2)
+    config = CQLConfig(actor_hidden=(6,), critic_hidden=(6,), gamma=GAMMA, cql_alpha=0.0, bc_warmup_updates=0,
+                       penalty=False, actor_average_tau=0.25)
+    algo = CQL(OBS, spec, config, seed=2)
+    batch = make_batch(9)
+    for _ in range(3):
+        average0 = frozen(algo.actor_average)
+        algo.update(batch)
+        assert_polyak(algo.actor_average, average0, algo.actor, 0.25)
+    obs = batch.observations
+    with torch.no_grad():
+        mean = algo.actor_average.net(obs).chunk(2, -1)[0]
+        live_mean = algo.actor.net(obs).chunk(2, -1)[0]
+    greedy = torch.as_tensor(algo.act(obs.numpy(), deterministic=True))
+    torch.testing.assert_close(greedy, torch.tanh(mean))
+    assert not torch.allclose(greedy, torch.tanh(live_mean))
+    g = clone_generator(algo)
+    sampled = torch.as_tensor(algo.act(obs.numpy(), deterministic=False))
+    expected, _ = tanh_gaussian_by_hand(algo.actor, obs, torch.randn((B, 2), generator=g), -1.0, 1.0)
+    torch.testing.assert_close(sampled, expected.detach())
+    restored = CQL(OBS, spec, config, seed=5)
+    restored.load_state_dict(algo.state_dict())
+    torch.testing.assert_close(torch.as_tensor(restored.act(obs.numpy(), deterministic=True)), greedy)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("num_critics", 0, "num_critics must be an integer >= 1"),
     ("target_critics", 3, r"target_critics must be an integer in \[0, num_critics=2\]"),
@@ -537,6 +566,7 @@ def test_cql_redq_ensemble_target_subset_mean_actor_and_layer_norm_critics(penal
     ("actor_q", "max", "actor_q must be 'min' or 'mean'"),
     ("critic_layer_norm", 1, "critic_layer_norm must be a bool"),
     ("learn_entropy_alpha", "no", "learn_entropy_alpha must be a bool"),
+    ("actor_average_tau", 1.5, r"actor_average_tau must be in \[0.0, 1.0\]"),
     ("penalty", False, r"penalty=False \(SAC alone\) needs cql_alpha=0")])
 def test_cql_critic_options_are_validated_by_name(field: str, value, message: str) -> None:
     with pytest.raises(ValueError, match=f"CQLConfig.{message}"):
@@ -549,7 +579,7 @@ def test_checkpoint_from_before_a_config_field_existed_loads_only_where_the_fiel
     spec, small = ActionSpec("continuous", dim=2), dict(actor_hidden=(6,), critic_hidden=(6,))
     state = CQL(OBS, spec, CQLConfig(**small), seed=0).state_dict()
     for name in ("num_critics", "target_critics", "actor_q", "critic_layer_norm", "penalty",
-                 "learn_entropy_alpha"):
+                 "learn_entropy_alpha", "actor_average_tau"):
         del state["config"][name]
     CQL(OBS, spec, CQLConfig(**small), seed=1).load_state_dict(state)
     with pytest.raises(ValueError, match="critic_layer_norm: checkpoint '<missing>' vs this True"):
