@@ -82,11 +82,15 @@ def learner_rows(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, dict[str,
 
 def cell_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One table cell from its runs' metrics: seeds, diverged seeds, and the stats over seeds of
-    behaviour return, true return and Q / true value (a run whose training diverged — non-finite
-    losses — has no evaluation: counted, not averaged)."""
-    members = [m for m in runs if m.get("status") == "completed" and "true_return" in m]
+    behaviour return, true return and Q / true value. A run whose training diverged is averaged in
+    where it was evaluated at its last good checkpoint (``evaluated_update``, listed in
+    ``checkpoint_seeds``), else counted only (no checkpoint before it: no evaluation)."""
+    members = [m for m in runs if "true_return" in m and (m.get("status") == "completed" or (
+        m.get("status") == "diverged" and "evaluated_update" in m))]
     cell: dict[str, Any] = {"seeds": sorted(m["seed"] for m in runs),
                             "diverged_seeds": [m["seed"] for m in runs if m.get("status") == "diverged"],
+                            "checkpoint_seeds": {m["seed"]: m["evaluated_update"] for m in members
+                                                 if m.get("status") == "diverged"},
                             "behaviour_return": seed_stats([m["behaviour_return"] for m in runs])}
     if members:
         cell["true_return"] = seed_stats([m["true_return"] for m in members])
@@ -201,14 +205,17 @@ def judge(rows: dict[str, dict[str, dict[str, Any]]], best_constant: float,
             "td3": td3, "td3_datasets_meeting_bar": td3_hits, "imitation_actions": imitation}
 
 
-def cell_text(stats: dict[str, float] | None, full: int = 3, diverged: int = 0) -> str:
-    """``mean ± std``; a cell with fewer than ``full`` seeds says how many it has, and how many
-    diverged (no return)."""
+def cell_text(stats: dict[str, float] | None, full: int = 3, diverged: int = 0, at_checkpoint: int = 0) -> str:
+    """``mean ± std``; a cell with fewer than ``full`` seeds says how many it has, how many diverged
+    with no evaluation (not averaged), and how many of its seeds diverged and were evaluated at
+    their last good checkpoint (averaged in)."""
+    unevaluated = diverged - at_checkpoint
     if stats is None:
         return f"diverged ({diverged} of {diverged})" if diverged else "–"
     text = f"{stats['mean']:.1f} ± {stats['std']:.1f}" if stats["seeds"] > 1 else f"{stats['mean']:.1f}"
-    notes = [f"{stats['seeds']} seed{'s' if stats['seeds'] > 1 else ''}"] if stats["seeds"] + diverged < full else []
-    notes += [f"+ {diverged} diverged"] if diverged else []
+    notes = [f"{stats['seeds']} seed{'s' if stats['seeds'] > 1 else ''}"] if stats["seeds"] + unevaluated < full else []
+    notes += [f"+ {unevaluated} diverged"] if unevaluated else []
+    notes += [f"{at_checkpoint} diverged: at the last good checkpoint"] if at_checkpoint else []
     return f"{text} ({', '.join(notes)})" if notes else text
 
 
@@ -234,7 +241,8 @@ def table(report: dict[str, Any], variants: bool = True) -> str:
         label = LEARNERS.get(algo, f"*{algo.replace('cql[cql_alpha=', 'CQL α = ').rstrip(']')}*")
         cells = [rows[algo].get(d, {}) for d in datasets]
         lines.append(f"| {label} | " + " | ".join(
-            cell_text(c.get("true_return"), full, len(c.get("diverged_seeds", []))) if c else "–" for c in cells) + " |")
+            cell_text(c.get("true_return"), full, len(c.get("diverged_seeds", [])), len(c.get("checkpoint_seeds", {})))
+            if c else "–" for c in cells) + " |")
     return "\n".join(lines)
 
 

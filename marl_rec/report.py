@@ -24,7 +24,9 @@ Each run is read defensively, so one broken run never stops the report: a run wh
 listed by name under "Runs left out" and skipped; a Hydra run folder without
 ``metrics.json`` (killed, or still running) is counted in its row as ``2 (+1 incomplete)``;
 an unreadable ``overrides.yaml`` or ``eval_history.json`` only costs that run its label or
-its curves, with a note.
+its curves, with a note. A run whose training diverged is counted in its row as ``3 (1 diverged)``;
+its figures are averaged in where it was evaluated at its last good checkpoint (its
+``metrics.json`` has ``evaluated_update``), and it adds none where it was not.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@
 ``run(cfg, run_dir)`` is the default ``task`` of the ``marl-rec`` CLI. It writes into
 ``run_dir``: TensorBoard events (training curves, ``eval/return`` vs ``eval/q_estimate``,
 hparams), ``checkpoint.pt``, ``metrics.json`` (the final figures) and ``eval_history.json``.
+A run whose training diverges (:class:`~marl_rec.trainer.DivergenceError`) has ``status:
+"diverged"``, the update it diverged by (``diverged_at``) and the reason (``error``); where a
+checkpoint was written before it, its policy is evaluated like a finished one (OPE, A/B test, Q
+estimate) and ``evaluated_update`` says at which update: what the learner was just before its
+critic blew up.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from marl_rec.contracts import ActionSpec
 from marl_rec.algos.bcq_ee import BatchLoopConfig
 from marl_rec.algos.registry import make_algorithm
 from marl_rec.batch_loop import run_batch_loop
+from marl_rec.checkpoint import load_checkpoint, restore_algorithm
 from marl_rec.data.dataset import OfflineDataset
 from marl_rec.experiments.common import flatten, learner_spaces, load_dataset, simulator_factory, validate_run
 from marl_rec.files import write_json
@@ -79,6 +85,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 final = loop_history[-1]
     except DivergenceError as error:
         status, final = "diverged", {"error": str(error), "diverged_at": error.step}
+        if error.checkpoint is not None:  # evaluate the last state before it diverged
+            restore_algorithm(algorithm, load_checkpoint(error.checkpoint).get("algorithm"),
+                              source=str(error.checkpoint))
+            final["evaluated_update"] = error.checkpoint_step
     train_seconds = time.perf_counter() - started
 
     metrics: dict[str, Any] = {"status": status, "algo": cfg.algo.name, "data": cfg.data.name,
@@ -90,6 +100,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         metrics.update({k.replace("eval/", "final_"): v for k, v in final.items()
                         if isinstance(v, (int, float)) and k.startswith("eval/")})
         metrics.update(final_evaluation(cfg, algorithm, dataset, factory, gamma))
+    else:  # diverged: why and when, and the last good checkpoint's evaluation where there is one
+        metrics.update(final)
+        if "evaluated_update" in final:
+            metrics.update(final_evaluation(cfg, algorithm, dataset, factory, gamma))
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "eval_history.json", {"eval": history, "batch_loop": loop_history})
     return metrics

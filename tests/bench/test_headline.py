@@ -45,6 +45,8 @@ def test_seed_statistics_use_ddof_one_and_keep_the_seeds(tmp_path: Path) -> None
     assert headline.cell_text({"mean": 90.04, "std": 0.0, "seeds": 1}) == "90.0 (1 seed)"
     assert headline.cell_text({"mean": 90.04, "std": 0.0, "seeds": 2}, diverged=1) == "90.0 ± 0.0 (+ 1 diverged)"
     assert headline.cell_text(None, diverged=3) == "diverged (3 of 3)"
+    assert (headline.cell_text({"mean": 89.3, "std": 0.0, "seeds": 3}, diverged=3, at_checkpoint=3)
+            == "89.3 ± 0.0 (3 diverged: at the last good checkpoint)")
 
 
 def test_a_diverged_run_is_counted_not_averaged(tmp_path: Path) -> None:
@@ -54,8 +56,21 @@ def test_a_diverged_run_is_counted_not_averaged(tmp_path: Path) -> None:
     (folder / "metrics.json").write_text(json.dumps({"status": "diverged", "algo": "td3", "data": "imitation",
                                                      "seed": 1, "behaviour_return": 106.0}))
     cell = headline.learner_rows(headline.scan_runs([tmp_path]).runs)["td3"]["imitation"]
-    assert cell["seeds"] == [0, 1] and cell["diverged_seeds"] == [1]
+    assert cell["seeds"] == [0, 1] and cell["diverged_seeds"] == [1] and cell["checkpoint_seeds"] == {}
     assert cell["true_return"]["seeds"] == 1 and cell["true_return"]["mean"] == 100.0
+
+
+def test_a_diverged_run_evaluated_at_its_last_good_checkpoint_is_averaged_and_named(tmp_path: Path) -> None:
+    write_run(tmp_path, "td3", "imitation", 0, 100.0, 106.0)
+    folder = tmp_path / "imitation_td3_seed1"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({
+        "status": "diverged", "algo": "td3", "data": "imitation", "seed": 1, "behaviour_return": 106.0,
+        "diverged_at": 3000, "evaluated_update": 2000, "true_return": 90.0, "true_value": 75.0, "q_estimate": 750.0}))
+    cell = headline.learner_rows(headline.scan_runs([tmp_path]).runs)["td3"]["imitation"]
+    assert cell["diverged_seeds"] == [1] and cell["checkpoint_seeds"] == {1: 2000}
+    assert cell["true_return"]["seeds"] == 2 and cell["true_return"]["mean"] == 95.0
+    assert cell["q_over_true"]["mean"] == pytest.approx((1.0 + 10.0) / 2)  # 50 / 50 and 750 / 75
 
 
 def test_a_seed_passed_twice_is_refused(tmp_path: Path) -> None:
