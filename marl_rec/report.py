@@ -264,14 +264,15 @@ def selection(runs: list[tuple[Path, dict[str, Any]]]) -> str:
     """Per dataset and seed, the learner each estimator ranks first among that seed's runs
     that have the estimate, and its regret = the best true return among those runs − the
     pick's true return; one cell per dataset lists the picks, then their mean true return and
-    mean regret over seeds.
+    mean regret over seeds. Runs whose training diverged are not candidates (a flagged run is
+    not deployed), even where their last good checkpoint was evaluated.
     Selecting by the learner's own Q shows why OPE is needed."""
     lines = ["| dataset | seeds | best by true return | " + " | ".join(f"{title}: pick (return, regret)"
                                                                    for _, title in SELECTORS) + " |",
              "|" + "---|" * (3 + len(SELECTORS))]
     by_data: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for _, m in runs:
-        if _value(m, "true_return") is not None:
+        if _value(m, "true_return") is not None and m.get("status") != "diverged":
             by_data[m["data"]][m["seed"]].append(m)
     for data, by_seed in sorted(by_data.items()):
         seeds = dict(sorted(by_seed.items()))  # cells list the picks in seed order

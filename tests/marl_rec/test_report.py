@@ -90,3 +90,15 @@ def test_broken_runs_are_named_and_skipped_and_nothing_stops_the_report(tmp_path
     assert "`ragged`: no Q-vs-truth curve: eval_history.json: 'eval/q_estimate' has 1 points, 'step' has 3" in notes
     assert (tmp_path / "report.md").read_text() == table + "\n"
     assert {p.name for p in written} >= {"report.md", "learning_curves.png", "q_vs_true.png"}
+
+
+def test_a_diverged_run_evaluated_at_its_checkpoint_is_in_the_table_not_a_selection_candidate(tmp_path: Path) -> None:
+    make_run(tmp_path, "bcq0", ["seed=0", "algo=bcq"], data="imitation", algo="bcq", seed=0, true_return=100.0,
+             ope_fqe=80.0, q_estimate=90.0)
+    make_run(tmp_path, "td30", ["seed=0", "algo=td3"], data="imitation", algo="td3", seed=0, status="diverged",
+             diverged_at=3000, evaluated_update=2000, true_return=84.0, ope_fqe=1e5, q_estimate=2700.0)
+    table, _ = report([tmp_path])
+    assert "| imitation | td3 | 1 (1 diverged) | 84.0 |" in table
+    line = next(row for row in table.splitlines()[::-1] if row.startswith("| imitation | 1 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "bcq (100.0)" and cells[3] == "bcq (100.0, 0.0)"  # FQE would pick the diverged TD3
