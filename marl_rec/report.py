@@ -401,15 +401,30 @@ def plot(runs: list[tuple[Path, dict[str, Any]]], out_dir: Path,
               if _value(m, key) is not None and _value(m, "true_value") is not None]
     if points:
         fig, ax = plt.subplots(figsize=(5.5, 5))
+        # the frame spans the true values (twice their range): an estimate far outside it (a
+        # diverged critic's 10^5) is drawn on the frame's edge as a triangle and counted, so the
+        # rest stay readable
+        truths = [_value(m, "true_value") for m, _ in points]
+        span = max(truths) - min(truths) or max(abs(max(truths)), 1.0)
+        low, high = min(truths) - span, max(truths) + span
+        outside = []
         for key, title in estimators:
             xs = [_value(m, "true_value") for m, k in points if k == key]
             ys = [_value(m, key) for m, k in points if k == key]
-            if xs:
-                ax.scatter(xs, ys, label=title, s=18)
-        values = [v for m, k in points for v in (_value(m, k), _value(m, "true_value"))]
-        low, high = min(values), max(values)
+            if not xs:
+                continue
+            inside = [(x, y) for x, y in zip(xs, ys) if low <= y <= high]
+            beyond = [(x, y) for x, y in zip(xs, ys) if not low <= y <= high]
+            colour = ax.scatter(*zip(*inside) if inside else ([], []), label=title, s=18).get_facecolor()
+            for x, y in beyond:
+                outside.append(y)
+                ax.scatter([x], [high if y > high else low], marker="^" if y > high else "v", s=40, color=colour)
         ax.plot([low, high], [low, high], color="black", linestyle="--", label="estimate = truth")
-        ax.set(xlabel="true value (simulated A/B test)", ylabel="OPE estimate", title="OPE vs truth")
+        ax.set(xlabel="true value (simulated A/B test)", ylabel="OPE estimate", title="OPE vs truth",
+               xlim=(low, high), ylim=(low - 0.02 * (high - low), high + 0.02 * (high - low)))
+        if outside:
+            ax.set_title(f"OPE vs truth\n{len(outside)} estimates outside the frame (▲ above, ▼ below: "
+                         f"{min(outside):.3g} to {max(outside):.3g})", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(out_dir / "ope_vs_true.png")
