@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from marl_rec.files import write_json  # noqa: E402
-from marl_rec.report import scan_runs  # noqa: E402
+from marl_rec.report import scan_runs, seed_std  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("final_buffer", "concurrent", "imitation", "random", "expert")
@@ -59,10 +59,9 @@ DEPLOY_LOOP = ("bcq_ee", "bcq_re")
 
 
 def seed_stats(values: list[float]) -> dict[str, float]:
-    """Mean, std over seeds (ddof = 1; 0 for one seed) and the number of seeds."""
+    """Mean, std over seeds (``marl_rec.report.seed_std``: ddof = 1) and the number of seeds."""
     array = np.asarray(values, dtype=np.float64)
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-            "seeds": len(array)}
+    return {"mean": float(array.mean()), "std": seed_std(array), "seeds": len(array)}
 
 
 def learner_rows(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -6,7 +6,7 @@ issue #17's bars checked from the numbers.
 
 Reads every ``metrics.json`` under the folders (one per data seed; a run's rows are
 ``irl/experiments/reward_learning.py``'s), and writes per method the per-seed values and their
-mean ± std (population std over data seeds), plus:
+mean ± std (the sample std over data seeds, ddof = 1), plus:
 
 - ``preference_bars``: Pearson with the true utility on held-out users ≥ 0.85 for each query
   selection (mean, and the smallest single model over data × preference seeds); disagreement
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from marl_rec.report import seed_std
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFERENCE_BAR = 0.85
@@ -58,7 +60,7 @@ def load_runs(folders: list[Path]) -> dict[int, dict[str, dict[str, Any]]]:
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": [float(v) for v in values]}
+    return {"mean": float(np.mean(values)), "std": seed_std(values), "per_seed": [float(v) for v in values]}
 
 
 def summarise(runs: dict[int, dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -83,7 +85,7 @@ def summarise(runs: dict[int, dict[str, dict[str, Any]]]) -> dict[str, Any]:
             bars["disagreement_minus_uniform"] = _stats(gaps)
             bars["disagreement_ahead_pairs"] = f"{sum(d > u for d, u in pairs)} of {len(pairs)} (ties {sum(d == u for d, u in pairs)})"
             bars["disagreement_beats_uniform"] = bool(np.mean(gaps) > 0)
-            bars["disagreement_beats_uniform_by_more_than_spread"] = bool(np.mean(gaps) > np.std(gaps))
+            bars["disagreement_beats_uniform_by_more_than_spread"] = bool(np.mean(gaps) > seed_std(gaps))
         out["preference_bars"] = bars
     learned = [m for m in methods if m.startswith("retrain/") and m.split("/", 1)[1].split("/")[0] in
                ("preferences", "airl")]

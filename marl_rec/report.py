@@ -215,9 +215,8 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
         and math.isfinite(value) else None
 
 
-def _seed_std(values: Sequence[float] | np.ndarray) -> float:
-    """The seed-to-seed spread: the sample std (ddof = 1, as bench/headline.py and the bars use);
-    0 for one seed."""
+def seed_std(values: Sequence[float] | np.ndarray) -> float:
+    """The seed-to-seed spread of every table and bar: the sample std (ddof = 1); 0 for one seed."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
@@ -237,7 +236,7 @@ def aggregate(runs: list[tuple[Path, dict[str, Any]]],
                                "diverged": sum(m.get("status") == "diverged" for m in members)}
         for column, _ in COLUMNS:
             values = [v for v in (_value(m, column) for m in members) if v is not None]
-            row[column] = (float(np.mean(values)), _seed_std(values), len(values)) if values else None
+            row[column] = (float(np.mean(values)), seed_std(values), len(values)) if values else None
         table[key] = row
     return table
 
@@ -442,7 +441,7 @@ def seed_table(per_seed: list[dict[str, Any]], key: str = "results") -> dict[str
         table[policy] = {}
         for metric in metrics:
             values = np.array([s[key][policy][metric] for s in per_seed], dtype=np.float64)
-            table[policy][metric] = {"mean": float(values.mean()), "std": _seed_std(values)}
+            table[policy][metric] = {"mean": float(values.mean()), "std": seed_std(values)}
     return table
 
 
@@ -463,7 +462,7 @@ def difference_vs_spread(a: np.ndarray, b: np.ndarray) -> dict[str, float | bool
     seed-to-seed spread (the larger of their stds, ddof=1; 0 for one seed) and whether
     the difference exceeds it (``beats``)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    difference, spread = float(a.mean() - b.mean()), max(_seed_std(a), _seed_std(b))
+    difference, spread = float(a.mean() - b.mean()), max(seed_std(a), seed_std(b))
     return {"difference": difference, "spread": spread, "beats": bool(difference > spread)}
 
 
