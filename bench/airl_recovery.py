@@ -53,6 +53,7 @@ from marl_rec.irl.data import collect_with_utility, probe_expected_utility, slat
 from marl_rec.irl.experiments.reward_learning import ReferenceConfig, fit_reference
 from marl_rec.irl.experts import BoltzmannCuratorPolicy, UtilityGreedyPolicy
 from marl_rec.files import write_json
+from marl_rec.report import seed_std
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("airl/before", "airl/greedy_noise_trained", "airl/boltzmann", "airl/boltzmann_slate",
@@ -127,7 +128,7 @@ def markdown_table(result: dict) -> str:
     for method in dict.fromkeys(r["method"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["method"] == method]
         per_seed = ", ".join(f"{r['epic_expected']:.3f}" for r in rows)
-        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows], ddof=1):.3f}"
+        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {seed_std([r[k] for r in rows]):.3f}"
                  for k in ("epic_expected", "pearson_expected", "pearson_realised")]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {per_seed} |")
     return "\n".join(lines)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         summary[method] = {k: {"mean": float(np.mean([r[k] for r in mine])),
-                               "std": float(np.std([r[k] for r in mine], ddof=1 if len(mine) > 1 else 0))}
+                               "std": seed_std([r[k] for r in mine])}
                            for k in ("epic_expected", "pearson_expected", "pearson_realised")}
     write_json(args.out, {"command": "bench/airl_recovery.py " + " ".join(sys.argv[1:]), "settings": vars(args) | {
         "out": str(args.out)}, "simulator": SimulatorConfig().to_dict(), "rows": rows, "summary": summary})
