@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/online_probe.py --label sac --learner sac            # bench/results/online_probe.json
     .venv/bin/python bench/online_probe.py --label sac_b1024 --learner sac --set batch_size=1024
+    .venv/bin/python bench/online_probe.py --table bench/results/online_probe.json   # the README's table
 
 Trains one online learner of ``bench/calibration.py`` (:data:`calibration.ONLINE_LEARNERS`, plus
 ``--set FIELD=VALUE`` overrides of its algorithm config) with the calibration's loop
@@ -62,9 +63,33 @@ def evaluate(sim: UserSimulator, policy, users: int, seed: int) -> dict[str, flo
             "return_se": round(float(stats.returns.std(ddof=1) / np.sqrt(users)), 2)}
 
 
+def markdown_table(report: dict) -> str:
+    """The probes as a markdown table: each row's settings (beyond its learner's), the greedy return
+    at every checkpoint, the stochastic policy's at the last, and the last checkpoint's headroom share."""
+    lines = ["| probe | learner | settings | train seed | greedy return at (updates) | stochastic, last | "
+             "headroom share, last |", "|---|---|---|---|---|---|---|"]
+    for label, row in report["rows"].items():
+        base = ONLINE_LEARNERS[row["learner"]].overrides if row["learner"] in ONLINE_LEARNERS else {}
+        changed = {k: v for k, v in row["overrides"].items() if k not in base or _plain(base[k]) != _plain(v)}
+        settings = ", ".join(f"{k}={v}" for k, v in changed.items()) or "as the learner"
+        trajectory = " / ".join(f"{c['mean_return']:.1f} ({c['updates'] // 1000}k)" for c in row["checkpoints"])
+        last = row["result"]
+        stochastic = f"{last['stochastic_return']:.1f}" if "stochastic_return" in last else "–"
+        lines.append(f"| {label} | {row['learner']} | {settings} | {row['train_seed']} | {trajectory} | "
+                     f"{stochastic} | {last['headroom_share']:.2f} |")
+    references = "; ".join(f"{key}: best constant {ref['best_constant']['mean_return']:.1f}, production "
+                           f"{ref['production']['mean_return']:.1f}" for key, ref in report["reference"].items())
+    return "\n".join(lines) + f"\n\nReferences on the probe's users ({references})."
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--label", required=True, help="the row's name in the JSON (rewritten if present)")
+    parser.add_argument("--table", type=Path, help="print the markdown table of a probe JSON and exit")
+    parser.add_argument("--label", help="the row's name in the JSON (rewritten if present)")
     parser.add_argument("--learner", default="sac", choices=list(ONLINE_LEARNERS))
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="overrides of the learner's algorithm config")
@@ -79,6 +104,11 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "online_probe.json")
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
+    if not args.label:
+        raise SystemExit("--label is required (the row's name in the JSON)")
     if args.eval_seed == 123 or args.train_seed == 0:
         raise SystemExit("--eval-seed 123 / --train-seed 0 are the calibration's own: probe on other seeds")
     torch.set_num_threads(1)
