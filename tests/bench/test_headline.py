@@ -4,19 +4,15 @@ overestimation, the imitation dataset's distinct actions), the reference rows co
 runs' own A/B test, and the committed table is the one generated from the committed JSON."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
-_SPEC = importlib.util.spec_from_file_location("headline", ROOT / "bench" / "headline.py")
-headline = importlib.util.module_from_spec(_SPEC)
-sys.modules["headline"] = headline
-_SPEC.loader.exec_module(headline)
+headline = load("headline")
 
 
 def write_run(root: Path, algo: str, data: str, seed: int, true_return: float, behaviour: float,

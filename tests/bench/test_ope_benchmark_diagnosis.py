@@ -1,17 +1,13 @@
 """bench/ope_benchmark_diagnosis.py: error vs interval per estimator from an OPE-benchmark run's
 rows, the A/B half-widths read from the run's markdown, and the logs' own Monte Carlo value."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
-_SPEC = importlib.util.spec_from_file_location("ope_benchmark_diagnosis", ROOT / "bench" / "ope_benchmark_diagnosis.py")
-diagnosis = importlib.util.module_from_spec(_SPEC)
-sys.modules["ope_benchmark_diagnosis"] = diagnosis
-_SPEC.loader.exec_module(diagnosis)
+diagnosis = load("ope_benchmark_diagnosis")
 
 
 def row(estimator: str, policy: str, value: float, half: float, truth: float) -> dict:

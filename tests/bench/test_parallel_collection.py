@@ -1,17 +1,11 @@
 """bench/parallel_collection.py: the CPU-time figures it derives from fake calls (no simulator, no real
 timing), and the per-job CPU clock around marl_rec.parallel.map_jobs."""
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from bench_scripts import load
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "parallel_collection.py"
-_SPEC = importlib.util.spec_from_file_location("parallel_collection", _PATH)
-bench = importlib.util.module_from_spec(_SPEC)
-sys.modules["parallel_collection"] = bench
-_SPEC.loader.exec_module(bench)
+bench = load("parallel_collection")
 
 
 def test_measure_interleaves_and_derives_overhead_and_the_speedup_with_a_core_per_process() -> None:

@@ -1,18 +1,14 @@
 """bench/reward_learning_seeds.py: reward-learning sweeps summarised over data seeds, issue #17's
 bars decided from the numbers, and the findings page showing the tables generated from the
 committed JSON."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
-_SPEC = importlib.util.spec_from_file_location("reward_learning_seeds", ROOT / "bench" / "reward_learning_seeds.py")
-seeds = importlib.util.module_from_spec(_SPEC)
-sys.modules["reward_learning_seeds"] = seeds
-_SPEC.loader.exec_module(seeds)
+seeds = load("reward_learning_seeds")
 
 
 def write_run(folder: Path, seed: int, rows: list[dict]) -> None:

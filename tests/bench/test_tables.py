@@ -1,18 +1,15 @@
 """bench/tables.py: the performance tables of bench/results/README.md are the ones generated from
 the committed JSON (bench/results/update_throughput.json, simulator_throughput.json), and the
 generator marks a missed target."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
-_SPEC = importlib.util.spec_from_file_location("tables", ROOT / "bench" / "tables.py")
-tables = importlib.util.module_from_spec(_SPEC)
-sys.modules["tables"] = tables
-_SPEC.loader.exec_module(tables)
+tables = load("tables")
 sys.path.insert(0, str(ROOT / "bench"))  # tables.simulator_table reads bench/simulator.py's targets
 
 

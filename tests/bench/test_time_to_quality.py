@@ -1,18 +1,12 @@
 """bench/time_to_quality.py: the threshold rule, the ratios and the round-robin CPU clock, on
 synthetic learning curves and fake learners (no d3rlpy, no simulator, no real timing)."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from marl_rec.algos.registry import make_config
+from bench_scripts import load
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "time_to_quality.py"
-_SPEC = importlib.util.spec_from_file_location("time_to_quality", _PATH)
-ttq = importlib.util.module_from_spec(_SPEC)
-sys.modules["time_to_quality"] = ttq
-_SPEC.loader.exec_module(ttq)
+ttq = load("time_to_quality")
 
 
 def curve(*points: tuple[float, float]) -> list[dict[str, float]]:
