@@ -41,11 +41,7 @@ class CQLConfig:
     estimator (the code's ``min_q_version`` 3 when True, 2 when False).
 
     Options for online SAC (issue #16's online bar; off by default, the algorithm is then as
-    it was): ``num_critics`` critics instead of twin ones; ``target_critics`` M > 0 backs up the
-    minimum over a random subset of M of them, drawn anew each update (REDQ, Chen et al., 2021;
-    0: the minimum over all); ``actor_q`` = "mean" trains the actor on the critics' mean
-    instead of their minimum (REDQ's actor); ``critic_layer_norm`` puts a LayerNorm before every
-    hidden ReLU of the critics; ``penalty=False`` (only with α = 0 and no Lagrangian: SAC) skips
+    it was): ``penalty=False`` (only with α = 0 and no Lagrangian: SAC) skips
     the penalty's proposals and critic passes, which then weigh nothing (online SAC at batch 1,024:
     28 instead of 51 ms of CPU a batched step in bench/online_probe.py's runs, separate runs, not an
     interleaved A/B); the default computes them, so online SAC's random stream stays as it was.
@@ -75,11 +71,7 @@ class CQLConfig:
     bc_warmup_updates: int = 40_000
     importance_sampling: bool = True
     batch_size: int = 256
-    # options for online SAC's critic (issue #16's online bar); the defaults are the algorithm as it was
-    num_critics: int = 2
-    target_critics: int = 0
-    actor_q: str = "min"
-    critic_layer_norm: bool = False
+    # online SAC's options (issue #16's online bar); the defaults are the algorithm as it was
     penalty: bool = True
     learn_entropy_alpha: bool = True
     actor_average_tau: float = 0.0
@@ -92,16 +84,10 @@ class CQLConfig:
         check_in_range(self, "gamma", 0.0, 1.0)
         check_in_range(self, "tau", 0.0, 1.0, low_open=True)
         check_in_range(self, "actor_average_tau", 0.0, 1.0)
-        check_positive_int(self, "num_sampled_actions", "batch_size", "num_critics")
-        if (isinstance(self.target_critics, bool) or not isinstance(self.target_critics, int)
-                or not 0 <= self.target_critics <= self.num_critics):
-            raise ValueError(f"CQLConfig.target_critics must be an integer in [0, num_critics={self.num_critics}] "
-                             f"(0: all critics), got {self.target_critics!r}")
-        if self.actor_q not in ("min", "mean"):
-            raise ValueError(f"CQLConfig.actor_q must be 'min' or 'mean', got {self.actor_q!r}")
+        check_positive_int(self, "num_sampled_actions", "batch_size")
         if not isinstance(self.bc_warmup_updates, int) or isinstance(self.bc_warmup_updates, bool):
             raise ValueError(f"CQLConfig.bc_warmup_updates must be an integer >= 0, got {self.bc_warmup_updates!r}")
-        for name in ("lagrange", "backup_entropy", "importance_sampling", "critic_layer_norm", "penalty",
+        for name in ("lagrange", "backup_entropy", "importance_sampling", "penalty",
                      "learn_entropy_alpha"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CQLConfig.{name} must be a bool, got {getattr(self, name)!r}")
@@ -153,8 +139,7 @@ class CQL(TorchAlgorithm):
             raise ValueError(f"CQL needs a continuous action space, got {action_spec} (use DiscreteCQL)")
         self.low, self.high = float(action_spec.low), float(action_spec.high)
         self.actor = self._build(TanhGaussianActor(obs_dim, k, c.actor_hidden, self.low, self.high))
-        self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=c.num_critics,
-                                                 layer_norm=c.critic_layer_norm))
+        self.critic = self._build(CriticEnsemble(obs_dim, k, c.critic_hidden, num_critics=2))
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         if c.actor_average_tau > 0:  # the greedy policy: a Polyak average of the actor's iterates
             self.actor_average = copy.deepcopy(self.actor).requires_grad_(False)
@@ -180,11 +165,8 @@ class CQL(TorchAlgorithm):
         log_entropy_alpha = self.log_alphas["entropy"]
         entropy_alpha = log_entropy_alpha.exp().detach()
         self.critic.requires_grad_(False)
-        if self.num_updates <= c.bc_warmup_updates:
-            objective = self.actor.log_prob(obs, actions)
-        else:
-            q_new = self.critic(obs, new_actions)
-            objective = q_new.min(0).values if c.actor_q == "min" else q_new.mean(0)
+        objective = (self.actor.log_prob(obs, actions) if self.num_updates <= c.bc_warmup_updates
+                     else self.critic(obs, new_actions).min(0).values)
         actor_loss = (entropy_alpha * log_pi - objective).mean()
         self.critic.requires_grad_(True)
         entropy_loss = -(log_entropy_alpha * (log_pi.detach() + self.target_entropy)).mean()
@@ -201,15 +183,10 @@ class CQL(TorchAlgorithm):
         # 2. critics: TD target from the policy at s', plus CQL(H) on n uniform + 2n policy actions
         with torch.no_grad():
             next_actions, next_log_pi = self.actor(next_obs, g)
-            next_q_all = self.critic_target(next_obs, next_actions)
-            if 0 < c.target_critics < c.num_critics:  # REDQ: the min over a random subset, drawn each update
-                subset = torch.randperm(c.num_critics, generator=g, device=self.device)[:c.target_critics]
-                next_q_all = next_q_all[subset]
-            next_q = next_q_all.min(0).values
+            next_q = self.critic_target(next_obs, next_actions).min(0).values
             if c.backup_entropy:
                 next_q = next_q - entropy_alpha * next_log_pi
             target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q
-        m = c.num_critics
         if not c.penalty:  # SAC alone: no proposals, no penalty passes (α = 0 is checked by the config)
             q = self.critic(obs, actions)
             td_loss = (q - target).pow(2).mean(1).sum()
@@ -229,15 +206,15 @@ class CQL(TorchAlgorithm):
             log_density = torch.stack([torch.full_like(pi_log, self.uniform_log_density), pi_log, next_pi_log])
         # one critic call per kind of action, not one on all B + 3Bn rows: on a CPU the smaller
         # activations stay in cache (measured ~10% faster per update at the paper sizes, #19)
-        q = self.critic(obs, actions)  # (m, B)
+        q = self.critic(obs, actions)  # (2, B)
         q_sampled = torch.stack([self.critic(obs_rep, a) for a in (uniform, pi_actions, next_pi_actions)],
-                                dim=1).view(m, 3, b, n)
+                                dim=1).view(2, 3, b, n)
         if c.importance_sampling:
-            terms = (q_sampled - log_density.view(1, 3, b, n)).permute(0, 2, 1, 3).reshape(m, b, 3 * n)
+            terms = (q_sampled - log_density.view(1, 3, b, n)).permute(0, 2, 1, 3).reshape(2, b, 3 * n)
         else:  # the authors' code's other estimator: the sampled and the logged actions' Q, unweighted
-            terms = torch.cat([q_sampled.permute(0, 2, 1, 3).reshape(m, b, 3 * n), q.unsqueeze(2)], dim=2)
+            terms = torch.cat([q_sampled.permute(0, 2, 1, 3).reshape(2, b, 3 * n), q.unsqueeze(2)], dim=2)
         soft_max = c.cql_temperature * torch.logsumexp(terms / c.cql_temperature, dim=2)
-        gap = soft_max.mean(1) - q.mean(1)  # (m,): one per critic
+        gap = soft_max.mean(1) - q.mean(1)  # (2,): one per critic
         if c.lagrange:
             cql_alpha = self.log_alphas["cql"].exp().clamp(0.0, 1e6)
             penalty = cql_alpha.detach() * (c.cql_alpha * gap - c.lagrange_threshold)
