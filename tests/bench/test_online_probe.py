@@ -1,16 +1,11 @@
 """bench/online_probe.py: the overrides it parses, the table of its JSON, and its refusal to probe on
 the calibration's own seeds (no training here)."""
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
+from bench_scripts import load
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "online_probe.py"
-_SPEC = importlib.util.spec_from_file_location("online_probe", _PATH)
-probe = importlib.util.module_from_spec(_SPEC)
-sys.modules["online_probe"] = probe
-_SPEC.loader.exec_module(probe)
+probe = load("online_probe")
 
 
 def test_overrides_are_python_literals_or_bare_strings() -> None:
