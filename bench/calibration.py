@@ -25,7 +25,8 @@ Every policy is evaluated on the same ``--users`` users (one session each, seed 
   ``sac`` is SAC with automatic entropy (the CQL class with α = 0, online SAC's learning rates and
   an entropy term in the backup), exploring with its own stochastic policy; ``sac_steady`` is that
   SAC with a fixed entropy weight of 0.15, batches of 1,024 and a Polyak-averaged greedy actor
-  (:data:`SAC_STEADY_OVERRIDES`, chosen on ``bench/online_probe.py``'s held-out seeds).
+  (:data:`SAC_STEADY_OVERRIDES`, chosen on ``bench/online_probe.py``'s held-out seeds), and
+  ``sac_steady_alpha005`` the same with the weight at 0.05.
   Why TD3 ends in a corner is measured by ``bench/online_diagnosis.py``. ``--online NAME ...``
   picks the learners, ``--observations`` the observations; ``--merge`` keeps every other row of the existing ``--json`` (the worlds,
   and the online rows not rerun) and rewrites only the rows run now.
