@@ -64,6 +64,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BARS = {"production_over_best_constant": 1.12, "myopic_over_best_constant": 0.90, "online_headroom_share": 0.60}
 
 
+def headroom_share(value: float, best_constant: float, production: float) -> float:
+    """Where ``value`` lies from the best constant (0) to the production policy (1): the online bar's measure."""
+    return round((value - best_constant) / (production - best_constant), 4)
+
+
 def summary(stats) -> dict[str, float]:
     out = stats.summary()
     return {key: round(float(value), 3) for key, value in out.items()}
@@ -262,7 +267,7 @@ def main() -> None:
     best = report["default"]["constants"]["best"]["mean_return"]
     production = report["default"]["production"]["mean_return"]
     for row in report["online"].values():  # against the report's own best constant and production policy
-        row["headroom_share"] = round((row["mean_return"] - best) / (production - best), 4)
+        row["headroom_share"] = headroom_share(row["mean_return"], best, production)
     ratios = report["default"]["ratios"]
     length, with_ads = ratios["ads_session_length"]
     report["bars_met"] = {

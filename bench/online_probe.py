@@ -36,15 +36,20 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration import OBSERVATIONS, ONLINE_LEARNERS  # noqa: E402
+from calibration import OBSERVATIONS, ONLINE_LEARNERS, headroom_share  # noqa: E402
 from marl_rec.agents.policies import ConstantPolicy, ProductionPolicy  # noqa: E402
 from marl_rec.algos.online import train_online  # noqa: E402
 from marl_rec.envs.rollout import run_sessions  # noqa: E402
 from marl_rec.envs.simulator import UserSimulator  # noqa: E402
 from marl_rec.files import write_json  # noqa: E402
 
-#: the calibration's best constant (bench/results/calibration.json, default world)
-BEST_CONSTANT = np.array([-1.0, -1.0, -1.0, 0.0])
+#: where the calibration's best constant is read from (its default world's screen of 81 constants)
+CALIBRATION = Path(__file__).resolve().parent / "results" / "calibration.json"
+
+
+def best_constant_action(path: Path = CALIBRATION) -> np.ndarray:
+    """The calibration's best constant action (``default.constants.best.action`` of its JSON)."""
+    return np.asarray(json.loads(path.read_text())["default"]["constants"]["best"]["action"], dtype=np.float64)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -58,9 +63,8 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def evaluate(sim: UserSimulator, policy, users: int, seed: int) -> dict[str, float]:
-    stats = run_sessions(policy, users, np.random.default_rng(seed), sim=sim)
-    return {"mean_return": round(float(stats.returns.mean()), 2),
-            "return_se": round(float(stats.returns.std(ddof=1) / np.sqrt(users)), 2)}
+    stats = run_sessions(policy, users, np.random.default_rng(seed), sim=sim).summary()
+    return {key: round(stats[key], 2) for key in ("mean_return", "return_se")}
 
 
 def markdown_table(report: dict) -> str:
@@ -119,8 +123,9 @@ def main() -> None:
     key = f"{args.users} users, seed {args.eval_seed}"
     sim = UserSimulator(config)
     if key not in report.setdefault("reference", {}):
-        report["reference"][key] = {"best_constant": {"action": BEST_CONSTANT.tolist(), **evaluate(
-            sim, ConstantPolicy(BEST_CONSTANT), args.users, args.eval_seed)},
+        action = best_constant_action()
+        report["reference"][key] = {"best_constant": {"action": action.tolist(), **evaluate(
+            sim, ConstantPolicy(action), args.users, args.eval_seed)},
             "production": evaluate(sim, ProductionPolicy(), args.users, args.eval_seed)}
     reference = report["reference"][key]
     best, production = reference["best_constant"]["mean_return"], reference["production"]["mean_return"]
@@ -137,7 +142,7 @@ def main() -> None:
         if agent.num_updates in checkpoints:
             row = {"updates": agent.num_updates, "cpu_seconds": round(time.process_time() - started, 1),
                    **evaluate(eval_sim, lambda s, obs: agent.act(obs, deterministic=True), args.users, args.eval_seed)}
-            row["headroom_share"] = round((row["mean_return"] - best) / (production - best), 3)
+            row["headroom_share"] = headroom_share(row["mean_return"], best, production)
             if learner.exploration == "policy":  # the stochastic policy it trains, on a saved-and-restored stream
                 state = agent.generator.get_state()
                 row["stochastic_return"] = evaluate(eval_sim, lambda s, obs: agent.act(obs, deterministic=False),

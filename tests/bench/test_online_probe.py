@@ -38,3 +38,13 @@ def test_the_calibrations_own_seeds_are_refused(seeds, monkeypatch, tmp_path) ->
     monkeypatch.setattr(sys, "argv", ["online_probe.py", "--label", "x", "--json", str(tmp_path / "p.json"), *seeds])
     with pytest.raises(SystemExit, match="calibration's own"):
         probe.main()
+
+
+def test_the_reference_constant_and_the_headroom_share_come_from_the_calibration(tmp_path) -> None:
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text('{"default": {"constants": {"best": {"action": [-1, 0.5, -1, 0]}}}}')
+    assert probe.best_constant_action(calibration).tolist() == [-1.0, 0.5, -1.0, 0.0]
+    # the committed calibration's best constant is the one the probe's reference rows were measured with
+    assert probe.best_constant_action().tolist() == [-1.0, -1.0, -1.0, 0.0]
+    assert probe.headroom_share(118.25, 110.5, 119.6) == pytest.approx(0.8516, abs=1e-4)
+    assert probe.headroom_share(110.5, 110.5, 119.6) == 0.0 and probe.headroom_share(119.6, 110.5, 119.6) == 1.0
