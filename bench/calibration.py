@@ -25,8 +25,8 @@ Every policy is evaluated on the same ``--users`` users (one session each, seed 
   ``sac`` is SAC with automatic entropy (the CQL class with α = 0, online SAC's learning rates and
   an entropy term in the backup), exploring with its own stochastic policy; ``sac_steady`` is that
   SAC with a fixed entropy weight of 0.15, batches of 1,024 and a Polyak-averaged greedy actor
-  (:data:`SAC_STEADY_OVERRIDES`, chosen on ``bench/online_probe.py``'s held-out seeds), and
-  ``sac_steady_alpha005`` the same with the weight at 0.05.
+  (chosen on ``bench/online_probe.py``'s held-out seeds), and ``sac_steady_alpha005`` the same with
+  the weight at 0.05 (:data:`~marl_rec.algos.online.SAC_STEADY_OVERRIDES`, the Fujimoto pipelines' agent).
   Why TD3 ends in a corner is measured by ``bench/online_diagnosis.py``. ``--online NAME ...``
   picks the learners, ``--observations`` the observations; ``--merge`` keeps every other row of the existing ``--json`` (the worlds,
   and the online rows not rerun) and rewrites only the rows run now.
@@ -53,7 +53,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from marl_rec.algos.online import SAC_OVERRIDES  # noqa: E402  (the online SAC of the pipelines)
+from marl_rec.algos.online import SAC_OVERRIDES, SAC_STEADY_OVERRIDES  # noqa: E402  (the pipelines' online SACs)
 from marl_rec.agents.policies import (ConstantPolicy, HeuristicExpertPolicy, MyopicGreedyPolicy,  # noqa: E402
                                       ProductionPolicy, action_grid)
 from marl_rec.envs.rollout import run_sessions  # noqa: E402
@@ -107,25 +107,20 @@ class OnlineLearner:
                               **self.overrides)
 
 
-#: ``sac_steady``: online SAC with the options chosen on bench/online_probe.py's held-out seeds
-#: (training seed 1, 500 users of seed 7; bench/results/README.md, "Calibration"): with the entropy
-#: weight tuned down from 1.0 the policy stays near uniform for thousands of updates, and the runs
-#: peaked near 6,000 updates and fell by 8,000 while the weight kept decaying; so the weight is fixed
-#: (at 0.15); batches of 1,024 (at 256 the fixed weight's greedy return swung between 104 and 117 from
-#: checkpoint to checkpoint); the unused penalty's passes skipped; the greedy policy a Polyak average
-#: (τ 0.001) of the actor's iterates.
-SAC_STEADY_OVERRIDES: dict[str, Any] = {
-    **SAC_OVERRIDES, "batch_size": 1024, "penalty": False, "learn_entropy_alpha": False,
-    "initial_entropy_alpha": 0.15, "actor_average_tau": 0.001}
+#: ``sac_steady``: the pipelines' steady SAC (:data:`~marl_rec.algos.online.SAC_STEADY_OVERRIDES`) with the
+#: entropy weight at 0.15, the value it was first run with on bench/online_probe.py's held-out seeds
+#: (training seed 1, 500 users of seed 7): the runs with a tuned weight peaked near 6,000 updates and fell by
+#: 8,000 while the weight kept decaying, and at batch 256 a fixed weight's greedy return swung between 104
+#: and 117 from checkpoint to checkpoint. ``sac_steady_alpha005`` is the committed setting (weight 0.05).
+SAC_STEADY_015: dict[str, Any] = {**SAC_STEADY_OVERRIDES, "initial_entropy_alpha": 0.15}
 
 ONLINE_LEARNERS: dict[str, OnlineLearner] = {
     "td3": OnlineLearner("td3"),
     "sac": OnlineLearner("cql", SAC_OVERRIDES, exploration="policy"),
-    "sac_steady": OnlineLearner("cql", SAC_STEADY_OVERRIDES, exploration="policy"),
+    "sac_steady": OnlineLearner("cql", SAC_STEADY_015, exploration="policy"),
     # the same with the entropy weight at 0.05, chosen on the probe after sac_steady's calibration row
     # (weights 0.05 / 0.15 / 0.3 on training seed 1: 122.2 / 118.1 / 112.4; seed 2: 122.0 / 119.9)
-    "sac_steady_alpha005": OnlineLearner("cql", {**SAC_STEADY_OVERRIDES, "initial_entropy_alpha": 0.05},
-                                         exploration="policy"),
+    "sac_steady_alpha005": OnlineLearner("cql", SAC_STEADY_OVERRIDES, exploration="policy"),
 }
 OBSERVATIONS = {"candidates": SimulatorConfig(), "summary_only": SimulatorConfig(observed_candidates=0)}
 

@@ -5,10 +5,10 @@ algorithm to log with), so that neither of those two packages imports the other.
 
 The names follow Fujimoto et al. (2019) and the offline-RL literature:
 
-- ``final_buffer``: the whole replay buffer of an online agent (SAC,
-  :data:`~marl_rec.algos.online.SAC_OVERRIDES`; Fujimoto et al. used DDPG) trained in the
-  simulator with high truncated-Gaussian exploration noise (σ = 0.5);
-- ``concurrent``: the replay buffer of an online SAC agent trained with σ = 0.1; an offline
+- ``final_buffer``: the whole replay buffer of an online agent (SAC held steady,
+  :data:`~marl_rec.algos.online.SAC_STEADY_OVERRIDES`, 2,000 batched steps; Fujimoto et al. used
+  DDPG) trained in the simulator with high truncated-Gaussian exploration noise (σ = 0.5);
+- ``concurrent``: the replay buffer of the same online agent trained with σ = 0.1; an offline
   learner is trained on the same, growing buffer at the same time (``concurrent_learner``
   below) and its result is reported beside the behaviour agent's;
 - ``imitation``: an expert acting without noise (the trained online SAC agent acting
@@ -140,7 +140,7 @@ def resolve_targets(node: Any) -> Any:
 
 def _online_agent_choice(spec: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """(algorithm name, preset, overrides) of an ``online`` pipeline's agent: a registered
-    algorithm, or an :data:`~marl_rec.algos.online.ONLINE_AGENTS` name (``sac``)."""
+    algorithm, or an :data:`~marl_rec.algos.online.ONLINE_AGENTS` name (``sac``, ``sac_steady``)."""
     spec = _with_defaults(spec)
     name, overrides = str(spec["agent"]), dict(spec["agent_overrides"] or {})
     if name in ONLINE_AGENTS:

@@ -66,12 +66,24 @@ def test_sac_agent_is_the_registered_cql_with_the_online_sac_settings() -> None:
     assert data.metadata["algorithm"] == "cql"
 
 
-def test_fujimoto_pipelines_train_online_sac() -> None:
+def test_fujimoto_pipelines_train_the_steady_online_sac() -> None:
     from omegaconf import OmegaConf
 
+    from marl_rec.algos.cql import CQLConfig
+    from marl_rec.algos.online import SAC_OVERRIDES, SAC_STEADY_OVERRIDES
+
     conf = Path(__file__).resolve().parents[2] / "conf" / "data"
+    expected = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(CQLConfig.rec(), **SAC_STEADY_OVERRIDES))))
     for name in ("final_buffer", "concurrent", "imitation"):
-        assert OmegaConf.load(conf / f"{name}.yaml").agent == "sac", name
+        spec = OmegaConf.to_container(OmegaConf.load(conf / f"{name}.yaml"))
+        assert spec["agent"] == "sac_steady", name
+        config = resolved_pipeline(spec)["agent_config"]
+        assert config == expected, name
+    # steady: a fixed entropy weight, big batches, an averaged greedy actor; otherwise online SAC
+    assert config["learn_entropy_alpha"] is False and config["initial_entropy_alpha"] == 0.05
+    assert config["batch_size"] == 1024 and config["actor_average_tau"] == 0.001 and config["penalty"] is False
+    kept = [k for k in SAC_OVERRIDES if k not in ("batch_size", "initial_entropy_alpha")]
+    assert {k: config[k] for k in kept} == json.loads(json.dumps({k: SAC_OVERRIDES[k] for k in kept}))
 
 
 def test_key_covers_behaviour_defaults_simulator_and_format_version(monkeypatch: pytest.MonkeyPatch) -> None:
