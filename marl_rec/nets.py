@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from numpy.polynomial.hermite_e import hermegauss
 from torch import nn
 
 
@@ -220,9 +221,11 @@ class TanhGaussianActor(nn.Module):
     ``forward`` returns the sampled action and its exact log-density under the squashed
     distribution (tanh change of variables, computed stably as 2·(log 2 − u − softplus(−2u)),
     plus the affine rescaling to [low, high]); with ``deterministic=True`` it returns the
-    mode-like action center + half_range · tanh(μ) and a log-density of None."""
+    mode-like action center + half_range · tanh(μ) and a log-density of None.
+    ``mean_action`` returns the distribution's mean instead (see there)."""
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+    MEAN_NODES = 64  # Gauss–Hermite nodes of mean_action: error < 1e-3 up to σ = 3 (tests)
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int],
                  low: float = -1.0, high: float = 1.0) -> None:
@@ -231,6 +234,10 @@ class TanhGaussianActor(nn.Module):
         self.action_dim = action_dim
         self.center, self.half_range = (high + low) / 2.0, (high - low) / 2.0
         self._log_constant = action_dim * (0.5 * math.log(2.0 * math.pi) + math.log(self.half_range))
+        nodes, weights = hermegauss(self.MEAN_NODES)  # ∫ f(z) N(z; 0, 1) dz ≈ Σ w f(x) / Σ w
+        self.register_buffer("_mean_nodes", torch.tensor(nodes, dtype=torch.float32), persistent=False)
+        self.register_buffer("_mean_weights", torch.tensor(weights / weights.sum(), dtype=torch.float32),
+                             persistent=False)
 
     def _distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
@@ -248,6 +255,17 @@ class TanhGaussianActor(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + log_std.exp() * noise
         return self.center + self.half_range * torch.tanh(u), self._squash_log_prob(noise, log_std, u)
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, action_dim) mean of the squashed distribution, center + half_range · E[tanh(u)].
+        tanh acts entrywise on a diagonal Gaussian, so each entry is a one-dimensional integral,
+        computed by Gauss–Hermite quadrature: deterministic, no draws. It differs from
+        tanh(μ) where the distribution is wide: a maximum-likelihood fit of logged actions piled
+        against one end of the box puts μ far out in the tanh's flat tail, and tanh(μ) then sits
+        nearer the end than the actions do (bench/results/README.md, "Algorithm presets")."""
+        mean, log_std = self._distribution(obs)
+        u = mean.unsqueeze(-1) + log_std.exp().unsqueeze(-1) * self._mean_nodes  # (B, k, nodes)
+        return self.center + self.half_range * (torch.tanh(u) * self._mean_weights).sum(-1)
 
     def sample(self, obs: torch.Tensor, num_samples: int, generator: torch.Generator | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:

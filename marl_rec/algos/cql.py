@@ -50,7 +50,12 @@ class CQLConfig:
     ``actor_average_tau`` > 0 keeps a Polyak average of the actor's weights (updated with this τ
     after every actor step) and acts greedily (``act(deterministic=True)``) with it: the average
     of the last ~1/τ iterates instead of the last one; the stochastic action (exploration, the
-    backups) stays the live actor's."""
+    backups) stays the live actor's.
+
+    ``greedy_action``: what ``act(deterministic=True)`` returns — ``"mode"``, SAC's tanh(μ) (the
+    authors' code), or ``"mean"``, the mean of the squashed distribution
+    (:meth:`~marl_rec.nets.TanhGaussianActor.mean_action`). Only acting changes: the updates, and so
+    training, are the same either way."""
 
     actor_hidden: tuple[int, ...] = (256, 256, 256)
     critic_hidden: tuple[int, ...] = (256, 256, 256)
@@ -75,6 +80,7 @@ class CQLConfig:
     penalty: bool = True
     learn_entropy_alpha: bool = True
     actor_average_tau: float = 0.0
+    greedy_action: str = "mode"
 
     def __post_init__(self) -> None:
         normalise_hidden(self, "actor_hidden", "critic_hidden")
@@ -91,6 +97,8 @@ class CQLConfig:
                      "learn_entropy_alpha"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CQLConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.greedy_action not in ("mode", "mean"):
+            raise ValueError(f"CQLConfig.greedy_action must be 'mode' or 'mean', got {self.greedy_action!r}")
         if not self.penalty and (self.cql_alpha != 0 or self.lagrange):
             raise ValueError(f"CQLConfig.penalty=False (SAC alone) needs cql_alpha=0 and lagrange=False, got "
                              f"cql_alpha={self.cql_alpha!r}, lagrange={self.lagrange!r}")
@@ -116,14 +124,21 @@ class CQLConfig:
         the policy narrows (its entropy fell to about −20, so log π ≈ +20 against the uniform
         proposals' +2.8), the actor then climbed unpenalised to the corner a = −1 of the box —
         the logs' most frequent action — in every state, and Q rose to 2–2.5× its true value;
-        unweighted, the penalty lowers Q wherever the policy goes."""
+        unweighted, the penalty lowers Q wherever the policy goes.
+
+        The greedy action is the squashed distribution's mean, not tanh(μ) (bench/results/README.md,
+        "Algorithm presets"): on the production policy's logs, most of whose actions lie near one end
+        of the box, tanh(μ) of the warm-started actor earns 99–100 and the mean 117–118 (the logs
+        125); after training, the mean earned more on three of four datasets and as much on the
+        fourth."""
         return cls(actor_hidden=(64, 64), critic_hidden=(64, 64), num_sampled_actions=4, batch_size=128,
                    tau=0.05, bc_warmup_updates=1000, actor_lr=1e-4, initial_entropy_alpha=0.01,
-                   entropy_lr=1e-3, importance_sampling=False)
+                   entropy_lr=1e-3, importance_sampling=False, greedy_action="mean")
 
 
 class CQL(TorchAlgorithm):
-    """CQL(H) on SAC. ``act(deterministic=True)`` is the squashed mean action; ``q_value``
+    """CQL(H) on SAC. ``act(deterministic=True)`` is tanh(μ) or the squashed distribution's
+    mean (``CQLConfig.greedy_action``), of the averaged actor where there is one; ``q_value``
     reports min(Q1, Q2), the value the backups use. ``update`` metrics: ``critic_loss`` (TD +
     penalty), ``td_loss``, ``cql_penalty`` (the soft-max gap, before weighting), ``cql_alpha``
     (its weight α, or α·α' with the Lagrangian), ``alpha`` (SAC entropy weight), ``entropy``,
@@ -239,6 +254,8 @@ class CQL(TorchAlgorithm):
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         actor = self.actor_average if deterministic and self.config.actor_average_tau > 0 else self.actor
+        if deterministic and self.config.greedy_action == "mean":
+            return actor.mean_action(obs)
         return actor(obs, self.generator, deterministic=deterministic)[0]
 
     def _q_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -151,14 +151,15 @@ class ReplayBuffer:
 #: Online SAC (Haarnoja et al., 2018) as the registry builds it: the CQL class with its
 #: conservative penalty off (α = 0; one sampled action keeps the unused penalty's cost small),
 #: automatic entropy with the temperature starting at 1 and the entropy term in the backup, lr
-#: 3e-4 for actor, critics and temperature, no behaviour-cloning warm start, 128-128 networks.
+#: 3e-4 for actor, critics and temperature, no behaviour-cloning warm start, 128-128 networks, the
+#: greedy action tanh(μ) (SAC's; the rec preset's squashed mean was not measured online).
 #: On issue #16's world online TD3 ends at a corner of the action box (its greedy policy logs a
 #: one-action dataset; ``bench/online_diagnosis.py``) while SAC learns a state-dependent
 #: policy (bench/results/README.md, "Calibration"), so the Fujimoto pipelines train SAC.
 SAC_OVERRIDES: dict[str, Any] = {
     "cql_alpha": 0.0, "num_sampled_actions": 1, "bc_warmup_updates": 0, "actor_lr": 3e-4, "entropy_lr": 3e-4,
     "initial_entropy_alpha": 1.0, "backup_entropy": True, "actor_hidden": (128, 128),
-    "critic_hidden": (128, 128), "batch_size": 256}
+    "critic_hidden": (128, 128), "batch_size": 256, "greedy_action": "mode"}
 
 #: Online SAC held steady (bench/results/README.md, "Calibration"; chosen on ``bench/online_probe.py``'s
 #: held-out seeds): with the entropy weight tuned down from 1.0 the policy stays near uniform for

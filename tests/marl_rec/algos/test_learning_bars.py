@@ -14,9 +14,12 @@ the best policy (0, 1, 1) 3.81.
 
 Continuous data: a ~ N(b_s, 0.5²) truncated to [-1, 1] around b = (0, 0.2, -0.2), worth 2.52
 as a deterministic policy; the reward peaks elsewhere (the best constant-per-state policy is
-worth about 3.4). BCQ, UWAC and CQL must clear the clone and BC by 0.1; the control is CQL
-without its penalty (α = 0), which lands at 2.57-2.60 and fails. CQL runs at α = 1 here: at
-the rec preset's α = 5 it stays at the clone on this wide-coverage data (2.40 / 2.54 measured).
+worth about 3.4). BCQ, UWAC and CQL must clear the clone and BC by 0.1. CQL runs at α = 1 here: at
+the rec preset's α = 5 it stays at the clone on this wide-coverage data (2.40 / 2.54 measured, with
+the greedy action tanh(μ)). Its control is CQL without its penalty (α = 0), paired by seed: it must
+earn less than CQL with the penalty by more than 0.1 on each seed. Measured: 2.70 / 2.76 without the
+penalty against 2.89 / 3.04 with it — acting with the squashed mean (the rec preset's greedy action)
+lifts the unpenalised learner above the clone's bar, which it failed at 2.57 / 2.60 acting with tanh(μ).
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def test_continuous_learner_beats_behaviour_cloning_over_two_seeds(name: str, co
     assert all(values[seed] > continuous_bars[seed] for seed in SEEDS), (values, continuous_bars)
 
 
-def test_cql_without_its_penalty_fails_the_bar(continuous_data, continuous_bars) -> None:
-    value = true_value("cql", continuous_data, SEEDS[0], cql_alpha=0.0)
-    assert value < continuous_bars[SEEDS[0]], (value, continuous_bars)
+def test_cql_without_its_penalty_earns_less_on_every_seed(continuous_data) -> None:
+    with_penalty = {seed: true_value("cql", continuous_data, seed) for seed in SEEDS}
+    without = {seed: true_value("cql", continuous_data, seed, cql_alpha=0.0) for seed in SEEDS}
+    assert all(without[seed] < with_penalty[seed] - 0.1 for seed in SEEDS), (without, with_penalty)
