@@ -225,7 +225,9 @@ class TanhGaussianActor(nn.Module):
     ``mean_action`` returns the distribution's mean instead (see there)."""
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-    MEAN_NODES = 64  # Gauss–Hermite nodes of mean_action: error < 1e-3 up to σ = 3 (tests)
+    # Gauss–Hermite nodes of mean_action; error against adaptive quadrature, in units of the half range:
+    # < 1e-7 up to σ = 2, 3.4e-4 at σ = 4.4, 5.6e-3 at the clamp σ = e² (where tanh(u) is nearly a step)
+    MEAN_NODES = 128
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int],
                  low: float = -1.0, high: float = 1.0) -> None:

@@ -44,7 +44,8 @@ def random_batch(seed: int, size: int = 64) -> Batch:
 @pytest.mark.parametrize("field, value", [("cql_alpha", -1.0), ("num_sampled_actions", 0), ("tau", 0.0),
                                           ("gamma", 1.5), ("critic_hidden", (0, 32)), ("lagrange", "yes"),
                                           ("importance_sampling", 0),
-                                          ("bc_warmup_updates", -1), ("target_entropy", float("nan"))])
+                                          ("bc_warmup_updates", -1), ("target_entropy", float("nan")),
+                                          ("greedy_action", "median")])
 def test_cql_config_rejects_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
         CQLConfig(**{field: value})
@@ -201,6 +202,48 @@ def test_cql_reaches_the_behaviour_policys_true_return(noisy_expert):
     learned = run_sessions(lambda sim, obs: cql.act(obs), EVAL_USERS, np.random.default_rng(EVAL_SEED),
                            sim=sim).returns.mean()
     assert learned >= behaviour_return, (learned, behaviour_return)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_actor_mean_action_is_the_squashed_distributions_mean(scale):
+    """``mean_action`` (quadrature) equals the Monte Carlo mean of the actor's own samples, on a
+    rescaled box and for narrow and wide distributions (log-std offset by ``scale``: σ up to ~4.4)."""
+    from marl_rec.nets import TanhGaussianActor
+    actor = TanhGaussianActor(5, 3, (16,), low=-2.0, high=1.0)
+    with torch.no_grad():
+        actor.net[-1].bias[3:] += scale  # the log-std half of the output
+        obs = torch.rand(4, 5, generator=torch.Generator().manual_seed(0))
+        draws = actor.sample(obs, 1_000_000, torch.Generator().manual_seed(1))[0].view(4, 1_000_000, 3)
+        mean = actor.mean_action(obs)
+    torch.testing.assert_close(mean, draws.mean(1), atol=4e-3, rtol=0.0)
+    assert torch.all(mean > -2.0) and torch.all(mean < 1.0)
+
+
+def test_cql_greedy_action_mean_changes_acting_only():
+    """``greedy_action="mean"`` acts with the actor's mean_action (of the averaged actor where there
+    is one), ``"mode"`` with tanh(μ); the updates — losses and weights — are the same either way."""
+    obs = torch.rand(16, OBS_DIM, generator=torch.Generator().manual_seed(3))
+    runs = {}
+    for greedy in ("mode", "mean"):
+        algo = make("cql", seed=0, greedy_action=greedy, actor_average_tau=0.1)
+        metrics = [algo.update(random_batch(i)) for i in range(3)]
+        runs[greedy] = (algo, metrics)
+    (mode, mode_metrics), (mean, mean_metrics) = runs["mode"], runs["mean"]
+    assert mode_metrics == mean_metrics
+    for a, b in zip(mode.actor.state_dict().values(), mean.actor.state_dict().values()):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        expected_mean = mean.actor_average.mean_action(obs).numpy()
+        expected_mode = mode.actor_average(obs, deterministic=True)[0].numpy()
+    np.testing.assert_allclose(mean.act(obs.numpy()), expected_mean, rtol=1e-6)
+    np.testing.assert_allclose(mode.act(obs.numpy()), expected_mode, rtol=1e-6)
+    assert not np.allclose(expected_mean, expected_mode, atol=1e-3)
+
+
+def test_rec_preset_acts_with_the_mean_and_online_sac_with_the_mode():
+    from marl_rec.algos.online import SAC_OVERRIDES, SAC_STEADY_OVERRIDES
+    assert CQLConfig().greedy_action == "mode" and CQLConfig.rec().greedy_action == "mean"
+    assert SAC_OVERRIDES["greedy_action"] == SAC_STEADY_OVERRIDES["greedy_action"] == "mode"
 
 
 def test_actor_sample_matches_sampling_repeated_states():
