@@ -123,7 +123,10 @@ def restore_algorithm(algorithm: Any, payload: Mapping[str, Any], source: str = 
         if payload.get(key) != current[key]:
             raise CheckpointError(f"{source} has {key}={payload.get(key)!r}, the algorithm has "
                                   f"{key}={current[key]!r}")
-    mismatch = first_state_mismatch(payload["state"], algorithm.state_dict())
+    # the config is compared by the algorithm's load_state_dict, which names each differing field
+    # and accepts a field the checkpoint predates where this config has its default
+    mismatch = first_state_mismatch({k: v for k, v in payload["state"].items() if k != "config"},
+                                    {k: v for k, v in algorithm.state_dict().items() if k != "config"})
     if mismatch is not None:
         differing = _config_differences(payload.get("config"), current["config"])
         hint = f" (config differs: {differing})" if differing else ""

@@ -563,6 +563,24 @@ def test_checkpoint_from_before_a_config_field_existed_loads_only_where_the_fiel
         CQL(OBS, spec, CQLConfig(**small, learn_entropy_alpha=False), seed=1).load_state_dict(state)
 
 
+def test_checkpoint_file_from_before_a_config_field_existed_restores(tmp_path) -> None:
+    """The same through a checkpoint file (``restore_algorithm``, as resuming and the benches do):
+    the structural check leaves the config to ``load_state_dict``'s rule, and a non-default
+    setting of the newer field is still refused, naming it."""
+    from marl_rec.checkpoint import CheckpointError, load_checkpoint, restore_algorithm, save_checkpoint
+    spec, small = ActionSpec("continuous", dim=2), dict(actor_hidden=(6,), critic_hidden=(6,))
+    algo = CQL(OBS, spec, CQLConfig(**small), seed=0)
+    save_checkpoint(tmp_path / "checkpoint.pt", algo)
+    payload = load_checkpoint(tmp_path / "checkpoint.pt")["algorithm"]
+    del payload["state"]["config"]["greedy_action"]  # as written before the field existed
+    restored = CQL(OBS, spec, CQLConfig(**small), seed=1)
+    restore_algorithm(restored, payload)
+    for mine, saved in zip(restored.actor.state_dict().values(), algo.actor.state_dict().values()):
+        assert torch.equal(mine, saved)
+    with pytest.raises(CheckpointError, match="greedy_action: checkpoint '<missing>' vs this 'mean'"):
+        restore_algorithm(CQL(OBS, spec, CQLConfig(**small, greedy_action="mean"), seed=1), payload)
+
+
 # --------------------------------------------------------------------------- discrete
 
 
