@@ -31,23 +31,15 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from marl_rec.files import write_json  # noqa: E402
-from marl_rec.report import seed_std  # noqa: E402
+from marl_rec.report import scan_runs, seed_std  # noqa: E402
 
 GREEDY = ("mode", "mean")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def cql_runs(folders: list[Path]) -> list[Path]:
-    runs = []
-    for folder in folders:
-        for metrics in sorted(folder.rglob("metrics.json")):
-            run = metrics.parent
-            if read_json(metrics).get("algo") == "cql" and (run / "checkpoint.pt").exists():
-                runs.append(run)
-    return runs
+    """The CQL runs (every α) under ``folders`` that kept their final checkpoint."""
+    return [run for run, metrics in scan_runs(folders).runs
+            if str(metrics.get("algo", "")).split("[")[0] == "cql" and (run / "checkpoint.pt").exists()]
 
 
 def evaluate_run(run: Path) -> dict[str, Any]:
@@ -62,7 +54,7 @@ def evaluate_run(run: Path) -> dict[str, Any]:
     from marl_rec.schema import algorithm_overrides
 
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    metrics = read_json(run / "metrics.json")
+    metrics = json.loads((run / "metrics.json").read_text())
     factory = simulator_factory(cfg)
     obs_dim, action_spec = learner_spaces(factory())
     state = load_checkpoint(run / "checkpoint.pt").get("algorithm")
@@ -116,7 +108,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="print the table of a JSON written before, and stop")
     args = parser.parse_args()
     if args.table:
-        print(table(read_json(args.table)["summary"]))
+        print(table(json.loads(args.table.read_text())["summary"]))
         return
     if not args.folders:
         parser.error("give run folders, or --table JSON")
