@@ -46,12 +46,10 @@ def evaluate_run(run: Path) -> dict[str, Any]:
     """The run's A/B test with each greedy action, on its final weights."""
     from omegaconf import OmegaConf
 
-    from marl_rec.algos.registry import make_config
     from marl_rec.checkpoint import load_checkpoint, restore_algorithm
     from marl_rec.experiments.common import learner_spaces, simulator_factory
     from marl_rec.experiments.fusion_offline import ab_test_seed, build_algorithm
     from marl_rec.ope import simulated_ab_test
-    from marl_rec.schema import algorithm_overrides
 
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -60,13 +58,11 @@ def evaluate_run(run: Path) -> dict[str, Any]:
     state = load_checkpoint(run / "checkpoint.pt").get("algorithm")
     if "greedy_action" not in cfg.algo:  # a run from before the option existed acted with tanh(μ)
         cfg.algo.greedy_action = "mode"
-    acted_with = make_config("cql", cfg.algo.preset, **algorithm_overrides(cfg.algo)).greedy_action
-    row: dict[str, Any] = {"run": str(run), "data": metrics["data"], "seed": metrics["seed"],
-                           "cql_alpha": None, "run_true_return": metrics.get("true_return"),
-                           "run_greedy_action": acted_with}
     algorithm, _ = build_algorithm(cfg, obs_dim, action_spec)  # the run's own config
     restore_algorithm(algorithm, state, source=str(run / "checkpoint.pt"))
-    row["cql_alpha"] = algorithm.config.cql_alpha
+    row: dict[str, Any] = {"run": str(run), "data": metrics["data"], "seed": metrics["seed"],
+                           "cql_alpha": algorithm.config.cql_alpha, "run_true_return": metrics.get("true_return"),
+                           "run_greedy_action": algorithm.config.greedy_action}
     for greedy in GREEDY:  # only acting reads greedy_action: the same weights act either way
         algorithm.config = dataclasses.replace(algorithm.config, greedy_action=greedy)
         arm = simulated_ab_test(factory, {"learned": algorithm}, int(cfg.evaluation.ab_users_per_group),
