@@ -159,7 +159,7 @@ class ReplayBuffer:
 SAC_OVERRIDES: dict[str, Any] = {
     "cql_alpha": 0.0, "num_sampled_actions": 1, "bc_warmup_updates": 0, "actor_lr": 3e-4, "entropy_lr": 3e-4,
     "initial_entropy_alpha": 1.0, "backup_entropy": True, "actor_hidden": (128, 128),
-    "critic_hidden": (128, 128), "batch_size": 256, "greedy_action": "mode"}
+    "critic_hidden": (128, 128), "batch_size": 256, "greedy_action": "mode", "actor_average_tau": 0.0}
 
 #: Online SAC held steady (bench/results/README.md, "Calibration"; chosen on ``bench/online_probe.py``'s
 #: held-out seeds): with the entropy weight tuned down from 1.0 the policy stays near uniform for
