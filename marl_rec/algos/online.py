@@ -152,7 +152,7 @@ class ReplayBuffer:
 #: conservative penalty off (α = 0; one sampled action keeps the unused penalty's cost small),
 #: automatic entropy with the temperature starting at 1 and the entropy term in the backup, lr
 #: 3e-4 for actor, critics and temperature, no behaviour-cloning warm start, 128-128 networks, the
-#: greedy action tanh(μ) (SAC's; the rec preset's squashed mean was not measured online).
+#: greedy action tanh(μ) of the live actor (SAC's; the rec preset's averaged squashed mean was not measured online).
 #: On issue #16's world online TD3 ends at a corner of the action box (its greedy policy logs a
 #: one-action dataset; ``bench/online_diagnosis.py``) while SAC learns a state-dependent
 #: policy (bench/results/README.md, "Calibration"), so the Fujimoto pipelines train SAC.
