@@ -6,7 +6,8 @@
 Reads every CQL run (``metrics.json`` with ``algo: cql`` and a ``checkpoint.pt``) under the given
 folders, restores its final checkpoint and runs the run's own simulated A/B test (its simulator
 config, users and seed: the users of its ``true_return``) twice — acting with ``greedy_action``
-``"mode"`` (SAC's tanh(μ)) and ``"mean"`` (``TanhGaussianActor.mean_action``). The weights are the
+``"mode"`` (SAC's tanh(μ)) and ``"mean"`` (``TanhGaussianActor.mean_action``), of the actor the run
+acted with (the Polyak-averaged one where its ``actor_average_tau`` > 0, recorded per row). The weights are the
 same in both arms and the users the same (common random numbers), so the difference is the greedy
 action alone. Rows are grouped by dataset and α (mean ± sample std over seeds, and the paired
 difference). The arm that the run itself acted with must reproduce its ``true_return``: checked.
@@ -56,13 +57,17 @@ def evaluate_run(run: Path) -> dict[str, Any]:
     factory = simulator_factory(cfg)
     obs_dim, action_spec = learner_spaces(factory())
     state = load_checkpoint(run / "checkpoint.pt").get("algorithm")
-    if "greedy_action" not in cfg.algo:  # a run from before the option existed acted with tanh(μ)
-        cfg.algo.greedy_action = "mode"
+    # how the run acted, as its checkpoint recorded it (the rec preset has changed since some runs:
+    # a field it lacks predates the option — tanh(μ) of the live actor)
+    saved = (state or {}).get("config") or {}
+    cfg.algo.greedy_action = saved.get("greedy_action", "mode")
+    cfg.algo.actor_average_tau = float(saved.get("actor_average_tau", 0.0))
     algorithm, _ = build_algorithm(cfg, obs_dim, action_spec)  # the run's own config
     restore_algorithm(algorithm, state, source=str(run / "checkpoint.pt"))
     row: dict[str, Any] = {"run": str(run), "data": metrics["data"], "seed": metrics["seed"],
                            "cql_alpha": algorithm.config.cql_alpha, "run_true_return": metrics.get("true_return"),
-                           "run_greedy_action": algorithm.config.greedy_action}
+                           "run_greedy_action": algorithm.config.greedy_action,
+                           "actor_average_tau": algorithm.config.actor_average_tau}
     for greedy in GREEDY:  # only acting reads greedy_action: the same weights act either way
         algorithm.config = dataclasses.replace(algorithm.config, greedy_action=greedy)
         arm = simulated_ab_test(factory, {"learned": algorithm}, int(cfg.evaluation.ab_users_per_group),
