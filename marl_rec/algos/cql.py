@@ -130,7 +130,8 @@ class CQLConfig:
         "Algorithm presets"): on the production policy's logs, most of whose actions lie near one end
         of the box, tanh(μ) of the warm-started actor earned 98.2–100.6 and the mean 111.5–113.4 (the
         logs 125); on the same trained weights the mean earns 1.7–9.7 more on three of the headline's
-        datasets at every α and 0.6–2.0 less on uniform logs (bench/results/cql_greedy_action.json).
+        datasets at every α and 0.6–2.0 less on uniform logs (bench/results/cql_greedy_action.json; on
+        the averaged actors below, 1.6–9.6 more and 0.4–2.7 less: cql_greedy_action_averaged.json).
 
         It comes from a Polyak average (τ 0.001, ~the last 1,000 iterates) of the actor, as online
         SAC's steady agent does: the live actor's greedy return swung by up to 12 between evaluations
