@@ -17,8 +17,11 @@ from torch import nn
 
 
 def mlp(input_dim: int, hidden: Sequence[int], output_dim: int, dropout: float = 0.0,
-        output_activation: nn.Module | None = None) -> nn.Sequential:
+        output_activation: nn.Module | None = None, layer_norm: bool = False) -> nn.Sequential:
     """Linear-ReLU stack (an :class:`MLP` without dropout); ``dropout`` > 0 adds Dropout after every hidden layer (UWAC).
+    ``layer_norm`` puts a LayerNorm between every hidden Linear and its ReLU: the features the
+    output layer reads then have a fixed norm, so a critic cannot grow without bound on actions
+    far from the data it was fitted on (Ball et al. 2023, Yue et al. 2023; FQE's option).
 
     The ReLUs work in place on the Linear output (which nothing else keeps): one activation
     tensor less per layer. On a CPU, where an update's big tensors (CQL: ~8k rows × 256) are
@@ -26,7 +29,7 @@ def mlp(input_dim: int, hidden: Sequence[int], output_dim: int, dropout: float =
     layers: list[nn.Module] = []
     last = input_dim
     for width in hidden:
-        layers += [nn.Linear(last, width), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(last, width), *([nn.LayerNorm(width)] if layer_norm else []), nn.ReLU(inplace=True)]
         if dropout > 0:
             layers.append(GeneratorDropout(dropout))
         last = width
@@ -68,14 +71,14 @@ class CriticEnsemble(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], num_critics: int = 2,
-                 dropout: float = 0.0, num_actions: int = 0) -> None:
+                 dropout: float = 0.0, num_actions: int = 0, layer_norm: bool = False) -> None:
         super().__init__()
         if num_critics < 1:
             raise ValueError(f"num_critics must be >= 1, got {num_critics}")
         self.discrete = num_actions > 0
         out = num_actions if self.discrete else 1
         self.critics = nn.ModuleList(
-            mlp(obs_dim + action_dim, hidden, out, dropout) for _ in range(num_critics))
+            mlp(obs_dim + action_dim, hidden, out, dropout, layer_norm=layer_norm) for _ in range(num_critics))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
         x = obs if self.discrete else torch.cat([obs, action], dim=-1)

@@ -89,6 +89,7 @@ class FQEConfig:
 
     hidden: tuple[int, ...] = (256, 256)
     num_critics: int = 2
+    layer_norm: bool = False  # LayerNorm in the critics' hidden layers: bounds Q where π leaves the data
     learning_rate: float = 3e-4
     batch_size: int = 256
     num_updates: int = 10_000
@@ -123,8 +124,9 @@ class FQEConfig:
         if self.penalty not in PENALTIES:
             raise ValueError(f"FQEConfig.penalty must be one of {PENALTIES}, got {self.penalty!r}")
         check_confidence(self.confidence)
-        if not isinstance(self.episode_bootstrap, bool):
-            raise ValueError(f"FQEConfig.episode_bootstrap must be a bool, got {self.episode_bootstrap!r}")
+        for flag in ("episode_bootstrap", "layer_norm"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"FQEConfig.{flag} must be a bool, got {getattr(self, flag)!r}")
 
     @property
     def estimator_name(self) -> str:
@@ -220,7 +222,8 @@ def fit_fqe(dataset: OfflineDataset, policy: Any, gamma: float, config: FQEConfi
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching global state
         torch.manual_seed(config.seed)
         critic = CriticEnsemble(dataset.obs_dim, 0 if spec.discrete else spec.dim, config.hidden,
-                                config.num_critics, num_actions=spec.num_actions if spec.discrete else 0)
+                                config.num_critics, num_actions=spec.num_actions if spec.discrete else 0,
+                                layer_norm=config.layer_norm)
     target = copy.deepcopy(critic).requires_grad_(False)
     optimiser = adam(critic.parameters(), config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
