@@ -20,8 +20,9 @@ def mlp(input_dim: int, hidden: Sequence[int], output_dim: int, dropout: float =
         output_activation: nn.Module | None = None, layer_norm: bool = False) -> nn.Sequential:
     """Linear-ReLU stack (an :class:`MLP` without dropout); ``dropout`` > 0 adds Dropout after every hidden layer (UWAC).
     ``layer_norm`` puts a LayerNorm between every hidden Linear and its ReLU: the features the
-    output layer reads then have a fixed norm, so a critic cannot grow without bound on actions
-    far from the data it was fitted on (Ball et al. 2023, Yue et al. 2023; FQE's option).
+    output layer reads then have a fixed norm, which damps a critic's runaway growth where the
+    data cover the actions thinly (Ball et al. 2023, Yue et al. 2023; FQE's option — measured in
+    bench/results/README.md: it helps on uniform logs, and not where a target leaves the support).
 
     The ReLUs work in place on the Linear output (which nothing else keeps): one activation
     tensor less per layer. On a CPU, where an update's big tensors (CQL: ~8k rows × 256) are

@@ -89,7 +89,7 @@ class FQEConfig:
 
     hidden: tuple[int, ...] = (256, 256)
     num_critics: int = 2
-    layer_norm: bool = False  # LayerNorm in the critics' hidden layers: bounds Q where π leaves the data
+    layer_norm: bool = False  # LayerNorm in the critics' hidden layers (helps on thinly covered actions, not off support)
     learning_rate: float = 3e-4
     batch_size: int = 256
     num_updates: int = 10_000
